@@ -1,0 +1,1 @@
+"""The simulated TXT platform: scenarios, image builder, swtpm launch emulation."""
