@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, then every tier (unit, swtpm, netns, system).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check sld tests benchmarks
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,96 @@
+"""Command line: argument parsing and dispatch only.
+
+Subcommand modules are imported lazily so that ``sld inspect`` never loads tpm2-pytss, pyroute2 or
+prometheus-client (their imports cost more than the inspection itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from sld import __version__
+
+EXIT_CODES = """exit codes:
+  0  verified / success
+  1  verification failed (mismatch, TXT error, malformed heap, SLRT or log)
+  2  usage or configuration error
+  3  not a secure-launched platform, or no source readable
+  4  TPM unavailable
+"""
+
+SOURCE_HELP = "where platform bytes come from: auto (default), securityfs[:DIR], devmem, image:PATH"
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="auto", metavar="SOURCE", help=SOURCE_HELP)
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sld",
+        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sld {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
+    insp.set_defaults(handler="sld.commands.inspect:run")
+    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
+    _add_source(insp)
+    _add_json(insp)
+    insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
+    insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
+
+    sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
+    simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
+    sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
+    sim_list.set_defaults(handler="sld.commands.sim:run_list")
+    _add_json(sim_list)
+    for name, helptext in (("build", "write a platform image and its manifest"),
+                           ("securityfs", "write the securityfs view of a scenario into a directory")):
+        p = simsub.add_parser(name, help=helptext)
+        p.set_defaults(handler=f"sld.commands.sim:run_{name}")
+        p.add_argument("--scenario", required=True)
+        p.add_argument("--layout", default="v16", help="Secure Launch structure generation: v7, v9, v10, v12, v16")
+        p.add_argument("-o", "--output", required=True, metavar="PATH")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    module_name, func_name = args.handler.split(":")
+    handler = getattr(importlib.import_module(module_name), func_name)
+    return int(handler(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sld.errors import SldError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SldError as err:
+        print(f"sld: {err}", file=sys.stderr)
+        return err.exit_code
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # the last line of defence: a bug must not look like a verdict
+        if os.environ.get("SLD_DEBUG"):
+            raise
+        print(f"sld: internal error: {type(err).__name__}: {err} (SLD_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

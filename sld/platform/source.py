@@ -1,0 +1,59 @@
+"""Choosing where platform bytes come from: ``--source auto|securityfs[:DIR]|devmem|image:PATH``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sld.errors import ConfigError, SourceError
+from sld.platform.memory import DEV_MEM, MappedMemory, PhysicalMemory
+from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs
+
+
+@dataclass
+class Source:
+    """An opened source: physical memory (devmem, image), securityfs, or both absent facts.
+
+    ``kind`` and ``name`` are reported with every verdict so an operator knows what was read.
+    """
+
+    kind: str
+    name: str
+    memory: PhysicalMemory | None = None
+    securityfs: SecurityFs | None = None
+
+    def close(self) -> None:
+        if isinstance(self.memory, MappedMemory):
+            self.memory.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(spec: str = "auto") -> Source:
+    """Open the source ``spec`` names; ``auto`` prefers securityfs (works under lockdown), then /dev/mem."""
+    kind, _, arg = spec.partition(":")
+    if kind == "auto":
+        if SecurityFs.present():
+            return open_source("securityfs")
+        if os.path.exists(DEV_MEM):
+            return open_source("devmem")
+        raise SourceError(
+            f"no source readable: neither {SLAUNCH_DIR} (Secure Launch kernel) nor {DEV_MEM} exists", source="auto"
+        )
+    if kind == "securityfs":
+        root = arg or SLAUNCH_DIR
+        if not SecurityFs.present(root):
+            raise SourceError("no slaunch/eventlog here: not a Secure Launch kernel", source=f"securityfs:{root}")
+        fs = SecurityFs(root)
+        return Source("securityfs", fs.name, securityfs=fs)
+    if kind == "devmem":
+        return Source("devmem", DEV_MEM, memory=MappedMemory(DEV_MEM))
+    if kind == "image":
+        if not arg:
+            raise ConfigError("image: needs a path, e.g. image:/var/tmp/sld.img", key="source")
+        return Source("image", f"image:{arg}", memory=MappedMemory(arg, name=f"image:{arg}"))
+    raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem or image:PATH", key="source")

@@ -1,0 +1,148 @@
+"""Named scenarios of the simulated platform: what a launch put in memory and in the TPM.
+
+A scenario is data: a ``PlatformSpec`` (the knobs the image builder and the swtpm launch emulation
+read) plus the verdict sld must reach on it. The builder never special-cases a scenario name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sld.errors import ConfigError
+
+LAYOUTS = ("v7", "v9", "v10", "v12", "v16")
+"""Secure Launch structure generations, named by their first patch version (docs/design.md)."""
+
+SL_ERRORCODE_TPM_EXTEND = 0xC0008006
+SINIT_SUCCESS = 0xC0000001
+
+
+@dataclass(frozen=True)
+class SimEvent:
+    """One log record as the simulator writes it; ``window`` marks the Secure Launch events."""
+
+    pcr: int
+    type: int
+    data: bytes
+    digests: dict[str, bytes]
+    window: bool = False
+
+
+def measure(data: bytes, banks: tuple[str, ...]) -> dict[str, bytes]:
+    return {bank: hashlib.new(bank, data).digest() for bank in banks}
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """Everything the builder needs; scenarios override a few fields of the clean launch."""
+
+    log_format: str = "tpm20"  # tpm20 (crypto-agile) or tpm12 (TXT event container)
+    banks: tuple[str, ...] = ("sha1", "sha256")
+    launched: bool = True  # False: registers like the tboot-devel false positives, heap at 0
+    errorcode: int = SINIT_SUCCESS
+    window_events: int = 5  # Secure Launch (0x502) events between SLAUNCH_START and SLAUNCH_END
+    window_extended: int | None = None  # how many window events the kernel extended; None = all
+    tamper_event: int | None = None  # index of an event whose data and digest are altered after extend
+    slrt_magic: int = 0x4452544D
+    log_info: bool = True
+    truncate_log_at: int | None = None  # cut the log buffer after this many bytes past the header
+    seed: bytes = b"sld-sim"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    verdict: str  # verified | failed | not-launched
+    exit_code: int
+    spec: PlatformSpec = field(default_factory=PlatformSpec)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("clean", "TPM 2.0 launch: SINIT events, Secure Launch events between START/END, all extended",
+             "verified", 0),
+    Scenario("clean-tpm12", "the same launch with a TPM 1.2 TXT event container (SHA-1 only)",
+             "verified", 0, PlatformSpec(log_format="tpm12", banks=("sha1",))),
+    Scenario("clean-sha384", "TPM 2.0 launch logging sha1, sha256 and sha384 banks",
+             "verified", 0, PlatformSpec(banks=("sha1", "sha256", "sha384"))),
+    Scenario("not-launched", "TXT present but no launch: SENTER.DONE and SEXIT.DONE set, heap 0",
+             "not-launched", 3, PlatformSpec(launched=False, errorcode=0)),
+    Scenario("txt-error", "the kernel reset with SL_ERROR_TPM_EXTEND in ERRORCODE",
+             "failed", 1, PlatformSpec(errorcode=SL_ERRORCODE_TPM_EXTEND)),
+    Scenario("tampered-log", "one Secure Launch event's data and digest changed after it was extended",
+             "failed", 1, PlatformSpec(tamper_event=-2)),
+    Scenario("slrt-bad-magic", "OsMleData points at a table whose magic is not MTRD",
+             "failed", 1, PlatformSpec(slrt_magic=0x4D545244)),
+    Scenario("slrt-no-log-info", "the SLRT lacks its LOG_INFO entry",
+             "failed", 1, PlatformSpec(log_info=False)),
+    Scenario("truncated-log", "the event log buffer ends in the middle of a record",
+             "failed", 1, PlatformSpec(truncate_log_at=300)),
+    Scenario("unextended", "the kernel logged the Secure Launch events but extended none (perform mode)",
+             "verified", 0, PlatformSpec(window_extended=0)),
+    Scenario("partial-extend", "a crash after 3 of the 18 Secure Launch extends (perform mode resumes)",
+             "verified", 0, PlatformSpec(window_events=18, window_extended=3)),
+)
+
+
+def scenario(name: str) -> Scenario:
+    for s in SCENARIOS:
+        if s.name == name:
+            return s
+    raise ConfigError(f"unknown scenario {name!r}; `sld sim list` shows them", key="scenario")
+
+
+WINDOW_ENTITIES = (
+    (18, b"Measured SLR Table"),
+    (18, b"Measured boot parameters"),
+    (18, b"Measured Kernel command line"),
+    (18, b"Measured EFI memory map"),
+    (17, b"Measured Kernel initrd"),
+)
+
+
+def sinit_events(spec: PlatformSpec) -> list[SimEvent]:
+    """The ACM's measurements (SDG App. E, D/A mapping): HASH_START first, as the DRTM sequence starts."""
+    banks = spec.banks
+    hash_start = hashlib.sha1(spec.seed + b"sinit-acm").digest() + b"\x00\x00\x00\x00" * 4
+    rows = [
+        (0xFF, 0x401, (1).to_bytes(4, "little")),
+        (17, 0x402, hash_start),
+        (17, 0x40A, spec.seed + b"bios-acm-registers"),
+        (17, 0x40B, b"\x01\x00\x00\x00"),
+        (17, 0x40F, (0x227).to_bytes(4, "little")),
+        (17, 0x404, b""),
+        (18, 0x410, spec.seed + b"sinit-public-key"),
+        (18, 0x40B, b"\x01\x00\x00\x00"),
+        (18, 0x412, spec.seed + b"lcp-details"),
+        (18, 0x4FF, b"\x01"),
+    ]
+    events = []
+    for pcr, etype, data in rows:
+        # MLE_HASH carries no data: its digest is the kernel image's hash.
+        digests = measure(spec.seed + b"mle-kernel" if etype == 0x404 else data, banks)
+        events.append(SimEvent(pcr, etype, b"" if etype == 0x404 else data, digests))
+    return events
+
+
+def window_events(spec: PlatformSpec, layout: str) -> list[SimEvent]:
+    """The Secure Launch stub's events, bracketed by markers in v7-v14 (spec §4.4, §7.5)."""
+    banks = spec.banks
+    body = []
+    for i in range(spec.window_events):
+        pcr, info = WINDOW_ENTITIES[i % len(WINDOW_ENTITIES)]
+        if i >= len(WINDOW_ENTITIES):
+            info = b"Measured Kernel setup_data %d" % i
+        body.append(SimEvent(pcr, 0x502, info, measure(spec.seed + b"entity-%d" % i, banks), window=True))
+    if layout == "v16":
+        return body
+    if spec.log_format == "tpm12" or layout in ("v7", "v9"):
+        marker = {bank: bytes(hashlib.new(bank).digest_size) for bank in banks}
+    else:
+        marker = measure(b"", banks)
+    return [SimEvent(17, 0x503, b"", marker), *body, SimEvent(17, 0x504, b"", marker)]
+
+
+def events_for(spec: PlatformSpec, layout: str) -> list[SimEvent]:
+    return sinit_events(spec) + window_events(spec, layout)
+
