@@ -1,0 +1,26 @@
+"""Reading tboot txt-stat's text output, the independent decoder our register decode is checked against."""
+
+from __future__ import annotations
+
+import re
+
+REG_LINE = re.compile(r"^\s*([A-Z0-9_.]+):\s+(0x[0-9a-fA-F]+)")
+FLAG_LINE = re.compile(r"^\s*([a-z0-9_]+):\s+(TRUE|FALSE|0x[0-9a-fA-F]+)\s*$")
+
+
+def parse_txt_stat(text: str) -> tuple[dict[str, int], dict[str, dict[str, bool | int]]]:
+    """Register values and, under each register, its decoded sub-fields (flags or numbers)."""
+    regs: dict[str, int] = {}
+    fields: dict[str, dict[str, bool | int]] = {}
+    current = ""
+    for line in text.splitlines():
+        if m := REG_LINE.match(line):
+            current = m.group(1)
+            regs.setdefault(current, int(m.group(2), 16))
+            continue
+        if current and (m := FLAG_LINE.match(line)):
+            value = m.group(2)
+            fields.setdefault(current, {})[m.group(1)] = value == "TRUE" if value in ("TRUE", "FALSE") else int(value, 16)
+        if "Intel(r) TXT Configuration Registers" not in line and line and not line.startswith((" ", "\t")):
+            current = ""
+    return regs, fields
