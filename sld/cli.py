@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sld {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
+    insp = sub.add_parser("inspect", help="decode TXT registers or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect:run")
-    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
+    insp.add_argument("what", choices=("regs", "log"))
     _add_source(insp)
     _add_json(insp)
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
@@ -56,13 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
     sim_list.set_defaults(handler="sld.commands.sim:run_list")
     _add_json(sim_list)
-    for name, helptext in (("build", "write a platform image and its manifest"),
-                           ("securityfs", "write the securityfs view of a scenario into a directory")):
-        p = simsub.add_parser(name, help=helptext)
-        p.set_defaults(handler=f"sld.commands.sim:run_{name}")
-        p.add_argument("--scenario", required=True)
-        p.add_argument("--layout", default="v16", help="Secure Launch structure generation: v7, v9, v10, v12, v16")
-        p.add_argument("-o", "--output", required=True, metavar="PATH")
+    p = simsub.add_parser("securityfs", help="write the securityfs view of a scenario (and its manifest) into DIR")
+    p.set_defaults(handler="sld.commands.sim:run_securityfs")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--layout", default="v16", help="Secure Launch structure generation: v7, v9, v10, v12, v16")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
 
 

@@ -18,15 +18,6 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from sld.sim.builder import build_platform
-
-    platform = build_platform(args.scenario, args.layout)
-    manifest = platform.write(args.output)
-    print(f"wrote {args.output} ({args.scenario}, layout {args.layout}) and {manifest}")
-    return 0
-
-
 def run_securityfs(args: argparse.Namespace) -> int:
     from sld.sim.builder import build_platform
 

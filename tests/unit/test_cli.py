@@ -1,0 +1,97 @@
+"""The CLI end to end on simulated securityfs views: exit codes, JSON schema, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sld.formats.eventlog import NewEvent, build_crypto_agile
+from sld.sim.builder import build_platform
+from sld.sim.scenarios import SCENARIOS
+
+
+def sld(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sld.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_sim_list_names_every_scenario_with_its_verdict() -> None:
+    out = json.loads(sld("sim", "list", "--json").stdout)
+    assert out["schema"] == 1
+    assert {s["name"]: s["verdict"] for s in out["scenarios"]} == {s.name: s.verdict for s in SCENARIOS}
+
+
+@pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.name != "truncated-log"])
+def test_securityfs_view_replays_to_the_manifest(tmp_path: Path, name: str) -> None:
+    assert sld("sim", "securityfs", "--scenario", name, "-o", str(tmp_path)).returncode == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    run = sld("inspect", "log", "--source", f"securityfs:{tmp_path}", "--pcrs", "--json")
+    assert run.returncode == 0, run.stderr
+    pcrs = json.loads(run.stdout)["pcrs"]
+    replayed = {bank: {p: pcrs[bank][p] for p in manifest["expected_pcrs"][bank]} for bank in pcrs}
+    if name == "tampered-log":
+        assert replayed != manifest["expected_pcrs"]
+    else:
+        assert replayed == manifest["expected_pcrs"]
+
+
+def test_registers_from_securityfs(tmp_path: Path) -> None:
+    build_platform("txt-error").write_securityfs(tmp_path)
+    out = json.loads(sld("inspect", "regs", "--source", f"securityfs:{tmp_path}", "--json").stdout)
+    assert out["decoded"]["ERRORCODE"]["name"] == "SL_ERROR_TPM_EXTEND"
+    assert out["decoded"]["STS"]["senter_done"] is False
+
+
+def test_truncated_log_is_a_typed_error_with_offset(tmp_path: Path) -> None:
+    build_platform("truncated-log").write_securityfs(tmp_path)
+    run = sld("inspect", "log", "--source", f"securityfs:{tmp_path}")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and "TCG_PCR_EVENT2" in run.stderr and "at 0x" in run.stderr
+
+
+def test_bad_securityfs_value_is_named(tmp_path: Path) -> None:
+    build_platform("clean").write_securityfs(tmp_path)
+    (tmp_path / "txt" / "sts").write_bytes(b"garbage")
+    run = sld("inspect", "regs", "--source", f"securityfs:{tmp_path}")
+    assert run.returncode == 1 and "slaunch/txt/sts" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_missing_file_and_unknown_scenario_exit_codes(tmp_path: Path) -> None:
+    assert sld("inspect", "log", "--file", str(tmp_path / "nope")).returncode == 3
+    assert sld("sim", "securityfs", "--scenario", "nope", "-o", str(tmp_path)).returncode == 2
+    assert sld("inspect", "log", "--source", "floppy").returncode == 2
+
+
+@pytest.mark.referee
+@pytest.mark.skipif(shutil.which("tpm2_eventlog") is None, reason="tpm2_eventlog (Debian tpm2-tools) is absent")
+@pytest.mark.parametrize("scenario", ["clean", "clean-sha384", "partial-extend"])
+def test_tpm2_eventlog_replays_the_simulated_log_to_the_same_pcrs(tmp_path: Path, scenario: str) -> None:
+    """v16 logs carry no mid-log EV_NO_ACTION markers, which tpm2-tools 5.4 would wrongly extend.
+
+    tpm2_eventlog refuses PCR index 255, so the PCRMAPPING record (never extended) is left out.
+    """
+    platform = build_platform(scenario, "v16")
+    kept = [NewEvent(e.pcr, e.type, e.digests, e.data) for e in platform.events if e.pcr != 0xFF]
+    path = tmp_path / "log.bin"
+    path.write_bytes(build_crypto_agile(platform.scenario.spec.banks, kept))
+    out = subprocess.run(["tpm2_eventlog", str(path)], capture_output=True, text=True, check=True).stdout
+    theirs = {(bank, int(pcr)): value.lower() for bank, pcr, value in _pcr_lines(out)}
+    for bank, pcrs in platform.expected_pcrs().items():
+        for pcr in (17, 18):
+            assert theirs[(bank, pcr)] == pcrs[str(pcr)], (bank, pcr)
+
+
+def _pcr_lines(out: str) -> list[tuple[str, str, str]]:
+    """The ``pcrs:`` section of tpm2_eventlog's YAML: bank headers, then ``N : 0xHEX`` lines."""
+    rows, bank = [], ""
+    for line in out.split("pcrs:", 1)[1].splitlines():
+        if m := re.match(r"\s+(sha\d+):\s*$", line):
+            bank = m.group(1)
+        elif m := re.match(r"\s+(\d+)\s*:\s*0x([0-9A-Fa-f]+)", line):
+            rows.append((bank, m.group(1), m.group(2)))
+    return rows
