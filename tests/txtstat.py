@@ -20,7 +20,9 @@ def parse_txt_stat(text: str) -> tuple[dict[str, int], dict[str, dict[str, bool 
             continue
         if current and (m := FLAG_LINE.match(line)):
             value = m.group(2)
-            fields.setdefault(current, {})[m.group(1)] = value == "TRUE" if value in ("TRUE", "FALSE") else int(value, 16)
+            fields.setdefault(current, {})[m.group(1)] = (
+                value == "TRUE" if value in ("TRUE", "FALSE") else int(value, 16)
+            )
         if "Intel(r) TXT Configuration Registers" not in line and line and not line.startswith((" ", "\t")):
             current = ""
     return regs, fields

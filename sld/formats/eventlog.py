@@ -33,35 +33,75 @@ SLAUNCH_END = 0x504
 
 EVENT_TYPES: dict[int, str] = {
     # TCG PC Client PFP
-    0x0: "EV_PREBOOT_CERT", 0x1: "EV_POST_CODE", 0x2: "EV_UNUSED", 0x3: "EV_NO_ACTION",
-    0x4: "EV_SEPARATOR", 0x5: "EV_ACTION", 0x6: "EV_EVENT_TAG", 0x7: "EV_S_CRTM_CONTENTS",
-    0x8: "EV_S_CRTM_VERSION", 0x9: "EV_CPU_MICROCODE", 0xA: "EV_PLATFORM_CONFIG_FLAGS",
-    0xB: "EV_TABLE_OF_DEVICES", 0xC: "EV_COMPACT_HASH", 0xD: "EV_IPL", 0xE: "EV_IPL_PARTITION_DATA",
-    0xF: "EV_NONHOST_CODE", 0x10: "EV_NONHOST_CONFIG", 0x11: "EV_NONHOST_INFO", 0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
-    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG", 0x80000002: "EV_EFI_VARIABLE_BOOT",
-    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION", 0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
-    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER", 0x80000006: "EV_EFI_GPT_EVENT", 0x80000007: "EV_EFI_ACTION",
-    0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB", 0x80000009: "EV_EFI_HANDOFF_TABLES",
-    0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2", 0x8000000B: "EV_EFI_HANDOFF_TABLES2",
-    0x8000000C: "EV_EFI_VARIABLE_BOOT2", 0x80000010: "EV_EFI_HCRTM_EVENT",
-    0x800000E0: "EV_EFI_VARIABLE_AUTHORITY", 0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB",
+    0x0: "EV_PREBOOT_CERT",
+    0x1: "EV_POST_CODE",
+    0x2: "EV_UNUSED",
+    0x3: "EV_NO_ACTION",
+    0x4: "EV_SEPARATOR",
+    0x5: "EV_ACTION",
+    0x6: "EV_EVENT_TAG",
+    0x7: "EV_S_CRTM_CONTENTS",
+    0x8: "EV_S_CRTM_VERSION",
+    0x9: "EV_CPU_MICROCODE",
+    0xA: "EV_PLATFORM_CONFIG_FLAGS",
+    0xB: "EV_TABLE_OF_DEVICES",
+    0xC: "EV_COMPACT_HASH",
+    0xD: "EV_IPL",
+    0xE: "EV_IPL_PARTITION_DATA",
+    0xF: "EV_NONHOST_CODE",
+    0x10: "EV_NONHOST_CONFIG",
+    0x11: "EV_NONHOST_INFO",
+    0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
+    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG",
+    0x80000002: "EV_EFI_VARIABLE_BOOT",
+    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION",
+    0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
+    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER",
+    0x80000006: "EV_EFI_GPT_EVENT",
+    0x80000007: "EV_EFI_ACTION",
+    0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
+    0x80000009: "EV_EFI_HANDOFF_TABLES",
+    0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+    0x8000000B: "EV_EFI_HANDOFF_TABLES2",
+    0x8000000C: "EV_EFI_VARIABLE_BOOT2",
+    0x80000010: "EV_EFI_HCRTM_EVENT",
+    0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
+    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB",
     0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
     # Intel TXT [SDG Table E-5/E-6; Windows SDK SIPAEV_TXT_*]
-    0x401: "EVTYPE_PCRMAPPING", 0x402: "EVTYPE_HASH_START", 0x403: "EVTYPE_COMBINED_HASH",
-    0x404: "EVTYPE_MLE_HASH", 0x40A: "EVTYPE_BIOSAC_REG_DATA", 0x40B: "EVTYPE_CPU_SCRTM_STAT",
-    0x40C: "EVTYPE_LCP_CONTROL_HASH", 0x40D: "EVTYPE_ELEMENTS_HASH", 0x40E: "EVTYPE_STM_HASH",
-    0x40F: "EVTYPE_OSSINITDATA_CAP_HASH", 0x410: "EVTYPE_SINIT_PUBKEY_HASH", 0x411: "EVTYPE_LCP_HASH",
-    0x412: "EVTYPE_LCP_DETAILS_HASH", 0x413: "EVTYPE_LCP_AUTHORITIES_HASH", 0x414: "EVTYPE_NV_INFO_HASH",
-    0x415: "EVTYPE_COLD_BOOT_BIOS_HASH", 0x416: "EVTYPE_KM_HASH", 0x417: "EVTYPE_BPM_HASH",
-    0x418: "EVTYPE_KM_INFO_HASH", 0x419: "EVTYPE_BPM_INFO_HASH", 0x41A: "EVTYPE_BOOT_POL_HASH",
-    0x4FE: "EVTYPE_RANDOM_VALUE", 0x4FF: "EVTYPE_CAP_VALUE",
+    0x401: "EVTYPE_PCRMAPPING",
+    0x402: "EVTYPE_HASH_START",
+    0x403: "EVTYPE_COMBINED_HASH",
+    0x404: "EVTYPE_MLE_HASH",
+    0x40A: "EVTYPE_BIOSAC_REG_DATA",
+    0x40B: "EVTYPE_CPU_SCRTM_STAT",
+    0x40C: "EVTYPE_LCP_CONTROL_HASH",
+    0x40D: "EVTYPE_ELEMENTS_HASH",
+    0x40E: "EVTYPE_STM_HASH",
+    0x40F: "EVTYPE_OSSINITDATA_CAP_HASH",
+    0x410: "EVTYPE_SINIT_PUBKEY_HASH",
+    0x411: "EVTYPE_LCP_HASH",
+    0x412: "EVTYPE_LCP_DETAILS_HASH",
+    0x413: "EVTYPE_LCP_AUTHORITIES_HASH",
+    0x414: "EVTYPE_NV_INFO_HASH",
+    0x415: "EVTYPE_COLD_BOOT_BIOS_HASH",
+    0x416: "EVTYPE_KM_HASH",
+    0x417: "EVTYPE_BPM_HASH",
+    0x418: "EVTYPE_KM_INFO_HASH",
+    0x419: "EVTYPE_BPM_INFO_HASH",
+    0x41A: "EVTYPE_BOOT_POL_HASH",
+    0x4FE: "EVTYPE_RANDOM_VALUE",
+    0x4FF: "EVTYPE_CAP_VALUE",
     # tboot and Linux Secure Launch [spec §4.4]
-    0x501: "TB_MEASUREMENT", 0x502: "SLAUNCH", SLAUNCH_START: "SLAUNCH_START", SLAUNCH_END: "SLAUNCH_END",
+    0x501: "TB_MEASUREMENT",
+    0x502: "SLAUNCH",
+    SLAUNCH_START: "SLAUNCH_START",
+    SLAUNCH_END: "SLAUNCH_END",
 }
 
 # Types whose digest is the hash of their event data (strings, separators, version), so a verifier can
-# check one against the other; images, variables and EV_IPL (loaders disagree on what they hash) are not. Loaders such as GRUB
-# hash a string without the NUL they log, so that form is accepted too (as tpm2_eventlog does).
+# check one against the other; images, variables and EV_IPL (loaders disagree on what they hash) are
+# not. Loaders hash a string with or without the NUL they log, so both forms are accepted.
 DATA_DIGEST_TYPES = frozenset({0x4, 0x5, 0x8, 0x80000007})
 
 
@@ -110,7 +150,9 @@ SpecIdEvent = cs.Struct(  # TCG_EfiSpecIDEventStruct, the crypto-agile header's 
 
 def event2_struct(sizes: Mapping[int, int]) -> cs.Struct:
     """TCG_PCR_EVENT2 for one log: each digest's size comes from that log's Spec ID table."""
-    digest = cs.Struct("alg" / cs.Int16ul, "digest" / cs.Switch(cs.this.alg, {a: cs.Bytes(n) for a, n in sizes.items()}))
+    digest = cs.Struct(
+        "alg" / cs.Int16ul, "digest" / cs.Switch(cs.this.alg, {a: cs.Bytes(n) for a, n in sizes.items()})
+    )
     return cs.Struct(
         "pcr" / cs.Int32ul,
         "type" / cs.Int32ul,
@@ -201,8 +243,12 @@ def _walk_agile(
             raise _truncated("TCG_PCR_EVENT2", "header", base + off)
         pcr, etype, count = _U32x3.unpack_from(data, off)
         if count > len(sizes):
-            raise FormatError("TCG_PCR_EVENT2", f"{count} digests but the Spec ID event lists {len(sizes)} "
-                              "algorithms", field="count", offset=base + off)
+            raise FormatError(
+                "TCG_PCR_EVENT2",
+                f"{count} digests but the Spec ID event lists {len(sizes)} algorithms",
+                field="count",
+                offset=base + off,
+            )
         p = off + 12
         digests: dict[str, bytes] = {}
         for _ in range(count):
@@ -211,8 +257,12 @@ def _walk_agile(
             (alg,) = _U16.unpack_from(data, p)
             size = sizes.get(alg)
             if size is None:
-                raise FormatError("TCG_PCR_EVENT2", f"digest algorithm 0x{alg:04x} is not in the Spec ID event",
-                                  field="digests.alg", offset=base + p)
+                raise FormatError(
+                    "TCG_PCR_EVENT2",
+                    f"digest algorithm 0x{alg:04x} is not in the Spec ID event",
+                    field="digests.alg",
+                    offset=base + p,
+                )
             if names[alg] in digests:
                 raise FormatError("TCG_PCR_EVENT2", f"two {names[alg]} digests", field="digests", offset=base + p)
             if p + 2 + size > limit:
@@ -237,16 +287,32 @@ def _walk_agile(
 def _parse_container(data: bytes, base: int) -> EventLog:
     hdr = parse_at(TxtContainerHeader, data, 0, "TXT event container", base)
     if not 48 <= hdr.pcr_events_offset <= hdr.next_event_offset <= hdr.container_size:
-        raise FormatError("TXT event container", "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
-                          f"ContainerSize ({hdr.pcr_events_offset}, {hdr.next_event_offset}, {hdr.container_size})",
-                          field="next_event_offset", offset=base)
+        raise FormatError(
+            "TXT event container",
+            "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
+            f"ContainerSize ({hdr.pcr_events_offset}, {hdr.next_event_offset}, {hdr.container_size})",
+            field="next_event_offset",
+            offset=base,
+        )
     if hdr.next_event_offset > len(data):
-        raise FormatError("TXT event container", f"NextEventOffset {hdr.next_event_offset} is past the "
-                          f"{len(data)}-byte buffer", field="next_event_offset", offset=base)
+        raise FormatError(
+            "TXT event container",
+            f"NextEventOffset {hdr.next_event_offset} is past the {len(data)}-byte buffer",
+            field="next_event_offset",
+            offset=base,
+        )
     # Secure Launch walks from header + 48, not PCREventsOffset (v7-12, v14).
     events, end = _walk_sha1(data, 48, hdr.next_event_offset, base)
-    container = {k: hdr[k] for k in ("container_size", "pcr_events_offset", "next_event_offset",
-                                     "container_ver_major", "container_ver_minor")}
+    container = {
+        k: hdr[k]
+        for k in (
+            "container_size",
+            "pcr_events_offset",
+            "next_event_offset",
+            "container_ver_major",
+            "container_ver_minor",
+        )
+    }
     return EventLog("tpm12-container", (("sha1", 20),), tuple(events), base + end, container=container)
 
 
@@ -269,17 +335,34 @@ def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
     for alg, size in sizes.items():
         known = ALGORITHMS.get(alg)
         if known and known[1] != size:
-            raise FormatError("Spec ID event", f"{known[0]} digest size {size}, expected {known[1]}",
-                              field="algorithms", offset=base + 32)
+            raise FormatError(
+                "Spec ID event",
+                f"{known[0]} digest size {size}, expected {known[1]}",
+                field="algorithms",
+                offset=base + 32,
+            )
     if end is not None and end > len(data):
-        raise FormatError("crypto-agile log", f"NextRecordOffset {end} is past the {len(data)}-byte buffer",
-                          field="next_record_offset", offset=base)
+        raise FormatError(
+            "crypto-agile log",
+            f"NextRecordOffset {end} is past the {len(data)}-byte buffer",
+            field="next_record_offset",
+            offset=base,
+        )
     start = 32 + max(head.size, spec_len)
     events, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
     header = Event(0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[32:start])
     algorithms = tuple((ALGORITHMS.get(a, (f"alg_0x{a:04x}", 0))[0], n) for a, n in sizes.items())
-    spec_id = {k: spec[k] for k in ("platform_class", "spec_version_major", "spec_version_minor", "spec_errata",
-                                   "uintn_size", "vendor_info")}
+    spec_id = {
+        k: spec[k]
+        for k in (
+            "platform_class",
+            "spec_version_major",
+            "spec_version_minor",
+            "spec_errata",
+            "uintn_size",
+            "vendor_info",
+        )
+    }
     return EventLog("crypto-agile", algorithms, (header, *events), base + stop, spec_id=spec_id)
 
 
@@ -366,9 +449,19 @@ def build_crypto_agile(
 ) -> bytes:
     """Header record + TCG_PCR_EVENT2 records, zero-padded to ``size`` (the allocated buffer)."""
     algs = [{"alg_id": ALG_ID[b], "digest_size": DIGEST_SIZE[b]} for b in banks]
-    spec = build(SpecIdEvent, {"platform_class": platform_class, "spec_version_minor": 0, "spec_version_major": 2,
-                               "spec_errata": spec_errata, "uintn_size": 2, "algorithms": algs,
-                               "vendor_info": vendor_info}, "Spec ID event")
+    spec = build(
+        SpecIdEvent,
+        {
+            "platform_class": platform_class,
+            "spec_version_minor": 0,
+            "spec_version_major": 2,
+            "spec_errata": spec_errata,
+            "uintn_size": 2,
+            "algorithms": algs,
+            "vendor_info": vendor_info,
+        },
+        "Spec ID event",
+    )
     out = [build(TcgPcrEvent, {"pcr": 0, "type": EV_NO_ACTION, "digest": bytes(20), "data": spec}, "header")]
     rec = event2_struct({a["alg_id"]: a["digest_size"] for a in algs})
     for ev in events:
@@ -386,10 +479,20 @@ def build_tcg_sha1(events: Iterable[NewEvent]) -> bytes:
 
 def build_tpm12_container(events: Iterable[NewEvent], *, container_size: int) -> bytes:
     body = build_tcg_sha1(events)
-    header = build(TxtContainerHeader, {"reserved": bytes(12), "container_ver_major": 1, "container_ver_minor": 0,
-                                        "pcr_event_ver_major": 1, "pcr_event_ver_minor": 0,
-                                        "container_size": container_size, "pcr_events_offset": 48,
-                                        "next_event_offset": 48 + len(body)}, "TXT event container")
+    header = build(
+        TxtContainerHeader,
+        {
+            "reserved": bytes(12),
+            "container_ver_major": 1,
+            "container_ver_minor": 0,
+            "pcr_event_ver_major": 1,
+            "pcr_event_ver_minor": 0,
+            "container_size": container_size,
+            "pcr_events_offset": 48,
+            "next_event_offset": 48 + len(body),
+        },
+        "TXT event container",
+    )
     return _pad(header + body, container_size, "TXT event container")
 
 
