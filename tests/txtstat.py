@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 
 REG_LINE = re.compile(r"^\s*([A-Z0-9_.]+):\s+(0x[0-9a-fA-F]+)")
+STS_NAMES = {  # txt-stat flag name -> sld.formats.registers.STS_BITS name
+    "senter_done": "senter_done", "sexit_done": "sexit_done", "mem_config_lock": "mem_config_lock",
+    "private_open": "private_open", "locality_1_open": "locality1_open", "locality_2_open": "locality2_open",
+}
 FLAG_LINE = re.compile(r"^\s*([a-z0-9_]+):\s+(TRUE|FALSE|0x[0-9a-fA-F]+)\s*$")
 
 

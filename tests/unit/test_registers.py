@@ -18,10 +18,7 @@ from sld.formats.registers import (
     parse_registers,
     parse_securityfs_value,
 )
-from tests.txtstat import parse_txt_stat
-
-STS_NAMES = {"senter_done": "senter_done", "sexit_done": "sexit_done", "mem_config_lock": "mem_config_lock",
-             "private_open": "private_open", "locality_1_open": "locality1_open", "locality_2_open": "locality2_open"}
+from tests.txtstat import STS_NAMES, parse_txt_stat
 
 
 def test_round_trip_of_every_register() -> None:

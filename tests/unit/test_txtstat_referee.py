@@ -16,7 +16,7 @@ from sld.formats.registers import TXT_PRIV_BASE, TXT_PUB_BASE, build_registers
 from sld.sim.builder import build_platform
 from sld.sim.image import write_image
 from sld.sim.scenarios import SCENARIOS
-from tests.txtstat import parse_txt_stat
+from tests.txtstat import STS_NAMES, parse_txt_stat
 
 pytestmark = [
     pytest.mark.referee,
@@ -26,8 +26,6 @@ pytestmark = [
 ]
 
 MOUNT_AND_RUN = 'mount -t tmpfs none /dev && touch /dev/mem && mount --bind "$0" /dev/mem && exec txt-stat'
-STS_NAMES = {"senter_done": "senter_done", "sexit_done": "sexit_done", "mem_config_lock": "mem_config_lock",
-             "private_open": "private_open", "locality_1_open": "locality1_open", "locality_2_open": "locality2_open"}
 
 
 def txt_stat(image: Path) -> str:
