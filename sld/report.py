@@ -44,6 +44,3 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in cells]
     return "\n".join(lines)
 
-
-def hexaddr(value: int | None, width: int = 8) -> str:
-    return "-" if value is None else f"0x{value:0{width}x}"
