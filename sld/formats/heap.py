@@ -1,0 +1,327 @@
+"""The TXT heap: four size-prefixed tables and their extended data elements (SDG App. C; spec §2).
+
+Each table is one construct declaration per spec table, versioned with ``If`` on the table's own
+version field, so the same declaration parses what a BIOS/SINIT/loader wrote and builds what the
+simulator writes. OsMleData belongs to the loader: Secure Launch kept version 1 while moving fields
+three times (spec §2.3, §7.1), so it is offered as *candidate* layouts and ``discover`` probes each
+one's SLRT pointer for the magic.
+
+Walks are bounded: a record or element size of 0, below its header, or past the region is a
+FormatError naming the table, the field and the physical address; never a loop, never a read past
+the heap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import construct as cs
+from construct import this
+
+from sld.errors import FormatError
+from sld.formats._util import build, parse_at
+
+TABLES = ("BiosData", "OsMleData", "OsSinitData", "SinitMleData")
+
+# Extended data element types [SDG C.1-C.5; spec §2.6]
+ELEMENT_TYPES = {0: "END", 1: "BIOS_SPEC_VER", 2: "ACM", 3: "STM", 4: "CUSTOM", 5: "TPM_EVENT_LOG_PTR",
+                 6: "MADT", 7: "EVENT_LOG_POINTER2", 8: "EVENT_LOG_POINTER2_1", 9: "MCFG"}
+ELEMENT_END = 0
+ELEMENT_LOG_PTR2_1 = 8
+ELEMENT_TPM12_LOG_PTR = 5
+
+# Known element payloads; anything else stays opaque bytes (unknown types must be skipped, SDG C.1).
+ELEMENT_DATA: dict[int, cs.Construct] = {
+    1: cs.Struct("major" / cs.Int16ul, "minor" / cs.Int16ul, "revision" / cs.Int16ul),
+    2: cs.Struct("num_acms" / cs.Int32ul, "acm_addrs" / cs.Array(this.num_acms, cs.Int64ul)),
+    5: cs.Struct("address" / cs.Int64ul),
+    7: cs.Struct("count" / cs.Int32ul, "logs" / cs.Array(this.count, cs.Struct(
+        "hash_alg" / cs.Int16ul, "reserved" / cs.Int16ul, "address" / cs.Int64ul,
+        "allocated_size" / cs.Int32ul, "first_record_offset" / cs.Int32ul, "next_record_offset" / cs.Int32ul))),
+    8: cs.Struct("address" / cs.Int64ul, "allocated_size" / cs.Int32ul, "first_record_offset" / cs.Int32ul,
+                 "next_record_offset" / cs.Int32ul),
+}
+
+ElementHeader = cs.Struct("type" / cs.Int32ul, "size" / cs.Int32ul)
+Element = cs.Struct(
+    "type" / cs.Int32ul,
+    "size" / cs.Rebuild(cs.Int32ul, cs.len_(this.data) + 8),
+    "data" / cs.Bytes(this.size - 8),
+)
+
+BiosData = cs.Struct(
+    "version" / cs.Int32ul,
+    "bios_sinit_size" / cs.Int32ul,
+    "lcp_pd_base" / cs.Int64ul,
+    "lcp_pd_size" / cs.Int64ul,
+    "num_log_procs" / cs.Int32ul,
+    "sinit_flags" / cs.If(this.version >= 3, cs.Int32ul),
+    "mle_flags" / cs.If(this.version >= 5, cs.Int32ul),
+)
+
+# OsMleData as Secure Launch writes it, version 1 in all three shapes [spec §2.3]
+OS_MLE_LAYOUTS: dict[str, cs.Struct] = {
+    "v7": cs.Struct("version" / cs.Const(1, cs.Int32ul), "boot_params_addr" / cs.Int32ul, "slrt" / cs.Int64ul,
+                    "txt_info" / cs.Int64ul, "ap_wake_block" / cs.Int32ul, "ap_wake_block_size" / cs.Int32ul,
+                    "mle_scratch" / cs.Bytes(64)),
+    "v10": cs.Struct("version" / cs.Const(1, cs.Int32ul), "reserved" / cs.Int32ul,
+                     "boot_params_addr" / cs.Int64ul, "slrt" / cs.Int64ul, "txt_info" / cs.Int64ul,
+                     "ap_wake_block" / cs.Int32ul, "ap_wake_block_size" / cs.Int32ul,
+                     "mle_scratch" / cs.Bytes(64)),
+    "v12": cs.Struct("version" / cs.Const(1, cs.Int32ul), "reserved" / cs.Int32ul, "slrt" / cs.Int64ul,
+                     "txt_info" / cs.Int64ul, "ap_wake_block" / cs.Int32ul, "ap_wake_block_size" / cs.Int32ul,
+                     "mle_scratch" / cs.Bytes(64)),
+}
+OS_MLE_LAYOUT_OF = {"v7": "v7", "v9": "v7", "v10": "v10", "v12": "v12", "v16": "v12"}
+"""SLRT/structure generation -> OsMleData shape (docs/design.md)."""
+
+OsSinitData = cs.Struct(
+    "version" / cs.Int32ul,
+    "flags" / cs.Int32ul,
+    "mle_ptab" / cs.Int64ul,
+    "mle_size" / cs.Int64ul,
+    "mle_hdr_base" / cs.Int64ul,
+    "vtd_pmr_lo_base" / cs.Int64ul,
+    "vtd_pmr_lo_size" / cs.Int64ul,
+    "vtd_pmr_hi_base" / cs.Int64ul,
+    "vtd_pmr_hi_size" / cs.Int64ul,
+    "lcp_po_base" / cs.Int64ul,
+    "lcp_po_size" / cs.Int64ul,
+    "capabilities" / cs.Int32ul,
+    "efi_rsdp" / cs.If(this.version >= 5, cs.Int64ul),
+)
+
+Mdr = cs.Struct("address" / cs.Int64ul, "length" / cs.Int64ul, "type" / cs.Int8ul, "reserved" / cs.Bytes(7))
+
+SinitMleData = cs.Struct(
+    "version" / cs.Int32ul,
+    "bios_acm_id" / cs.Bytes(20),
+    "edx_senter_flags" / cs.Int32ul,
+    "mseg_valid" / cs.Int64ul,
+    "sinit_hash" / cs.Bytes(20),
+    "mle_hash" / cs.Bytes(20),
+    "stm_hash" / cs.Bytes(20),
+    "lcp_policy_hash" / cs.Bytes(20),
+    "policy_control" / cs.Int32ul,
+    "rlp_wakeup_addr" / cs.Int32ul,
+    "reserved" / cs.Int32ul,
+    "num_mdrs" / cs.Int32ul,
+    "mdrs_off" / cs.Int32ul,
+    "vtd_dmar_table_size" / cs.Int32ul,
+    "vtd_dmar_table_off" / cs.Int32ul,
+    "proc_scrtm_status" / cs.If(this.version >= 8, cs.Int32ul),
+)
+
+# Where each table's extended elements start, as a function of its version (None: the version has none).
+def _bios_elements(version: int) -> int | None:
+    return None if version < 4 else (32 if version == 4 else 36)
+
+
+def _os_sinit_elements(version: int) -> int | None:
+    return 92 if version >= 6 else None
+
+
+def _sinit_mle_elements(version: int) -> int | None:
+    return 148 if version >= 9 else None
+
+
+TABLE_DECLS: dict[str, tuple[cs.Struct, Any]] = {
+    "BiosData": (BiosData, _bios_elements),
+    "OsSinitData": (OsSinitData, _os_sinit_elements),
+    "SinitMleData": (SinitMleData, _sinit_mle_elements),
+}
+
+
+@dataclass(frozen=True)
+class ExtElement:
+    type: int
+    offset: int  # physical address of the element header
+    data: bytes
+    fields: dict[str, Any] | None  # decoded payload for the known types
+
+    @property
+    def name(self) -> str:
+        return ELEMENT_TYPES.get(self.type, f"unknown(0x{self.type:x})")
+
+
+@dataclass(frozen=True)
+class HeapTable:
+    """One heap record: ``address`` is its u64 size field, ``data`` what follows it (size - 8 bytes)."""
+
+    name: str
+    address: int
+    size: int
+    data: bytes
+    fields: dict[str, Any] = field(default_factory=dict)
+    elements: tuple[ExtElement, ...] = ()
+    mdrs: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def data_address(self) -> int:
+        return self.address + 8
+
+    def element(self, etype: int) -> ExtElement | None:
+        return next((e for e in self.elements if e.type == etype), None)
+
+
+@dataclass(frozen=True)
+class Heap:
+    base: int
+    size: int
+    tables: tuple[HeapTable, ...]
+
+    def table(self, name: str) -> HeapTable:
+        return next(t for t in self.tables if t.name == name)
+
+    @property
+    def bios_data(self) -> HeapTable:
+        return self.table("BiosData")
+
+    @property
+    def os_mle_data(self) -> HeapTable:
+        return self.table("OsMleData")
+
+    @property
+    def os_sinit_data(self) -> HeapTable:
+        return self.table("OsSinitData")
+
+    @property
+    def sinit_mle_data(self) -> HeapTable:
+        return self.table("SinitMleData")
+
+
+def plain(obj: Any) -> Any:
+    """A construct Container as plain dicts/lists (no ``_io``), for dataclasses and JSON."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def parse_elements(data: bytes, offset: int, table: str, base: int) -> tuple[ExtElement, ...]:
+    """Walk ``data[offset:]`` element by element until END; a size below 8 or past the table is an error."""
+    out = []
+    pos = offset
+    while True:
+        if pos + 8 > len(data):
+            raise FormatError(table, "extended elements run past the table without an END element",
+                              field="ExtDataElements", offset=base + pos)
+        head = parse_at(ElementHeader, data, pos, f"{table} element", base)
+        if head.size < 8 or pos + head.size > len(data):
+            raise FormatError(f"{table} element", f"size {head.size} does not fit the {len(data) - pos} bytes left "
+                              "in the table", field="size", offset=base + pos)
+        payload = data[pos + 8 : pos + head.size]
+        decl = ELEMENT_DATA.get(head.type)
+        fields = plain(parse_at(decl, payload, 0, f"{table} {ELEMENT_TYPES[head.type]} element", base + pos + 8)) \
+            if decl is not None else None
+        out.append(ExtElement(head.type, base + pos, payload, fields))
+        if head.type == ELEMENT_END:
+            return tuple(out)
+        pos += head.size
+
+
+def _parse_table(name: str, address: int, size: int, data: bytes) -> HeapTable:
+    data_addr = address + 8
+    if name not in TABLE_DECLS:
+        return HeapTable(name, address, size, data)
+    decl, elements_at = TABLE_DECLS[name]
+    fields = plain(parse_at(decl, data, 0, name, data_addr))
+    start = elements_at(fields["version"])
+    elements = parse_elements(data, start, name, data_addr) if start is not None else ()
+    mdrs: tuple[dict[str, Any], ...] = ()
+    if name == "SinitMleData":
+        mdrs = _parse_mdrs(fields, data, data_addr)
+    return HeapTable(name, address, size, data, fields, elements, mdrs)
+
+
+def _parse_mdrs(fields: Mapping[str, Any], data: bytes, data_addr: int) -> tuple[dict[str, Any], ...]:
+    """SinitMdrTableOffset counts from the table's size field, 8 bytes before the data (spec §2.5)."""
+    count, off = fields["num_mdrs"], fields["mdrs_off"]
+    if count == 0:
+        return ()
+    start = off - 8
+    if start < 0 or start + 24 * count > len(data):
+        raise FormatError("SinitMleData", f"{count} MDRs at offset {off} overrun the {len(data) + 8}-byte table",
+                          field="SinitMdrTableOffset", offset=data_addr)
+    table = parse_at(cs.Array(count, Mdr), data, start, "SinitMleData MDR table", data_addr)
+    return tuple(plain(m) for m in table)
+
+
+def parse_heap(data: bytes | memoryview, base: int) -> Heap:
+    """Split the heap into its four tables with tboot's checks (spec §2.1), then decode each one."""
+    tables = []
+    pos = 0
+    for name in TABLES:
+        if pos + 8 > len(data):
+            raise FormatError("TXT heap", f"{name} size field lies past HEAP.SIZE 0x{len(data):x}", field=name,
+                              offset=base + pos)
+        size = int.from_bytes(data[pos : pos + 8], "little")
+        if size < 8 or size > len(data) - pos:
+            raise FormatError("TXT heap", f"{name} size 0x{size:x} is below 8 or past the end of the heap "
+                              f"(0x{len(data) - pos:x} bytes left)", field=f"{name}.size", offset=base + pos)
+        tables.append(_parse_table(name, base + pos, size, bytes(data[pos + 8 : pos + size])))
+        pos += size
+    return Heap(base, len(data), tuple(tables))
+
+
+def os_mle_candidates(table: HeapTable) -> list[tuple[str, dict[str, Any]]]:
+    """Every OsMleData shape the bytes fit (version 1, long enough), newest first (spec §7.1)."""
+    out = []
+    for layout in ("v12", "v10", "v7"):
+        decl = OS_MLE_LAYOUTS[layout]
+        if len(table.data) >= decl.sizeof():
+            try:
+                out.append((layout, plain(decl.parse(table.data))))
+            except cs.ConstructError:
+                continue
+    return out
+
+
+def event_log_pointer(table: HeapTable) -> dict[str, Any] | None:
+    """OsSinitData's EVENT_LOG_POINTER2_1 (TCG log) or TPM_EVENT_LOG_PTR (1.2 container) fields."""
+    for etype in (ELEMENT_LOG_PTR2_1, ELEMENT_TPM12_LOG_PTR):
+        el = table.element(etype)
+        if el is not None and el.fields is not None:
+            return dict(el.fields, type=el.name)
+    return None
+
+
+# --- building (the simulator) --------------------------------------------------------------------
+
+def build_elements(elements: Sequence[tuple[int, Mapping[str, Any] | bytes]], table: str) -> bytes:
+    """Elements as (type, fields-or-bytes), END appended."""
+    out = b""
+    for etype, payload in [*elements, (ELEMENT_END, b"")]:
+        data = payload if isinstance(payload, bytes) else build(ELEMENT_DATA[etype], payload, f"{table} element")
+        out += build(Element, {"type": etype, "data": data}, f"{table} element")
+    return out
+
+
+def build_table(name: str, fields: Mapping[str, Any],
+                elements: Sequence[tuple[int, Mapping[str, Any] | bytes]] = (), tail: bytes = b"") -> bytes:
+    """One table's data (without its size field): declared fields, padding up to its elements, tail."""
+    decl, elements_at = TABLE_DECLS[name]
+    out = build(decl, fields, name)
+    start = elements_at(fields["version"])
+    if start is not None:
+        out = out.ljust(start, b"\0") + build_elements(elements, name)
+    return out + tail
+
+
+def build_mdrs(mdrs: Sequence[Mapping[str, Any]]) -> bytes:
+    return build(cs.Array(len(mdrs), Mdr), mdrs, "SinitMleData MDR table")
+
+
+def build_os_mle(layout: str, fields: Mapping[str, Any]) -> bytes:
+    return build(OS_MLE_LAYOUTS[OS_MLE_LAYOUT_OF.get(layout, layout)], {"version": 1, **fields}, "OsMleData")
+
+
+def build_heap(tables: Sequence[bytes], size: int) -> bytes:
+    """Size-prefix the four tables (each size counts its own 8 bytes) and pad to HEAP.SIZE."""
+    out = b"".join((len(t) + 8).to_bytes(8, "little") + t for t in tables)
+    if len(out) > size:
+        raise FormatError("TXT heap", f"tables take 0x{len(out):x} bytes, more than HEAP.SIZE 0x{size:x}")
+    return out.ljust(size, b"\0")
