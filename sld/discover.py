@@ -8,7 +8,7 @@ which structure broke, at which address, instead of guessing from what came afte
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sld.errors import FormatError, SldError
@@ -125,6 +125,8 @@ def _read_slrt(snap: Snapshot, mem: PhysicalMemory) -> None:
     shape = heap.OS_MLE_LAYOUT_OF[snap.slrt.layout]
     snap.os_mle_layout = next((lay for lay, f in candidates if lay == shape and f["slrt"] == address),
                               snap.os_mle_layout)
+    os_mle = replace(table, fields={"layout": snap.os_mle_layout, **dict(candidates)[snap.os_mle_layout]})
+    snap.heap = replace(snap.heap, tables=tuple(os_mle if t is table else t for t in snap.heap.tables))
 
 
 def _read_log(snap: Snapshot, mem: PhysicalMemory) -> None:

@@ -30,3 +30,21 @@ def parse_txt_stat(text: str) -> tuple[dict[str, int], dict[str, dict[str, bool 
         if "Intel(r) TXT Configuration Registers" not in line and line and not line.startswith((" ", "\t")):
             current = ""
     return regs, fields
+
+
+BIOS_LINE = re.compile(r"^\s+([a-z_\[\]0-9]+):\s+(0x[0-9a-fA-F]+|\d+)")
+
+
+def parse_bios_data(text: str) -> dict[str, int]:
+    """The ``bios_data`` block of ``txt-stat --heap``: field -> value (element fields included)."""
+    out: dict[str, int] = {}
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("bios_data"):
+            inside = True
+            continue
+        if inside and not line.startswith(("\t", " ")):
+            break
+        if inside and (m := BIOS_LINE.match(line)):
+            out[m.group(1)] = int(m.group(2), 0)
+    return out

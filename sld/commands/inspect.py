@@ -1,16 +1,20 @@
-"""``sld inspect regs|log``: decode what a source shows, for people (tables) and machines (JSON)."""
+"""``sld inspect regs|heap|slrt|log``: decode what a source shows, for people (tables) and machines (JSON)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from sld.discover import STAGES, Snapshot, discover
 from sld.errors import SourceError
 from sld.formats.eventlog import EventLog, parse_log
-from sld.formats.registers import TXT_PUB_BASE, TXT_SPACE_SIZE, TxtRegisters, from_securityfs, parse_registers
-from sld.platform.source import Source, open_source
+from sld.formats.heap import Heap, HeapTable
+from sld.formats.registers import TxtRegisters
+from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
+from sld.platform.source import open_source
 from sld.replay import replay
-from sld.report import dump_json, table
+from sld.report import dump_json, jsonable, table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,25 +26,25 @@ def run(args: argparse.Namespace) -> int:
         _show_log(parse_log(data), args, f"file:{args.file}")
         return 0
     with open_source(args.source) as source:
-        if args.what == "regs":
-            _show_registers(_registers(source), args, source.name)
-        else:
-            _show_log(_log(source), args, source.name)
+        snap = discover(source)
+    stage = {"regs": "registers"}.get(args.what, args.what)
+    value = _reached(snap, stage)
+    show = {"registers": _show_registers, "heap": _show_heap, "slrt": _show_slrt, "log": _show_log}[stage]
+    show(value, args, snap.source_name)
     return 0
 
 
-def _registers(source: Source) -> TxtRegisters:
-    if source.securityfs is not None:
-        return from_securityfs(source.securityfs.registers())
-    assert source.memory is not None
-    return parse_registers(source.memory.read(TXT_PUB_BASE, TXT_SPACE_SIZE, "TXT public config space"))
-
-
-def _log(source: Source) -> EventLog:
-    if source.securityfs is None:
-        raise SourceError("this build reads the DRTM log from securityfs or --file; following the heap and "
-                          "SLRT to it in physical memory is not implemented yet", source=source.name)
-    return parse_log(source.securityfs.eventlog())
+def _reached(snap: Snapshot, stage: str) -> Any:
+    """The stage's object, or the typed error of the first stage on the way that failed."""
+    for name in STAGES[: STAGES.index(stage) + 1]:
+        if name in snap.errors:
+            raise snap.errors[name]
+    value = getattr(snap, stage)
+    if value is None:
+        why = "securityfs exports no heap or SLRT; use --source devmem or image:PATH" if snap.source_kind == \
+            "securityfs" else "HEAP.BASE/HEAP.SIZE are 0: no TXT heap, so nothing was launched"
+        raise SourceError(f"no {stage}: {why}", source=snap.source_name)
+    return value
 
 
 def _flags(flags: dict[str, bool]) -> str:
@@ -67,6 +71,61 @@ def _show_registers(regs: TxtRegisters, args: argparse.Namespace, source: str) -
     print(table(rows, ("REGISTER", "VALUE", "DECODED")))
 
 
+def _show_heap(heap: Heap, args: argparse.Namespace, source: str) -> None:
+    if args.json:
+        print(dump_json("inspect.heap", {"source": source, "base": heap.base, "size": heap.size,
+                                         "tables": [_table_json(t) for t in heap.tables]}))
+        return
+    print(f"TXT heap from {source}: 0x{heap.base:x}, 0x{heap.size:x} bytes")
+    for t in heap.tables:
+        print(f"\n{t.name} @0x{t.address:x}, size 0x{t.size:x}")
+        rows = [(k, _scalar(v)) for k, v in t.fields.items()]
+        rows += [(f"element {e.name} @0x{e.offset:x}", _scalar(e.fields) if e.fields else f"{len(e.data)} bytes")
+                 for e in t.elements if e.type != 0]
+        rows += [(f"MDR {i}", "0x{address:x} +0x{length:x} type {type}".format(**m)) for i, m in enumerate(t.mdrs)]
+        if not t.fields:
+            rows.append(("(raw)", t.data[:32].hex() + ("..." if len(t.data) > 32 else "")))
+        print(table(rows))
+
+
+def _table_json(t: HeapTable) -> dict[str, Any]:
+    return {"name": t.name, "address": t.address, "size": t.size, "fields": t.fields,
+            "elements": [{"type": e.type, "name": e.name, "offset": e.offset, "fields": e.fields,
+                          "data": e.data} for e in t.elements], "mdrs": t.mdrs,
+            **({"raw": t.data} if not t.fields else {})}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, int):
+        return f"0x{value:x}" if value > 9 else str(value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_scalar(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, bytes):
+        return value.hex() if any(value) else f"0 x{len(value)}"
+    return str(value)
+
+
+def _show_slrt(t: Slrt, args: argparse.Namespace, source: str) -> None:
+    if args.json:
+        print(dump_json("inspect.slrt", {"source": source, **jsonable(t), "log_info": t.log_info}))
+        return
+    h = t.header
+    print(f"SLRT from {source} @0x{t.address:x}: revision {h['revision']}, architecture {h['architecture']}, "
+          f"size {h['size']}/{h['max_size']}, layout {t.layout} (fits: {', '.join(t.candidates)})")
+    rows = []
+    for e in t.entries:
+        fields = {k: v for k, v in e.fields.items() if k not in ("entries", "mtrr_state")}
+        rows.append((f"0x{e.offset:x}", e.name, e.size, _scalar(fields)))
+    print(table(rows, ("ADDRESS", "ENTRY", "SIZE", "FIELDS")))
+    if t.policy:
+        print()
+        print(table(((p["pcr"], ENTITY_TYPES.get(p["entity_type"], p["entity_type"]), f"0x{p['entity']:x}",
+                      f"0x{p['size']:x}", f"0x{p['flags']:x}", evt_info_text(p["evt_info"])) for p in t.policy),
+                    ("PCR", "ENTITY", "ADDRESS", "SIZE", "FLAGS", "EVT_INFO")))
+
+
 def _show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
     values = replay(log).values if args.pcrs else None
     if args.json:
@@ -81,8 +140,9 @@ def _show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
     rows = []
     for e in log.events:
         digest = "  ".join(f"{b}:{d.hex()}" for b, d in e.digests.items())
-        text = e.data.decode("ascii", "replace") if e.data.isascii() and e.data.strip(b"\0").isascii() else ""
-        rows.append((e.index, e.pcr, e.type_name, digest, text.rstrip("\0")[:40] or f"{len(e.data)} bytes"))
+        shown = e.data.rstrip(b"\0")
+        text = shown.decode() if shown and all(0x20 <= b < 0x7F for b in shown) else ""
+        rows.append((e.index, e.pcr, e.type_name, digest, text[:40] or f"{len(e.data)} bytes"))
     print(table(rows, ("#", "PCR", "TYPE", "DIGESTS", "DATA")))
     if values is not None:
         print()

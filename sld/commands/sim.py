@@ -18,6 +18,14 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_build(args: argparse.Namespace) -> int:
+    from sld.sim.builder import build_platform
+
+    manifest = build_platform(args.scenario, args.layout).write_image(args.output)
+    print(f"wrote {args.scenario} ({args.layout} layout) to {args.output}; manifest {manifest}")
+    return 0
+
+
 def run_securityfs(args: argparse.Namespace) -> int:
     from sld.sim.builder import build_platform
 

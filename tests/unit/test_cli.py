@@ -95,3 +95,23 @@ def _pcr_lines(out: str) -> list[tuple[str, str, str]]:
         elif m := re.match(r"\s+(\d+)\s*:\s*0x([0-9A-Fa-f]+)", line):
             rows.append((bank, m.group(1), m.group(2)))
     return rows
+
+
+@pytest.mark.parametrize(("name", "what", "code", "text"), [
+    ("clean", "slrt", 0, "Measured Kernel initrd"),
+    ("clean", "heap", 0, "EVENT_LOG_POINTER2_1"),
+    ("clean-tpm12", "log", 0, "EVTYPE_HASH_START"),
+    ("not-launched", "heap", 3, "nothing was launched"),
+    ("slrt-bad-magic", "log", 1, "OsMleData.slrt at 0x7be"),
+    ("slrt-no-log-info", "log", 1, "SL_ERROR_SLRT_MISSING_ENTRY"),
+    ("truncated-log", "log", 1, "truncated"),
+])
+def test_inspect_follows_pointers_in_an_image(tmp_path: Path, name: str, what: str, code: int, text: str) -> None:
+    image = tmp_path / "phys.img"
+    assert sld("sim", "build", "--scenario", name, "-o", str(image)).returncode == 0
+    manifest = json.loads((tmp_path / "phys.img.json").read_text())
+    assert manifest["scenario"] == name and "expected_pcrs" in manifest
+    run = sld("inspect", what, "--source", f"image:{image}")
+    assert run.returncode == code, run.stderr
+    assert text in (run.stdout if code == 0 else run.stderr)
+    assert "Traceback" not in run.stderr

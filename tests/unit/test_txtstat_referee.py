@@ -15,8 +15,8 @@ import pytest
 from sld.formats.registers import TXT_PRIV_BASE, TXT_PUB_BASE, build_registers
 from sld.sim.builder import build_platform
 from sld.sim.image import write_image
-from sld.sim.scenarios import SCENARIOS
-from tests.txtstat import STS_NAMES, parse_txt_stat
+from sld.sim.scenarios import LAYOUTS, SCENARIOS
+from tests.txtstat import STS_NAMES, parse_bios_data, parse_txt_stat
 
 pytestmark = [
     pytest.mark.referee,
@@ -28,8 +28,9 @@ pytestmark = [
 MOUNT_AND_RUN = 'mount -t tmpfs none /dev && touch /dev/mem && mount --bind "$0" /dev/mem && exec txt-stat'
 
 
-def txt_stat(image: Path) -> str:
-    run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", MOUNT_AND_RUN, str(image)],
+def txt_stat(image: Path, *args: str) -> str:
+    run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", f"{MOUNT_AND_RUN} {' '.join(args)}",
+                          str(image)],
                          capture_output=True, text=True, timeout=30)
     assert "Intel(r) TXT Configuration Registers" in run.stdout, run.stderr
     return run.stdout
@@ -57,3 +58,22 @@ def test_txt_stat_and_sld_agree_on_registers(tmp_path: Path, name: str) -> None:
     assert decoded["E2STS"]["secrets"] is fields["E2STS"]["secrets"]
     assert decoded["DIDVID"]["device_id"] == fields["DIDVID"]["device_id"]
     assert fields["DPR"]["top"] == 0x7C000000 and fields["DPR"]["lock"] is True
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["clean", "clean-tpm12"])
+def test_txt_stat_and_sld_agree_on_bios_data(tmp_path: Path, name: str, layout: str) -> None:
+    image = tmp_path / "phys.img"
+    build_platform(name, layout).write_image(image)
+    theirs = parse_bios_data(txt_stat(image, "--heap"))
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "heap", "--source", f"image:{image}", "--json"],
+                         capture_output=True, text=True, check=True)
+    bios = json.loads(run.stdout)["tables"][0]
+    fields, elements = bios["fields"], {e["name"]: e["fields"] for e in bios["elements"]}
+    assert theirs["version"] == fields["version"]
+    assert theirs["num_logical_procs"] == fields["num_log_procs"]
+    assert theirs["bios_sinit_size"] == fields["bios_sinit_size"]
+    assert theirs["flags"] == fields["sinit_flags"] | (fields.get("mle_flags") or 0) << 32  # tboot reads one u64
+    assert (theirs["major"], theirs["minor"], theirs["rev"]) == tuple(elements["BIOS_SPEC_VER"].values())
+    assert theirs["num_acms"] == elements["ACM"]["num_acms"]
+    assert theirs["acm_addrs[0]"] == elements["ACM"]["acm_addrs"][0]
