@@ -64,15 +64,18 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
 
 
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
-    """The PCR value before its first event, then after each extending event in order.
+    """The PCR value before its first extending event, then after each one, in log order.
 
-    The verification engine matches the TPM against these to tell a finished launch from one that
-    stopped (or crashed) part-way through its extends.
+    One state per extending event of ``pcr`` (an event lacking ``bank`` leaves the state as it was),
+    so index ``j`` means "the first ``j`` events are in the TPM" in every bank alike. The verification
+    engine matches the TPM against these to tell a finished launch from one that stopped (or crashed)
+    part-way through its extends.
     """
     state = initial_value(log, bank, pcr)
     states = [state]
     for ev in log.events:
-        if ev.pcr == pcr and extends(ev) and bank in ev.digests:
-            state = hashlib.new(bank, state + ev.digests[bank]).digest()
+        if ev.pcr == pcr and extends(ev):
+            if bank in ev.digests:
+                state = hashlib.new(bank, state + ev.digests[bank]).digest()
             states.append(state)
     return states

@@ -1,0 +1,286 @@
+"""Facts -> verdict, and the perform-or-validate orchestration under the extend lock.
+
+The comparison is pure (:func:`compare`): for every DRTM PCR it finds which prefix of that PCR's
+events the TPM holds. Only a TPM that stopped inside the Secure Launch window (between SLAUNCH_START
+and SLAUNCH_END) is resumed, and only with the events after that point, so a crash between any two
+extends is repaired on the next run with no event extended twice; any other value is a mismatch
+and nothing is extended.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sld.checks import CHECKS
+from sld.discover import Snapshot, discover
+from sld.errors import SldError, TpmError
+from sld.formats.eventlog import SLAUNCH_END, SLAUNCH_START, Event, EventLog, digest_mismatches
+from sld.formats.registers import SINIT_SUCCESS
+from sld.platform.source import Source
+from sld.replay import DRTM_PCRS, extends, prefix_states
+
+MODES = ("auto", "validate", "perform")
+DEFAULT_LOCK = "/run/sld/extend.lock"
+RESULT_EXIT = {"verified": 0, "failed": 1, "not-launched": 3}
+
+
+class PcrDevice(Protocol):
+    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI)."""
+
+    def banks(self) -> tuple[str, ...]: ...
+
+    def read_pcrs(self, pcrs: Iterable[int], banks: Iterable[str]) -> dict[str, dict[int, bytes]]: ...
+
+    def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    status: str  # pass | fail | skip
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return CHECKS[self.id].title
+
+
+@dataclass(frozen=True)
+class PcrState:
+    """Where one PCR stands against its events: ``held`` of them are in the TPM in every bank."""
+
+    pcr: int
+    status: str  # match | resumable | mismatch | not-launched
+    events: tuple[int, ...]  # log indices of the events extended into this PCR
+    held: int | None
+    expected: dict[str, bytes]
+    actual: dict[str, bytes]
+
+    @property
+    def remaining(self) -> tuple[int, ...]:
+        return self.events[self.held :] if self.held is not None else ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    result: str  # verified | failed | not-launched
+    summary: str
+    source: str
+    mode: str
+    checks: tuple[Check, ...]
+    pcrs: tuple[PcrState, ...]
+    banks: tuple[str, ...]
+    extended: tuple[int, ...] = ()  # log indices extended by this run
+    layout: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return RESULT_EXIT[self.result]
+
+    def check(self, check_id: str) -> Check | None:
+        return next((c for c in self.checks if c.id == check_id), None)
+
+
+def window(log: EventLog) -> frozenset[int]:
+    """Indices strictly between SLAUNCH_START and SLAUNCH_END (v7-v14 kernels; empty for v15+)."""
+    start = next((e.index for e in log.events if e.type == SLAUNCH_START), None)
+    if start is None:
+        return frozenset()
+    end = next((e.index for e in log.events if e.type == SLAUNCH_END and e.index > start), None)
+    if end is None:
+        return frozenset()
+    return frozenset(range(start + 1, end))
+
+
+def compare(log: EventLog, actual: Mapping[str, Mapping[int, bytes]], banks: Iterable[str]) -> tuple[PcrState, ...]:
+    """Match every DRTM PCR the log touches (and PCR17 always) against the TPM's values (pure)."""
+    banks = [b for b in banks if b in actual]
+    inside = window(log)
+    out = []
+    for pcr in DRTM_PCRS:
+        evs: list[Event] = [e for e in log.events if e.pcr == pcr and extends(e)]
+        if not evs and pcr != 17:
+            continue
+        states = {b: prefix_states(log, b, pcr) for b in banks}
+        now = {b: bytes(actual[b][pcr]) for b in banks}
+        expected = {b: states[b][-1] for b in banks}
+        indices = tuple(e.index for e in evs)
+        if now and all(v == b"\xff" * len(v) for v in now.values()):
+            out.append(PcrState(pcr, "not-launched", indices, None, expected, now))
+            continue
+        first_window = next((i for i, e in enumerate(evs) if e.index in inside), len(evs))
+        tail_in_window = all(e.index in inside for e in evs[first_window:])
+        resumable = range(first_window, len(evs)) if tail_in_window else range(0)
+        held_sets = [{j for j, s in enumerate(states[b]) if s == now[b] and (j == len(evs) or j in resumable)}
+                     for b in banks]
+        common = set.intersection(*held_sets) if held_sets else set()
+        if len(evs) in common or not banks:
+            out.append(PcrState(pcr, "match", indices, len(evs), expected, now))
+        elif common:
+            # The largest common prefix: extending fewer events can only leave a mismatch, never a double extend.
+            out.append(PcrState(pcr, "resumable", indices, max(common), expected, now))
+        else:
+            out.append(PcrState(pcr, "mismatch", indices, None, expected, now))
+    return tuple(out)
+
+
+@contextmanager
+def extend_lock(path: str) -> Iterator[None]:
+    """One extender at a time across the daemon and any CLI (flock; released by the kernel on crash)."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise SldError(f"extend lock {path}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _platform_checks(snap: Snapshot) -> list[Check]:
+    """Facts from the registers, heap, SLRT and log; each with its evidence."""
+    checks = []
+    regs = snap.registers
+    if regs is None:
+        checks.append(Check("txt.registers", "fail", str(snap.errors.get("registers", "no registers"))))
+    else:
+        sts, err = regs.sts, regs.errorcode
+        launched = sts["senter_done"] and not sts["sexit_done"]
+        checks.append(Check("txt.launched", "pass" if launched else "fail",
+                            "SENTER.DONE set, SEXIT.DONE clear" if launched else
+                            f"STS 0x{regs['STS']:x}: senter_done={sts['senter_done']} sexit_done={sts['sexit_done']}",
+                            {"STS": regs["STS"]}))
+        clean = regs["ERRORCODE"] in (0, SINIT_SUCCESS)
+        checks.append(Check("txt.errorcode", "pass" if clean else "fail",
+                            f"0x{regs['ERRORCODE']:08x} {err.name}" + ("" if clean else f": {err.text}"),
+                            {"ERRORCODE": regs["ERRORCODE"], "kind": err.kind, "name": err.name}))
+        checks.append(Check("txt.reset", "fail" if regs.ests["txt_reset"] else "pass", f"ESTS 0x{regs['ESTS']:x}",
+                            {"ESTS": regs["ESTS"]}))
+    for check_id, stage, what in (("heap.valid", "heap", snap.heap), ("slrt.valid", "slrt", snap.slrt)):
+        if stage in snap.errors:
+            checks.append(Check(check_id, "fail", str(snap.errors[stage])))
+        elif what is not None:
+            checks.append(Check(check_id, "pass", _stage_detail(snap, stage)))
+        elif snap.source_kind == "securityfs":
+            checks.append(Check(check_id, "skip", "securityfs exports no heap or SLRT"))
+    if "log" in snap.errors:
+        checks.append(Check("log.valid", "fail", str(snap.errors["log"])))
+    elif snap.log is not None:
+        log = snap.log
+        banks = ", ".join(log.banks)
+        checks.append(Check("log.valid", "pass", f"{log.format}, {len(log.events)} events, banks {banks}",
+                            {"format": log.format, "events": len(log.events), "banks": list(log.banks)}))
+        bad = digest_mismatches(log)
+        checks.append(Check("log.digests", "fail" if bad else "pass",
+                            "; ".join(f"event {e.index} ({e.type_name}) {bank} digest is not H(data)"
+                                      for e, bank in bad) or "every data-covering digest matches",
+                            {"events": sorted({e.index for e, _ in bad})}))
+    return checks
+
+
+def _stage_detail(snap: Snapshot, stage: str) -> str:
+    if stage == "heap" and snap.heap is not None:
+        return f"0x{snap.heap.base:x} +0x{snap.heap.size:x}, OsMleData {snap.os_mle_layout} layout"
+    assert snap.slrt is not None
+    return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {len(snap.slrt.entries)} entries"
+
+
+def _pcr_check(states: tuple[PcrState, ...], mode: str) -> Check:
+    bad = [s for s in states if s.status != "match"]
+    if not bad:
+        return Check("pcr.match", "pass", f"PCR{','.join(str(s.pcr) for s in states)} equal the replay in every bank")
+    parts = []
+    for s in bad:
+        if s.status == "resumable":
+            hint = "" if mode != "validate" else "; `sld verify --mode perform` extends them"
+            parts.append(f"PCR{s.pcr}: {len(s.remaining)} logged events not extended{hint}")
+        else:
+            banks = [b for b in s.expected if s.expected[b] != s.actual[b]]
+            parts.append(f"PCR{s.pcr} {s.status} in {', '.join(banks)} (events {list(s.events)})")
+    return Check("pcr.match", "fail", "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
+
+
+def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -> tuple[tuple[PcrState, ...],
+                                                                                   list[int], Check]:
+    """Under the lock: re-read (another extender may have finished), extend what remains, re-read."""
+    done: list[int] = []
+    with extend_lock(lock):
+        states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
+        by_index = {e.index: e for e in log.events}
+        try:
+            for s in states:
+                for index in s.remaining if s.status == "resumable" else ():
+                    ev = by_index[index]
+                    tpm.extend(s.pcr, {b: d for b, d in ev.digests.items() if b in banks})
+                    done.append(index)
+        except TpmError as err:
+            after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
+            return after, done, Check("tpm.extend", "fail", f"{err}; extended {len(done)} events before it",
+                                      {"kind": err.kind, "extended": done})
+        after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
+    return after, done, Check("tpm.extend", "pass", f"extended {len(done)} deferred events exactly once",
+                              {"extended": done})
+
+
+def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DEFAULT_LOCK) -> Verdict:
+    """Read the platform and the TPM, perform deferred extends if allowed, and decide."""
+    t0 = time.monotonic()
+    snap = discover(source)
+    checks = _platform_checks(snap)
+    states: tuple[PcrState, ...] = ()
+    extended: list[int] = []
+    banks: tuple[str, ...] = ()
+    if snap.log is not None:
+        banks = tuple(b for b in tpm.banks() if b in snap.log.banks)
+        states = compare(snap.log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
+        launched = not any(s.status == "not-launched" for s in states if s.pcr == 17)
+        checks.append(Check("tpm.launched", "pass" if launched else "fail",
+                            "PCR17 was reset by a dynamic launch" if launched else
+                            "PCR17 is all-ones: no dynamic launch since the TPM reset"))
+        if mode != "validate" and any(s.status == "resumable" for s in states):
+            states, extended, extend_check = _perform(tpm, snap.log, banks, lock)
+            checks.append(extend_check)
+        if launched:
+            checks.append(_pcr_check(states, mode))
+    result, summary = _decide(checks)
+    return Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),
+                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0)
+
+
+def _decide(checks: list[Check]) -> tuple[str, str]:
+    """An error anywhere fails; no launch is "not-launched", never "mismatch"; verified needs every fact."""
+    status = {c.id: c.status for c in checks}
+    failed = [c for c in checks if c.status == "fail"]
+    if status.get("txt.errorcode") == "fail" or status.get("txt.registers") == "fail":
+        c = next(c for c in failed if c.id in ("txt.errorcode", "txt.registers"))
+        return "failed", f"{c.title}: {c.detail}"
+    no_heap = "heap.valid" not in status and status.get("txt.launched") is not None
+    if status.get("txt.launched") == "fail" or status.get("tpm.launched") == "fail" or \
+            (no_heap and "log.valid" not in status):
+        c = next((c for c in failed if c.id in ("txt.launched", "tpm.launched")), None)
+        return "not-launched", f"not a secure-launched platform: {c.detail if c else 'HEAP.BASE is 0'}"
+    if failed:
+        return "failed", f"{failed[0].title}: {failed[0].detail}"
+    if status.get("pcr.match") != "pass":
+        return "failed", "no event log to verify the PCRs against"
+    return "verified", "dynamic launch verified: PCRs equal the replayed DRTM log"
+
+
+def verify_source(source_spec: str, tpm: PcrDevice, **kwargs: Any) -> Verdict:
+    """Open ``source_spec`` (``--source``), verify, close."""
+    from sld.platform.source import open_source
+
+    with open_source(source_spec) as source:
+        return verify(source, tpm, **kwargs)
