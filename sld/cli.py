@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
     insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
 
+    ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ver.set_defaults(handler="sld.commands.verify:run")
+    _add_source(ver)
+    _add_json(ver)
+    ver.add_argument("--tcti", default="device:/dev/tpmrm0",
+                     help="tpm2-tss TCTI string (default device:/dev/tpmrm0; the simulator prints its own)")
+    ver.add_argument("--mode", choices=("auto", "validate", "perform"), default="auto",
+                     help="validate never extends; auto/perform extend events logged but not extended in the "
+                          "SLAUNCH window, exactly once")
+    ver.add_argument("--lock", default="/run/sld/extend.lock", metavar="PATH",
+                     help="exclusive lock held while extending (shared with the daemon)")
+
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
     sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
@@ -59,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = simsub.add_parser("build", help="write a physical-memory image of a scenario and its manifest (IMAGE.json)")
     p.set_defaults(handler="sld.commands.sim:run_build")
     p.add_argument("--scenario", required=True)
-    p.add_argument("--layout", default="v16", help="Secure Launch structure generation: v7, v9, v10, v12, v16")
+    p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
+                   "scenario's, v16 for most)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
     p = simsub.add_parser("securityfs", help="write the securityfs view of a scenario (and its manifest) into DIR")
     p.set_defaults(handler="sld.commands.sim:run_securityfs")
     p.add_argument("--scenario", required=True)
-    p.add_argument("--layout", default="v16", help="Secure Launch structure generation: v7, v9, v10, v12, v16")
+    p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
+                   "scenario's, v16 for most)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
 

@@ -44,3 +44,42 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in cells]
     return "\n".join(lines)
 
+
+
+COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
+           "skip": "90", "resumable": "33", "not-launched": "33"}
+
+
+def paint(word: str, tty: bool) -> str:
+    """Colour a status word, only for a terminal (never in pipes, files or the journal)."""
+    code = COLOURS.get(word)
+    return f"\033[{code}m{word}\033[0m" if tty and code else word
+
+
+def verdict_json(verdict: Any) -> str:
+    """The versioned machine form of a verdict (``kind`` "verdict")."""
+    payload = jsonable(verdict)
+    payload["exit_code"] = verdict.exit_code
+    for check in payload["checks"]:
+        check["title"] = next(c.title for c in verdict.checks if c.id == check["id"])
+    return dump_json("verdict", payload)
+
+
+def verdict_text(verdict: Any, tty: bool = False) -> str:
+    """A table of checks and a table of PCRs, then the one-line verdict."""
+    head = f"source {verdict.source}, mode {verdict.mode}" + (f", layout {verdict.layout}" if verdict.layout else "")
+    checks = table(((paint(c.status, tty), c.title, c.detail) for c in verdict.checks), ("STATUS", "CHECK", "DETAIL"))
+    lines = [head, "", checks]
+    rows = []
+    for s in verdict.pcrs:
+        for bank in verdict.banks:
+            exp, act = s.expected.get(bank, b""), s.actual.get(bank, b"")
+            status = s.status if s.status != "match" or exp == act else "mismatch"
+            rows.append((f"PCR{s.pcr}", bank, paint(status, tty), exp.hex()[:16] + "…",
+                         act.hex()[:16] + "…", len(s.events)))
+    if rows:
+        lines += ["", table(rows, ("PCR", "BANK", "STATUS", "EXPECTED", "ACTUAL", "EVENTS"))]
+    if verdict.extended:
+        lines += ["", f"extended {len(verdict.extended)} deferred events: {list(verdict.extended)}"]
+    lines += ["", f"verdict: {paint(verdict.result, tty)}: {verdict.summary}"]
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sld.errors import ConfigError
 from sld.formats import heap, slrt
 from sld.formats.eventlog import NewEvent, build_crypto_agile, build_tpm12_container, parse_log
 from sld.formats.registers import (
@@ -207,13 +208,16 @@ def _heap(spec: PlatformSpec, layout: str, slrt_table: bytes, log: bytes) -> byt
     return heap.build_heap([bios, os_mle, os_sinit, sinit_mle], HEAP_SIZE)
 
 
-def build_platform(name: str, layout: str = "v16") -> Platform:
-    if layout not in LAYOUTS:
-        from sld.errors import ConfigError
-
-        raise ConfigError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}", key="layout")
+def build_platform(name: str, layout: str | None = None) -> Platform:
+    """The scenario's platform in ``layout`` (default: the scenario's own generation)."""
     sc = scenario(name)
     spec = sc.spec
+    layout = layout or spec.layout
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}", key="layout")
+    if spec.window_extended is not None and layout == "v16":
+        raise ConfigError(f"{name} needs a kernel that defers its extends (layouts v7-v12); v15+ kernels extend "
+                          "before they log", key="layout")
     events = tuple(events_for(spec, layout))
     shown = list(events)
     if spec.tamper_event is not None:

@@ -43,6 +43,7 @@ class PlatformSpec:
     errorcode: int = SINIT_SUCCESS
     window_events: int = 5  # Secure Launch (0x502) events between SLAUNCH_START and SLAUNCH_END
     window_extended: int | None = None  # how many window events the kernel extended; None = all
+    layout: str = "v16"  # the default structure generation; deferred extends need v7-v14 (markers)
     tamper_event: int | None = None  # index of an event whose data and digest are altered after extend
     slrt_magic: int = 0x4452544D
     log_info: bool = True
@@ -79,9 +80,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("truncated-log", "the event log buffer ends in the middle of a record",
              "failed", 1, PlatformSpec(truncate_log_at=300)),
     Scenario("unextended", "the kernel logged the Secure Launch events but extended none (perform mode)",
-             "verified", 0, PlatformSpec(window_extended=0)),
+             "verified", 0, PlatformSpec(window_extended=0, layout="v12")),
     Scenario("partial-extend", "a crash after 3 of the 18 Secure Launch extends (perform mode resumes)",
-             "verified", 0, PlatformSpec(window_events=18, window_extended=3)),
+             "verified", 0, PlatformSpec(window_events=18, window_extended=3, layout="v12")),
 )
 
 
