@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(ver)
     ver.add_argument("--tcti", default="device:/dev/tpmrm0",
                      help="tpm2-tss TCTI string (default device:/dev/tpmrm0; the simulator prints its own)")
+    ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
+                     help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2)")
     ver.add_argument("--mode", choices=("auto", "validate", "perform"), default="auto",
                      help="validate never extends; auto/perform extend events logged but not extended in the "
                           "SLAUNCH window, exactly once")
@@ -75,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
                    "scenario's, v16 for most)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
+    p = simsub.add_parser("up", help="build a scenario's image and start a swtpm in the state its launch leaves")
+    p.set_defaults(handler="sld.commands.sim:run_up")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--layout", help="Secure Launch structure generation (default: the scenario's)")
+    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    _add_json(p)
+    p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
+    p.set_defaults(handler="sld.commands.sim:run_down")
+    p.add_argument("--dir", default="/run/sld-sim")
     p = simsub.add_parser("securityfs", help="write the securityfs view of a scenario (and its manifest) into DIR")
     p.set_defaults(handler="sld.commands.sim:run_securityfs")
     p.add_argument("--scenario", required=True)

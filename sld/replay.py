@@ -10,16 +10,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, Event, EventLog
+from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog
 
 DRTM_PCRS = tuple(range(17, 23))
 NUM_PCRS = 24
 STARTUP_LOCALITY = b"StartupLocality\x00"
 
 
-def extends(event: Event) -> bool:
-    """Whether an event changes a PCR at all."""
+class Logged(Protocol):
+    pcr: int
+    type: int
+
+
+def extends(event: Logged) -> bool:
+    """Whether an event changes a PCR at all (a parsed Event or one the simulator is about to log)."""
     return event.type not in (EV_NO_ACTION, SLAUNCH_START, SLAUNCH_END) and event.pcr < NUM_PCRS
 
 

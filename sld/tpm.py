@@ -60,7 +60,7 @@ def classify(err: Exception, what: str) -> TpmError:
 class Tpm:
     """An open TPM; ``banks`` is read once (TPM2_GetCapability PCRS) and cached for the session."""
 
-    def __init__(self, tcti: str = DEFAULT_TCTI) -> None:
+    def __init__(self, tcti: str = DEFAULT_TCTI, *, locality: int | None = None) -> None:
         self.tcti_string = tcti
         self.commands = 0
         self._banks: tuple[str, ...] | None = None
@@ -69,6 +69,16 @@ class Tpm:
             self._esys = ESAPI(self._tcti)
         except (TSS2_Exception, RuntimeError, OSError, ValueError) as err:
             raise TpmError("unavailable", f"cannot open TCTI {tcti!r}: {err}") from None
+        if locality is not None:
+            self.set_locality(locality)
+
+    def set_locality(self, locality: int) -> None:
+        """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
+        try:
+            self._tcti.set_locality(locality)
+        except TSS2_Exception as err:
+            raise TpmError("locality", f"TCTI {self.tcti_string!r} cannot select locality {locality}: {err}",
+                           rc=int(err.rc)) from None
 
     def close(self) -> None:
         esys = getattr(self, "_esys", None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from sld.report import dump_json, table
 from sld.sim.scenarios import SCENARIOS
@@ -32,3 +34,58 @@ def run_securityfs(args: argparse.Namespace) -> int:
     build_platform(args.scenario, args.layout).write_securityfs(args.output)
     print(f"wrote the securityfs view of {args.scenario} to {args.output}")
     return 0
+
+
+DEFAULT_SIM_DIR = "/run/sld-sim"
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Image + securityfs view + a swtpm left where the scenario's launch leaves it."""
+    from sld.sim.builder import build_platform
+    from sld.sim.swtpm import STATE_FILE, Swtpm, launch
+
+    root = Path(args.dir)
+    _stop(root)
+    platform = build_platform(args.scenario, args.layout)
+    root.mkdir(parents=True, exist_ok=True)
+    image = root / "phys.img"
+    platform.write_image(image)
+    platform.write_securityfs(root / "securityfs")
+    tpm_dir = root / "tpm"
+    if tpm_dir.exists():
+        shutil.rmtree(tpm_dir)
+    tpm = Swtpm.start(tpm_dir)
+    try:
+        done = launch(tpm, platform)
+    except BaseException:
+        tpm.stop()
+        raise
+    info = {"scenario": platform.scenario.name, "layout": platform.layout, "image": str(image),
+            "securityfs": str(root / "securityfs"), "verdict": platform.scenario.verdict,
+            "exit_code": platform.scenario.exit_code, "extended": done}
+    tpm.save(root / STATE_FILE, **info)
+    if args.json:
+        print(dump_json("sim.up", {"tcti": tpm.tcti, **info}))
+    else:
+        print(f"scenario {info['scenario']} ({info['layout']} layout) is up; expected verdict {info['verdict']}")
+        print(f"  image   {image}")
+        print(f"  tcti    {tpm.tcti}")
+        print(f"  verify  sld verify --source image:{image} --tcti {tpm.tcti} --locality 2")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    stopped = _stop(Path(args.dir))
+    print("simulated platform stopped" if stopped else f"no simulated platform under {args.dir}")
+    return 0
+
+
+def _stop(root: Path) -> bool:
+    from sld.sim.swtpm import STATE_FILE, Swtpm
+
+    state = root / STATE_FILE
+    if not state.exists():
+        return False
+    Swtpm.load(state).stop()
+    state.unlink()
+    return True

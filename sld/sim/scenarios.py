@@ -81,8 +81,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              "failed", 1, PlatformSpec(truncate_log_at=300)),
     Scenario("unextended", "the kernel logged the Secure Launch events but extended none (perform mode)",
              "verified", 0, PlatformSpec(window_extended=0, layout="v12")),
-    Scenario("partial-extend", "a crash after 3 of the 18 Secure Launch extends (perform mode resumes)",
-             "verified", 0, PlatformSpec(window_events=18, window_extended=3, layout="v12")),
+    Scenario("partial-extend", "a crash after 3 of the 20 Secure Launch extends (perform mode resumes)",
+             "verified", 0, PlatformSpec(window_events=20, window_extended=3, layout="v12")),
 )
 
 

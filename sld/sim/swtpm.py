@@ -1,0 +1,159 @@
+"""A real software TPM (swtpm) driven to the PCR state a dynamic launch leaves.
+
+The launch is emulated the way the hardware does it (spec §6, rig-notes §1): the DRTM hash sequence
+(``swtpm_ioctl -h``) resets PCR17-22 to zero and extends PCR17 with H(SINIT data); the SINIT's other
+measurements are extended at locality 3; the Secure Launch kernel's at locality 2, all, none or some
+of them per scenario. The TPM is left at locality 2, as a Secure Launch kernel leaves it; note that the
+tss2 swtpm TCTI resets the locality to 0 when it connects, so a client that must extend PCR17-22
+asks for locality 2 itself (``sld verify --locality 2``), as the Secure Launch kernel's driver does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sld.errors import SldError
+from sld.replay import extends
+from sld.sim.builder import Platform
+
+HOST = "127.0.0.1"
+STATE_FILE = "sim.json"
+HASH_START = 0x402
+ACM_LOCALITY = 3
+KERNEL_LOCALITY = 2
+
+
+def _free_port_pair() -> int:
+    """A port P with P+1 also free: the tss2 swtpm TCTI always uses P+1 as the control port."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise SldError("no free TCP port pair on 127.0.0.1 for swtpm")
+
+
+@dataclass
+class Swtpm:
+    """One swtpm process (daemonized) with its state directory; the TCTI string tpm2-pytss opens."""
+
+    state_dir: Path
+    port: int
+    pid: int
+
+    @property
+    def tcti(self) -> str:
+        return f"swtpm:host={HOST},port={self.port}"
+
+    @property
+    def ctrl(self) -> str:
+        return f"{HOST}:{self.port + 1}"
+
+    @classmethod
+    def start(cls, state_dir: str | os.PathLike[str]) -> Swtpm:
+        """Start a fresh TPM (TPM2_Startup(CLEAR) done by swtpm); it survives this process."""
+        if shutil.which("swtpm") is None:
+            raise SldError("swtpm is not installed (Debian package swtpm)")
+        state = Path(state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(5):
+            port = _free_port_pair()
+            pidfile = state / "swtpm.pid"
+            pidfile.unlink(missing_ok=True)
+            run = subprocess.run(
+                ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                 "--server", f"type=tcp,port={port},bindaddr={HOST}",
+                 "--ctrl", f"type=tcp,port={port + 1},bindaddr={HOST}",
+                 "--flags", "not-need-init,startup-clear", "-d", "--pid", f"file={pidfile}",
+                 "--log", f"file={state / 'swtpm.log'},level=1"],
+                capture_output=True, text=True)
+            if run.returncode == 0 and _wait_listening(port):
+                return cls(state, port, int(pidfile.read_text()))
+        raise SldError(f"swtpm did not start after 5 attempts: {run.stderr.strip()}")
+
+    def ioctl(self, *args: str, data: bytes | None = None) -> str:
+        run = subprocess.run(["swtpm_ioctl", "--tcp", self.ctrl, *args], input=data, capture_output=True)
+        if run.returncode != 0:
+            raise SldError(f"swtpm_ioctl {' '.join(args)}: {run.stderr.decode(errors='replace').strip()}")
+        return run.stdout.decode(errors="replace")
+
+    def set_locality(self, locality: int) -> None:
+        """Locality is global swtpm state: it holds for every later client until changed."""
+        self.ioctl("-l", str(locality))
+
+    def drtm(self, data: bytes) -> None:
+        """The DRTM sequence (_TPM_Hash_Start/Data/End): PCR17-22 := 0, PCR17 := H(0 || H(data))."""
+        self.ioctl("-h", "-", data=data)
+
+    def stop(self) -> None:
+        try:
+            self.ioctl("-s")
+        except SldError:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+        for _ in range(100):
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+
+    def save(self, path: Path, **extra: object) -> None:
+        path.write_text(json.dumps({"state_dir": str(self.state_dir), "port": self.port, "pid": self.pid,
+                                    "tcti": self.tcti, **extra}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Swtpm:
+        info = json.loads(path.read_text())
+        return cls(Path(info["state_dir"]), int(info["port"]), int(info["pid"]))
+
+
+def _wait_listening(port: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port + 1), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
+def launch(tpm: Swtpm, platform: Platform) -> dict[str, int]:
+    """Drive ``tpm`` to the state the scenario's launch leaves; returns what was extended where."""
+    from sld.tpm import Tpm
+
+    spec = platform.scenario.spec
+    if not spec.launched:
+        return {"drtm": 0, "sinit": 0, "kernel": 0}
+    events = platform.events
+    start = next(e for e in events if e.type == HASH_START)
+    tpm.drtm(start.data)
+    sinit = [e for e in events if not e.window and e is not start and extends(e)]
+    window = [e for e in events if e.window]
+    kernel = window if spec.window_extended is None else window[: spec.window_extended]
+    with Tpm(tpm.tcti, locality=ACM_LOCALITY) as dev:
+        banks = dev.banks()
+        for ev in sinit:
+            dev.extend(ev.pcr, {b: d for b, d in ev.digests.items() if b in banks})
+        dev.set_locality(KERNEL_LOCALITY)
+        for ev in kernel:
+            dev.extend(ev.pcr, {b: d for b, d in ev.digests.items() if b in banks})
+    return {"drtm": 1, "sinit": len(sinit), "kernel": len(kernel)}
