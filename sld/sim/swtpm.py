@@ -109,11 +109,9 @@ class Swtpm:
             except ProcessLookupError:
                 return
         for _ in range(100):
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
+            if not _alive(self.pid):
                 return
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def save(self, path: Path, **extra: object) -> None:
         path.write_text(json.dumps({"state_dir": str(self.state_dir), "port": self.port, "pid": self.pid,
@@ -123,6 +121,15 @@ class Swtpm:
     def load(cls, path: Path) -> Swtpm:
         info = json.loads(path.read_text())
         return cls(Path(info["state_dir"]), int(info["port"]), int(info["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a daemonized swtpm's parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait_listening(port: int, timeout: float = 5.0) -> bool:

@@ -1,0 +1,71 @@
+"""sld.tpm against a real swtpm: banks, batched reads, multi-bank extends, locality and transport errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from sld.errors import TpmError
+from sld.replay import DRTM_PCRS
+from sld.sim.swtpm import Swtpm
+from sld.tpm import Tpm
+
+BANKS = ("sha1", "sha256")
+
+
+def test_banks_are_discovered_once(swtpm: Swtpm) -> None:
+    with Tpm(swtpm.tcti) as tpm:
+        assert set(BANKS) <= set(tpm.banks())
+        tpm.banks()
+        assert tpm.commands == 1
+
+
+def test_twelve_digests_take_exactly_two_reads_and_show_no_launch(swtpm: Swtpm) -> None:
+    with Tpm(swtpm.tcti) as tpm:
+        values = tpm.read_pcrs(DRTM_PCRS, BANKS)
+        assert tpm.commands == 2
+    for bank in BANKS:
+        assert values[bank] == {p: b"\xff" * hashlib.new(bank).digest_size for p in DRTM_PCRS}
+
+
+def test_drtm_resets_and_measures_pcr17(swtpm: Swtpm) -> None:
+    swtpm.drtm(b"sinit-acm\x00\x01")
+    with Tpm(swtpm.tcti) as tpm:
+        values = tpm.read_pcrs(DRTM_PCRS, BANKS)
+    for bank in BANKS:
+        size = hashlib.new(bank).digest_size
+        measured = hashlib.new(bank, b"sinit-acm\x00\x01").digest()
+        assert values[bank][17] == hashlib.new(bank, bytes(size) + measured).digest()
+        assert all(values[bank][p] == bytes(size) for p in range(18, 23))
+
+
+def test_extend_at_locality_zero_is_refused_and_changes_nothing(swtpm: Swtpm) -> None:
+    swtpm.drtm(b"x")
+    with Tpm(swtpm.tcti) as tpm:
+        before = tpm.read_pcrs([17], BANKS)
+        with pytest.raises(TpmError) as err:
+            tpm.extend(17, {"sha1": bytes(20), "sha256": bytes(32)})
+        assert err.value.kind == "locality" and err.value.rc == 0x907 and "PCR17 needs" in str(err.value)
+        assert tpm.read_pcrs([17], BANKS) == before
+
+
+def test_one_extend_carries_every_bank(swtpm: Swtpm) -> None:
+    swtpm.drtm(b"x")
+    digests = {b: hashlib.new(b, b"event").digest() for b in BANKS}
+    with Tpm(swtpm.tcti, locality=2) as tpm:
+        before = tpm.read_pcrs([18], BANKS)
+        n = tpm.commands
+        tpm.extend(18, digests)
+        assert tpm.commands == n + 1
+        after = tpm.read_pcrs([18], BANKS)
+    for bank in BANKS:
+        assert after[bank][18] == hashlib.new(bank, before[bank][18] + digests[bank]).digest()
+
+
+def test_closed_port_is_unavailable(swtpm: Swtpm) -> None:
+    swtpm.stop()
+    with pytest.raises(TpmError) as err:
+        with Tpm(swtpm.tcti) as tpm:
+            tpm.banks()
+    assert err.value.kind == "unavailable"

@@ -1,0 +1,101 @@
+"""`sld verify` end to end: the simulator's image + a real swtpm in the state each launch leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sld.replay import DRTM_PCRS
+from sld.sim.scenarios import SCENARIOS
+from sld.tpm import Tpm
+from tests.swtpm.conftest import Sim
+
+BANKS = ("sha1", "sha256")
+
+
+def pcrs(tcti: str) -> dict[str, dict[int, bytes]]:
+    with Tpm(tcti) as tpm:
+        return tpm.read_pcrs(DRTM_PCRS, BANKS)
+
+
+def manifest_pcrs(sim: Sim) -> dict[str, dict[int, str]]:
+    manifest = json.loads(Path(f"{sim.info['image']}.json").read_text())
+    return {b: {int(p): v for p, v in manifest["expected_pcrs"][b].items()} for b in BANKS}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_every_scenario_gets_its_verdict_and_exit_code(sim: Sim, scenario) -> None:
+    sim.up(scenario.name)
+    run = sim.verify("--locality", "2")
+    assert run.returncode == scenario.exit_code, run.stdout + run.stderr
+    verdict = json.loads(run.stdout)
+    assert verdict["schema"] == 1 and verdict["kind"] == "verdict"
+    assert verdict["result"] == scenario.verdict and verdict["exit_code"] == scenario.exit_code
+    assert "Traceback" not in run.stderr
+
+
+def test_validate_mode_reports_unextended_events_and_extends_nothing(sim: Sim) -> None:
+    sim.up("unextended")
+    before = pcrs(sim.info["tcti"])
+    run = sim.verify("--locality", "2", "--mode", "validate")
+    assert run.returncode == 1
+    check = next(c for c in json.loads(run.stdout)["checks"] if c["id"] == "pcr.match")
+    assert "logged events not extended" in check["detail"] and "--mode perform" in check["detail"]
+    assert pcrs(sim.info["tcti"]) == before
+
+
+def test_locality_zero_fails_cleanly_and_extends_nothing(sim: Sim) -> None:
+    sim.up("partial-extend")
+    before = pcrs(sim.info["tcti"])
+    run = sim.verify()  # the swtpm TCTI connects at locality 0
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    verdict = json.loads(run.stdout)
+    extend = next(c for c in verdict["checks"] if c["id"] == "tpm.extend")
+    assert extend["status"] == "fail" and "PCR17 needs (2-4)" in extend["detail"]
+    assert verdict["extended"] == [] and pcrs(sim.info["tcti"]) == before
+
+
+KILL_AFTER = """
+import os, signal, sys
+import sld.tpm
+from sld.cli import main
+limit, done = int(os.environ["SLD_TEST_KILL_AFTER"]), []
+extend = sld.tpm.Tpm.extend
+def killing_extend(self, pcr, digests):
+    extend(self, pcr, digests)
+    done.append(pcr)
+    if len(done) == limit:
+        os.kill(os.getpid(), signal.SIGKILL)
+sld.tpm.Tpm.extend = killing_extend
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_after_each_extend_then_rerun_extends_each_event_exactly_once(sim: Sim) -> None:
+    """Fault injection in a child process: SIGKILL right after its k-th TPM2_PCR_Extend, for every k."""
+    info = sim.up("partial-extend")
+    remaining = None
+    k = 1
+    while remaining is None or k <= remaining:
+        info = sim.up("partial-extend")
+        expected = manifest_pcrs(sim)
+        args = ["verify", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--locality", "2",
+                "--json", "--lock", str(sim.root / "extend.lock")]
+        env = dict(os.environ, SLD_TEST_KILL_AFTER=str(k))
+        killed = subprocess.run([sys.executable, "-c", KILL_AFTER, *args], capture_output=True, text=True, env=env)
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+        rerun = sim.verify("--locality", "2")
+        verdict = json.loads(rerun.stdout)
+        assert rerun.returncode == 0, rerun.stdout
+        if remaining is None:
+            remaining = k + len(verdict["extended"])
+            assert remaining >= 16
+        assert len(verdict["extended"]) == remaining - k  # the rerun did only what the killed run had not
+        actual = pcrs(info["tcti"])
+        assert {b: {p: actual[b][p].hex() for p in expected[b]} for b in BANKS} == expected
+        k += 1
