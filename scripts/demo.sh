@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Set up sld (Debian packages + .venv) and run it on the simulated platform: a clean Secure Launch
-# and a tampered one, as the Secure Launch kernel's securityfs would show them.
+# Set up sld (Debian packages + .venv) and run its main job, `sld verify`, on the simulated platform:
+# a physical-memory image (TXT registers, heap, SLRT, DRTM log) plus a real swtpm driven through an
+# emulated dynamic launch. Three launches: clean, tampered, and one whose kernel deferred its extends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sld=.venv/bin/sld
-out=$(mktemp -d /tmp/sld-demo.XXXXXX)
+dir=${SLD_SIM_DIR:-/run/sld-sim}
+trap '$sld sim down --dir "$dir" >/dev/null' EXIT
 $sld sim list
-for scenario in clean tampered-log; do
+for scenario in clean tampered-log partial-extend; do
   echo; echo "=== scenario: $scenario"
-  $sld sim securityfs --scenario "$scenario" -o "$out/$scenario"
-  $sld inspect regs --source "securityfs:$out/$scenario"
+  $sld sim up --scenario "$scenario" --dir "$dir"
+  tcti=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tcti"])' "$dir/sim.json")
   echo
-  $sld inspect log --source "securityfs:$out/$scenario" --pcrs
+  $sld verify --source "image:$dir/phys.img" --tcti "$tcti" --locality 2 --lock "$dir/extend.lock" \
+    && echo "(exit 0)" || echo "(exit $?)"
 done
-echo; echo "demo files are in $out (manifest.json holds the PCR values each launch leaves in the TPM)"

@@ -219,12 +219,12 @@ def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -
     with extend_lock(lock):
         states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         by_index = {e.index: e for e in log.events}
+        # Log order across PCRs, as the kernel would have extended them.
+        plan = sorted((i, s.pcr) for s in states if s.status == "resumable" for i in s.remaining)
         try:
-            for s in states:
-                for index in s.remaining if s.status == "resumable" else ():
-                    ev = by_index[index]
-                    tpm.extend(s.pcr, {b: d for b, d in ev.digests.items() if b in banks})
-                    done.append(index)
+            for index, pcr in plan:
+                tpm.extend(pcr, {b: d for b, d in by_index[index].digests.items() if b in banks})
+                done.append(index)
         except TpmError as err:
             after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
             return after, done, Check("tpm.extend", "fail", f"{err}; extended {len(done)} events before it",

@@ -31,7 +31,7 @@ ACM_LOCALITY = 3
 KERNEL_LOCALITY = 2
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port P with P+1 also free: the tss2 swtpm TCTI always uses P+1 as the control port."""
     for _ in range(50):
         with socket.socket() as s:
@@ -72,7 +72,7 @@ class Swtpm:
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
         for _attempt in range(5):
-            port = _free_port_pair()
+            port = free_port_pair()
             pidfile = state / "swtpm.pid"
             pidfile.unlink(missing_ok=True)
             run = subprocess.run(

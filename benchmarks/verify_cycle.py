@@ -1,0 +1,107 @@
+"""One verification cycle on the simulated clean platform, and the TPM commands it costs.
+
+Prints, in one run:
+- TPM commands per verification, counted at the TPM side by a TCP proxy in front of swtpm's data port
+  (every TPM command is one request frame; the tss2 swtpm TCTI opens one connection per command);
+- the wall time of a verification cycle inside one process (sld.verify with an open Tpm, as the
+  daemon runs it) as a ratio to one `tpm2_pcrread` process reading the same 12 PCRs over the same TCTI
+  (goal <= 0.5).
+Run: .venv/bin/python benchmarks/verify_cycle.py
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sld.platform.source import open_source
+from sld.sim.builder import build_platform
+from sld.sim.swtpm import HOST, Swtpm, free_port_pair, launch
+from sld.tpm import Tpm
+from sld.verify import verify
+
+RUNS = 50
+PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
+
+
+class CountingProxy:
+    """Forwards P -> swtpm data port and P+1 -> its ctrl port, counting TPM command frames."""
+
+    def __init__(self, target: int) -> None:
+        self.port = free_port_pair()
+        self.commands = 0
+        self.target = target
+        for offset in (0, 1):
+            srv = socket.create_server((HOST, self.port + offset))
+            threading.Thread(target=self._serve, args=(srv, target + offset, offset == 0), daemon=True).start()
+
+    def _serve(self, srv: socket.socket, target: int, count: bool) -> None:
+        while True:
+            client, _ = srv.accept()
+            threading.Thread(target=self._pipe, args=(client, target, count), daemon=True).start()
+
+    def _pipe(self, client: socket.socket, target: int, count: bool) -> None:
+        upstream = socket.create_connection((HOST, target))
+        def back() -> None:
+            while data := upstream.recv(65536):
+                client.sendall(data)
+            client.close()
+        threading.Thread(target=back, daemon=True).start()
+        buf = b""
+        while data := client.recv(65536):
+            buf += data
+            while count and len(buf) >= 10:  # TPM2 command header: tag u16, size u32, code u32 (big endian)
+                size = int.from_bytes(buf[2:6], "big")
+                if len(buf) < size:
+                    break
+                self.commands += 1
+                buf = buf[size:]
+            if not count:
+                buf = b""
+            upstream.sendall(data)
+        upstream.shutdown(socket.SHUT_WR)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = build_platform("clean")
+        image = Path(tmp) / "phys.img"
+        platform.write_image(image)
+        tpm = Swtpm.start(Path(tmp) / "tpm")
+        try:
+            launch(tpm, platform)
+            proxy = CountingProxy(tpm.port)
+            tcti = f"swtpm:host={HOST},port={proxy.port}"
+            with Tpm(tcti) as dev, open_source(f"image:{image}") as source:
+                dev.banks()  # once per session, as the daemon does
+                start = proxy.commands
+                assert verify(source, dev, mode="validate", lock=f"{tmp}/lock").result == "verified"
+                per_cycle = proxy.commands - start
+                cycles = []
+                for _ in range(RUNS):
+                    t0 = time.perf_counter()
+                    verify(source, dev, mode="validate", lock=f"{tmp}/lock")
+                    cycles.append(time.perf_counter() - t0)
+            reads = []
+            for _ in range(RUNS):
+                t0 = time.perf_counter()
+                subprocess.run(["tpm2_pcrread", "-T", tcti, PCRS], check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                reads.append(time.perf_counter() - t0)
+        finally:
+            tpm.stop()
+    ours, theirs = statistics.median(cycles), statistics.median(reads)
+    print(f"TPM commands per verification (counted at the TPM side): {per_cycle} (goal: 2 PCR reads)")
+    print(f"sld verification cycle in one process: {ours * 1000:.2f} ms (median of {RUNS})")
+    print(f"one tpm2_pcrread process, same 12 PCRs, same TCTI: {theirs * 1000:.2f} ms (median of {RUNS})")
+    print(f"ratio sld cycle / tpm2_pcrread: {ours / theirs:.2f} (goal <= 0.5)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
