@@ -65,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "SLAUNCH window, exactly once")
     ver.add_argument("--lock", default="/run/sld/extend.lock", metavar="PATH",
                      help="exclusive lock held while extending (shared with the daemon)")
+    ver.add_argument("--local", action="store_true",
+                     help="verify in this process even when a running daemon answers on its control socket")
+    ver.add_argument("--socket", default="/run/sld/control.sock", metavar="PATH", help="the daemon's control socket")
+
+    dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
+    dmn.set_defaults(handler="sld.commands.service:run_daemon")
+    dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+    st = sub.add_parser("status", help="the running daemon's state and last verdict")
+    st.set_defaults(handler="sld.commands.service:run_status")
+    st.add_argument("--socket", default="/run/sld/control.sock", metavar="PATH")
+    _add_json(st)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)

@@ -80,6 +80,7 @@ class Verdict:
     extended: tuple[int, ...] = ()  # log indices extended by this run
     layout: str | None = None
     duration_s: float = 0.0
+    registers: dict[str, int] = field(default_factory=dict)  # raw TXT register values read
 
     @property
     def exit_code(self) -> int:
@@ -255,8 +256,9 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
         if launched:
             checks.append(_pcr_check(states, mode))
     result, summary = _decide(checks)
+    regs = {k: v for k, v in snap.registers.values.items() if isinstance(v, int)} if snap.registers else {}
     return Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),
-                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0)
+                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0, regs)
 
 
 def _decide(checks: list[Check]) -> tuple[str, str]:

@@ -1,0 +1,1 @@
+"""The long-running service: daemon loop and state, metrics, control socket, journal."""

@@ -1,0 +1,128 @@
+"""The control socket: JSON lines over a root-only Unix socket (peer credentials checked).
+
+Requests: {"cmd": "status" | "stats" | "verify" | "debug", ...}; one JSON object answers each line.
+``stats`` carries ``stats_version``, bumped whenever its shape changes.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import socket
+import socketserver
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sld.errors import SourceError
+from sld.report import jsonable, verdict_json
+from sld.service import journal
+
+if TYPE_CHECKING:
+    from sld.service.daemon import Daemon
+
+STATS_VERSION = 1
+MAX_LINE = 64 * 1024
+
+
+def _peer(sock: socket.socket) -> tuple[int, int, int]:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)  # pid, uid, gid
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        _pid, uid, gid = _peer(self.request)
+        if uid != 0 and (self.server.gid is None or gid != self.server.gid):
+            self._send({"error": "permission denied: root (or the configured group) only"})
+            return
+        for raw in self.rfile:
+            if len(raw) > MAX_LINE:
+                self._send({"error": "request too long"})
+                return
+            try:
+                request = json.loads(raw)
+                self._send(self.server.answer(request))
+            except (ValueError, AttributeError) as err:
+                self._send({"error": f"bad request: {err}"})
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        self.wfile.write(json.dumps(jsonable(obj)).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, daemon: Daemon, gid: int | None) -> None:
+        self.sld = daemon
+        self.gid = gid
+        super().__init__(path, _Handler)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        d = self.sld
+        cmd = request.get("cmd")
+        if cmd == "status":
+            v = d.verdict
+            return {"state": d.state, "result": v.result if v else None, "summary": v.summary if v else
+                    d.stats["last_error"], "quarantined": d.quarantined}
+        if cmd == "stats":
+            return {"stats_version": STATS_VERSION, "state": d.state, **d.stats}
+        if cmd == "verify":
+            verdict = d.verify_now()
+            if verdict is None:
+                return {"state": d.state, "error": d.stats["last_error"]}
+            return {"state": d.state, "verdict": json.loads(verdict_json(verdict)), "exit_code": verdict.exit_code}
+        if cmd == "debug":
+            categories = [c for c in request.get("categories", []) if c in journal.CATEGORIES]
+            journal.set_debug(categories)
+            return {"debug": categories}
+        return {"error": f"unknown cmd {cmd!r}; expected status, stats, verify, debug"}
+
+
+def serve(daemon: Daemon, path: str, group: str = "") -> _Server:
+    """Bind ``path`` (mode 0600, or 0660 with ``group``) and serve in a thread."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    if os.path.exists(path):
+        if _reachable(path):
+            raise SourceError("another sld daemon answers on this control socket", source=path)
+        os.unlink(path)
+    gid = grp.getgrnam(group).gr_gid if group else None
+    old = os.umask(0o117 if gid is not None else 0o177)
+    try:
+        server = _Server(path, daemon, gid)
+    finally:
+        os.umask(old)
+    if gid is not None:
+        os.chown(path, 0, gid)
+    threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+    return server
+
+
+def _reachable(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def request(path: str, obj: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """One request to a running daemon (``sld status``, ``sld verify`` fast path)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+        except OSError as err:
+            raise SourceError(f"no sld daemon answers: {err.strerror}", source=path) from None
+        s.sendall(json.dumps(obj).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
