@@ -1,0 +1,155 @@
+"""The daemon for real: a NOTIFY_SOCKET the test binds, prometheus-client's HTTP server scraped and
+checked by promtool, the control socket, SIGHUP with a bad config, a PCR changed behind its back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sld.service.control import request
+from sld.sim.swtpm import free_port_pair
+from sld.tpm import Tpm
+from tests.swtpm.conftest import Sim
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[str], notify: socket.socket, root: Path, port: int, conf: Path) -> None:
+        self.proc, self.notify, self.root, self.port, self.conf = proc, notify, root, port, conf
+        self.messages: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in m for m in self.messages):
+                return
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+        raise AssertionError(f"no {text!r} from sd_notify; got {self.messages}")
+
+    def scrape(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def ask(self, cmd: str, **extra: object) -> dict:
+        return request(str(self.root / "control.sock"), {"cmd": cmd, **extra})
+
+
+def config(sim: Sim, port: int, interval: float = 1.0) -> str:
+    return f"""
+[source]
+spec = "image:{sim.info['image']}"
+[tpm]
+tcti = "{sim.info['tcti']}"
+locality = 2
+[verify]
+interval = {interval}
+lock = "{sim.root / 'extend.lock'}"
+[metrics]
+port = {port}
+[control]
+socket = "{sim.root / 'control.sock'}"
+"""
+
+
+@pytest.fixture
+def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
+    sim.up("unextended")
+    port = free_port_pair()
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, port))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.5)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    env.pop("JOURNAL_STREAM", None)
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    run = Running(proc, notify, sim.root, port, conf)
+    yield run
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    notify.close()
+
+
+def test_ready_after_the_first_verdict_then_watchdog_and_stopping(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    status = next(m for m in daemon.messages if m.startswith("STATUS="))
+    assert status.startswith("STATUS=verified")
+    assert daemon.messages.index(status) < next(i for i, m in enumerate(daemon.messages) if m == "READY=1")
+    daemon.wait_for("WATCHDOG=1")
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.wait_for("STOPPING=1")
+    assert daemon.proc.wait(10) == 0
+    assert not (daemon.root / "control.sock").exists()
+    assert "Traceback" not in daemon.proc.stderr.read()
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) is absent")
+def test_a_real_scrape_passes_promtool_and_says_verified(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    text = daemon.scrape()
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "sld_launch_verified 1.0" in text
+    assert 'sld_pcr_match{bank="sha256",pcr="18"} 1.0' in text
+    assert 'sld_extends_performed_total{pcr="18"} 4.0' in text  # the unextended scenario's window on PCR18
+    assert "process_resident_memory_bytes" in text
+
+
+def test_control_socket_status_stats_verify_debug(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    assert daemon.ask("status")["state"] == "running"
+    stats = daemon.ask("stats")
+    assert stats["stats_version"] == 1 and stats["verifications"] >= 1
+    answer = daemon.ask("verify")
+    assert answer["exit_code"] == 0 and answer["verdict"]["kind"] == "verdict"
+    assert daemon.ask("debug", categories=["tpm", "bogus"]) == {"debug": ["tpm"]}
+    assert "unknown cmd" in daemon.ask("reboot")["error"]
+
+
+def test_pcr_changed_after_verification_is_its_own_event(daemon: Running, sim: Sim) -> None:
+    daemon.wait_for("READY=1")
+    with Tpm(sim.info["tcti"], locality=2) as tpm:
+        tpm.extend(18, {"sha1": bytes(20), "sha256": bytes(32)})
+    deadline = time.monotonic() + 10
+    while daemon.ask("status")["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert daemon.ask("status")["state"] == "failed"
+    assert "sld_pcr_changes_total 2.0" in daemon.scrape()  # PCR18 in both banks, reported once each
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(10)
+    assert "PCR18 sha256 changed after it was verified" in daemon.proc.stderr.read()
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    daemon.conf.write_text(daemon.conf.read_text() + "\n[verify]\nintervall = 3\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert daemon.proc.poll() is None and daemon.ask("status")["state"] == "running"
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(10)
+    err = daemon.proc.stderr.read()
+    assert "config reload refused" in err and "Traceback" not in err
+
+
+def test_verify_fast_path_through_the_daemon(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "verify", "--socket", str(daemon.root / "control.sock"),
+                          "--json"], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["result"] == "verified"

@@ -1,0 +1,50 @@
+"""Configuration: the shipped file is every default; bad keys, types and values are named."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sld.config import Config, from_dict, load
+from sld.errors import ConfigError
+
+SHIPPED = Path(__file__).parents[2] / "conf" / "sld.toml"
+
+
+def test_shipped_file_uncommented_is_exactly_the_defaults() -> None:
+    text = SHIPPED.read_text()
+    uncommented = re.sub(r"^#(\w+ =.*)$", r"\1", text, flags=re.M)
+    uncommented = re.sub(r"^(\w+) =\s*$", "", uncommented, flags=re.M)  # keys whose default is "unset"
+    config = from_dict(tomllib.loads(uncommented))
+    assert config == Config()
+    assert load(str(SHIPPED)) == Config(path=str(SHIPPED))
+
+
+@pytest.mark.parametrize(("text", "key", "message"), [
+    ("[verify]\nintervall = 3", "verify.intervall", "unknown key"),
+    ("[verfiy]\nmode = 'auto'", "verfiy", "unknown section"),
+    ("[verify]\ninterval = 'soon'", "verify.interval", "expected float"),
+    ("[verify]\nmode = 'sometimes'", "verify.mode", "not one of"),
+    ("[metrics]\nport = 70000", "metrics.port", "outside"),
+    ("[quarantine]\non = ['failed', 'bored']", "quarantine.on", "not one of"),
+    ("[tpm]\nlocality = true", "tpm.locality", "expected int"),
+])
+def test_bad_config_names_file_and_key(tmp_path: Path, text: str, key: str, message: str) -> None:
+    path = tmp_path / "sld.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(str(path))
+    assert err.value.key == key and err.value.file == str(path) and message in str(err.value)
+
+
+def test_daemon_with_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "sld.toml"
+    path.write_text("[verify]\ninterval = 0\n")
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "daemon", "--config", str(path)], capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 2 and "verify.interval" in run.stderr and "Traceback" not in run.stderr
