@@ -1,0 +1,78 @@
+"""Compile an operator's pcap filter expression with libpcap's own ``pcap_compile`` (ctypes), then
+map its verdicts to tc direct-action codes: accept -> TC_ACT_OK, drop -> TC_ACT_SHOT.
+
+cls_bpf runs classic BPF from the Ethernet header on ingress (it pushes the MAC header back before
+running) and on egress, so the expression is compiled for DLT_EN10MB. ARP is always allowed: without
+it no neighbour resolves and even the allowed traffic stops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+from sld.errors import ConfigError
+
+DLT_EN10MB = 1
+SNAPLEN = 65535
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+BPF_RET_K = 0x06
+BPF_RET_MASK = 0x07
+BPF_RET = 0x06
+TC_ACT_OK = 0
+TC_ACT_SHOT = 2
+
+Insn = tuple[int, int, int, int]  # code, jt, jf, k
+
+
+class _BpfInsn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn))]
+
+
+def _libpcap() -> ctypes.CDLL:
+    name = ctypes.util.find_library("pcap") or "libpcap.so.0.8"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as err:
+        raise ConfigError(f"libpcap is not installed (Debian libpcap0.8): {err}", key="quarantine.allow") from None
+    lib.pcap_open_dead.restype = ctypes.c_void_p
+    lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(_BpfProgram), ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_uint32]
+    lib.pcap_geterr.restype = ctypes.c_char_p
+    lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+    lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
+    lib.pcap_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def compile_filter(expression: str) -> list[Insn]:
+    """libpcap's classic BPF for ``expression`` (optimized), as it would filter a capture."""
+    lib = _libpcap()
+    handle = lib.pcap_open_dead(DLT_EN10MB, SNAPLEN)
+    program = _BpfProgram()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(program), expression.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+            message = lib.pcap_geterr(handle).decode(errors="replace")
+            raise ConfigError(f"libpcap rejects {expression!r}: {message}", key="quarantine.allow")
+        insns = [(i.code, i.jt, i.jf, i.k) for i in program.bf_insns[0 : program.bf_len]]
+        lib.pcap_freecode(ctypes.byref(program))
+        return insns
+    finally:
+        lib.pcap_close(handle)
+
+
+def tc_program(allow: str) -> list[Insn]:
+    """The quarantine classifier: ARP or ``allow`` -> TC_ACT_OK, everything else -> TC_ACT_SHOT."""
+    out = []
+    for code, jt, jf, k in compile_filter(f"arp or ({allow})"):
+        if code & BPF_RET_MASK == BPF_RET:
+            if code != BPF_RET_K:
+                raise ConfigError(f"libpcap produced a non-constant return (code 0x{code:x})", key="quarantine.allow")
+            k = TC_ACT_OK if k else TC_ACT_SHOT
+        out.append((code, jt, jf, k))
+    return out

@@ -1,0 +1,131 @@
+"""Attach, list and lift sld's quarantine: classic-BPF cls_bpf filters in direct-action mode on
+clsact ingress and egress, through pyroute2 (netlink). The kernel holds the filters, so a stopped or
+crashed daemon leaves the quarantine in place.
+
+pyroute2 0.9.7 declares TCA_BPF_OPS as a u32 and has no keyword for classic BPF ops; the one place
+that extends its message declaration is :func:`_teach_pyroute2_classic_bpf`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute, NetlinkError
+from pyroute2.netlink.rtnl.tcmsg import sched_bpf
+
+from sld.errors import SldError
+from sld.quarantine.pcap import Insn
+
+INGRESS = 0xFFFFFFF2
+EGRESS = 0xFFFFFFF3
+PARENTS = {"ingress": INGRESS, "egress": EGRESS}
+ETH_P_ALL = 0x0003
+PRIO = 0x51D  # sld's own priority and handle: how its filters are told apart from anyone else's
+HANDLE = 0x51D
+NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
+ENOENT, EEXIST = 2, 17
+
+
+def _teach_pyroute2_classic_bpf() -> None:
+    """TCA_BPF_OPS is a byte array of sock_filter records and TCA_BPF_OPS_LEN a u16 (linux pkt_cls.h)."""
+    if getattr(sched_bpf, "_sld_classic_bpf", False):
+        return
+    sched_bpf.options.nla_map = tuple(
+        ("TCA_BPF_OPS", "cdata") if n == "TCA_BPF_OPS" else ("TCA_BPF_OPS_LEN", "uint16") if n == "TCA_BPF_OPS_LEN"
+        else (n, t) for n, t in sched_bpf.options.nla_map)
+    original = sched_bpf.get_parameters
+
+    def get_parameters(kwarg: dict[str, Any]) -> dict[str, Any]:
+        ops = kwarg.pop("bpf_ops", None)
+        params = original(kwarg)
+        if ops is not None:
+            params["attrs"] += [["TCA_BPF_OPS_LEN", len(ops)],
+                                ["TCA_BPF_OPS", b"".join(struct.pack("<HBBI", *op) for op in ops)]]
+        return params
+
+    sched_bpf.get_parameters = get_parameters
+    sched_bpf._sld_classic_bpf = True
+
+
+@dataclass(frozen=True)
+class Installed:
+    ifname: str
+    direction: str
+    prio: int
+    handle: int
+    name: str
+    ops: int
+
+
+class QuarantineError(SldError):
+    """A netlink failure while applying, listing or lifting the quarantine."""
+
+
+@contextmanager
+def _ipr(netns: str | None) -> Iterator[IPRoute]:
+    ipr = IPRoute(netns=netns) if netns else IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise QuarantineError(f"no interface {ifname!r}")
+    return int(found[0])
+
+
+def apply(ifname: str, program: list[Insn], netns: str | None = None) -> None:
+    """Install (or replace) sld's filter on both directions of ``ifname``: idempotent."""
+    _teach_pyroute2_classic_bpf()
+    with _ipr(netns) as ipr:
+        index = _index(ipr, ifname)
+        try:
+            ipr.tc("replace", "clsact", index)
+            for parent in PARENTS.values():
+                ipr.tc("replace-filter", "bpf", index, HANDLE, parent=parent, prio=PRIO, protocol=ETH_P_ALL,
+                       bpf_ops=program, direct_action=True)
+        except NetlinkError as err:
+            raise QuarantineError(f"{ifname}: netlink refused the quarantine filter: {err}") from None
+
+
+def lift(ifname: str, netns: str | None = None) -> int:
+    """Remove sld's filters (and only them); returns how many were removed. Missing is fine."""
+    removed = 0
+    with _ipr(netns) as ipr:
+        index = _index(ipr, ifname)
+        for parent in PARENTS.values():
+            try:
+                ipr.tc("del-filter", "bpf", index, HANDLE, parent=parent, prio=PRIO, protocol=ETH_P_ALL)
+                removed += 1
+            except NetlinkError as err:
+                if err.code not in (ENOENT, 22):  # no filter, or no clsact qdisc at all
+                    raise QuarantineError(f"{ifname}: cannot lift the quarantine: {err}") from None
+    return removed
+
+
+def status(ifname: str, netns: str | None = None) -> list[Installed]:
+    """sld's filters on ``ifname`` as the kernel reports them."""
+    out = []
+    with _ipr(netns) as ipr:
+        index = _index(ipr, ifname)
+        for direction, parent in PARENTS.items():
+            try:
+                filters = ipr.get_filters(index=index, parent=parent)
+            except NetlinkError as err:
+                if err.code in (ENOENT, 22):
+                    continue
+                raise QuarantineError(f"{ifname}: cannot list filters: {err}") from None
+            for f in filters:
+                opts = f.get_attr("TCA_OPTIONS")
+                prio = f["info"] >> 16
+                if opts is None or prio != PRIO or f["handle"] != HANDLE:
+                    continue
+                out.append(Installed(ifname, direction, prio, f["handle"], NAME, opts.get_attr("TCA_BPF_OPS_LEN") or 0))
+    return out

@@ -1,0 +1,102 @@
+"""Quarantine proven in two network namespaces the test creates, joined by a veth pair (never a real
+interface): allowed traffic passes, everything else is dropped, lift restores it, and the kernel
+keeps the filter after the process that installed it is gone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from sld.quarantine import tc
+from sld.quarantine.pcap import tc_program
+
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+              pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is absent")]
+
+ALLOWED, BLOCKED = 2222, 8080
+SERVER, CLIENT = "192.0.2.2", "192.0.2.1"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[str, str]]:
+    """(client netns, server netns) with veth vA (client) <-> vB (server) and TCP listeners on vB's side."""
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"sldA{tag}", f"sldB{tag}"
+    ip("netns", "add", a)
+    ip("netns", "add", b)
+    listeners = []
+    try:
+        ip("-n", a, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns", b)
+        for ns, dev, addr in ((a, "vA", CLIENT), (b, "vB", SERVER)):
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        for port in (ALLOWED, BLOCKED):
+            listeners.append(subprocess.Popen(
+                ["ip", "netns", "exec", b, sys.executable, "-c",
+                 f"import socket; s=socket.create_server(('{SERVER}', {port})); "
+                 "[c.close() for c, _ in iter(s.accept, None)]"]))
+        assert connects(a, ALLOWED, timeout=5) and connects(a, BLOCKED, timeout=5)
+        yield a, b
+    finally:
+        for p in listeners:
+            p.kill()
+            p.wait()
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+def connects(ns: str, port: int, timeout: float = 1.0) -> bool:
+    code = (f"import socket,time,sys\nend=time.time()+{timeout}\n"
+            "while True:\n"
+            f"  try: socket.create_connection(('{SERVER}', {port}), timeout=0.5).close(); sys.exit(0)\n"
+            "  except OSError:\n"
+            "    if time.time() > end: sys.exit(1)\n"
+            "    time.sleep(0.05)\n")
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code]).returncode == 0
+
+
+def pings(ns: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", SERVER],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("ping") is None, reason="ping (Debian iputils-ping) is absent")
+def test_quarantine_drops_all_but_the_allowed_traffic_and_lift_restores(pair: tuple[str, str]) -> None:
+    client, server = pair
+    program = tc_program(f"tcp port {ALLOWED}")
+    tc.apply("vB", program, netns=server)
+    tc.apply("vB", program, netns=server)  # idempotent: still one filter per direction
+    installed = tc.status("vB", netns=server)
+    assert sorted(f.direction for f in installed) == ["egress", "ingress"]
+    assert all(f.prio == tc.PRIO and f.name == tc.NAME and f.ops == len(program) for f in installed)
+    assert connects(client, ALLOWED, timeout=3)
+    assert not connects(client, BLOCKED, timeout=1.5)
+    assert not pings(client)
+    assert tc.lift("vB", netns=server) == 2
+    assert tc.status("vB", netns=server) == []
+    assert tc.lift("vB", netns=server) == 0
+    assert connects(client, BLOCKED, timeout=3) and pings(client)
+
+
+def test_the_kernel_keeps_the_quarantine_after_the_installer_is_killed(pair: tuple[str, str]) -> None:
+    client, server = pair
+    code = ("import os, signal\nfrom sld.quarantine import tc\nfrom sld.quarantine.pcap import tc_program\n"
+            f"tc.apply('vB', tc_program('tcp port {ALLOWED}'), netns='{server}')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    assert len(tc.status("vB", netns=server)) == 2
+    assert not connects(client, BLOCKED, timeout=1.5)
+    tc.lift("vB", netns=server)
+    assert connects(client, BLOCKED, timeout=3)
