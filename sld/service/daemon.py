@@ -37,7 +37,6 @@ class Daemon:
         self.config = config
         self.state = "starting"
         self.verdict: Verdict | None = None
-        self.quarantined = False
         self.stats: dict[str, Any] = {"verifications": 0, "failures": 0, "pcr_changes": 0, "tpm_errors": {},
                                       "extends": {}, "last_success": 0.0, "last_verification": 0.0,
                                       "last_error": ""}
@@ -48,6 +47,11 @@ class Daemon:
         self._reload = threading.Event()
         self._verified_pcrs: dict[tuple[int, str], bytes] = {}
         self._servers: list[Any] = []
+        self.quarantine: Any = None
+
+    @property
+    def quarantined(self) -> bool:
+        return bool(self.quarantine and self.quarantine.active)
 
     # --- verification ------------------------------------------------------------------------------
 
@@ -84,6 +88,20 @@ class Daemon:
             log.warning("source unavailable: %s", err)
         self.state = "degraded"
         notify(f"STATUS=degraded: {err}")
+        self._enforce("degraded")
+
+    def _enforce(self, state: str) -> None:
+        if self.quarantine is None:
+            return
+        try:
+            done = self.quarantine.decide(state)
+        except SldError as err:
+            log.error("quarantine: %s", err)
+            return
+        if done:
+            interfaces = ", ".join(self.config.quarantine.interfaces)
+            level = logging.WARNING if self.quarantine.active else logging.INFO
+            event("quarantine", f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
 
     def _record(self, verdict: Verdict) -> None:
         now = time.time()
@@ -106,6 +124,7 @@ class Daemon:
             event(verdict.result, f"{verdict.result}: {verdict.summary}", level, verdict=verdict.result,
                   source=verdict.source)
         notify(f"STATUS={verdict.result}: {verdict.summary}")
+        self._enforce(verdict.result)
 
     def _pcr_changes(self, verdict: Verdict) -> None:
         """A PCR that moves after it was verified is an event of its own, never a silent re-baseline."""
@@ -123,8 +142,12 @@ class Daemon:
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
+        from sld.quarantine.policy import Quarantine
         from sld.service import control, metrics
 
+        self.quarantine = Quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
+        if self.quarantine.active:
+            log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
         m = self.config.metrics
         self.registry = metrics.registry_for(self)
         if m.enabled and not m.textfile:
@@ -183,10 +206,14 @@ class Daemon:
         """SIGHUP: a bad new config is refused and the old one kept."""
         try:
             new = configuration.load(self.config.path or None)
-        except ConfigError as err:
+            from sld.quarantine.policy import Quarantine
+
+            quarantine = Quarantine(new.quarantine)
+        except SldError as err:
             log.error("config reload refused, keeping the running one: %s", err)
             return
         self.config = replace(new, path=self.config.path)
+        self.quarantine = quarantine
         journal.set_debug(new.log.debug)
         event("config-reloaded", f"configuration reloaded from {self.config.path or 'defaults'}")
         self._wake.set()

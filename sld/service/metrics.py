@@ -56,6 +56,8 @@ class SldCollector:
         yield extends
         yield GaugeMetricFamily("sld_quarantine_active", "network quarantine installed (0/1)",
                                 value=int(d.quarantined))
+        yield CounterMetricFamily("sld_quarantine_changes", "quarantine applied or lifted",
+                                  value=d.quarantine.changes if d.quarantine else 0)
         if stats["last_success"]:
             yield GaugeMetricFamily("sld_last_success_timestamp_seconds", "end of the last passing verification",
                                     value=stats["last_success"])

@@ -100,3 +100,86 @@ def test_the_kernel_keeps_the_quarantine_after_the_installer_is_killed(pair: tup
     assert not connects(client, BLOCKED, timeout=1.5)
     tc.lift("vB", netns=server)
     assert connects(client, BLOCKED, timeout=3)
+
+
+def _in(ns: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "sld.cli", *args], capture_output=True,
+                          text=True, timeout=60, **kw)  # type: ignore[call-overload]
+
+
+def _daemon_config(tmp_path, ns: str, scenario: str) -> str:
+    import json
+
+    sim_dir = tmp_path / scenario
+    run = _in(ns, "sim", "up", "--scenario", scenario, "--dir", str(sim_dir), "--json")
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    conf = tmp_path / f"{scenario}.toml"
+    conf.write_text(f"""
+[source]
+spec = "image:{info['image']}"
+[tpm]
+tcti = "{info['tcti']}"
+locality = 2
+[verify]
+interval = 1
+lock = "{tmp_path / 'extend.lock'}"
+[metrics]
+enabled = false
+[control]
+socket = "{tmp_path / 'control.sock'}"
+[quarantine]
+enabled = true
+interfaces = ["vB"]
+allow = "tcp port {ALLOWED}"
+""")
+    return str(conf)
+
+
+def _wait_state(sock: str, state: str, quarantined: bool) -> None:
+    import time
+
+    from sld.errors import SourceError
+    from sld.service.control import request
+
+    deadline = time.monotonic() + 20
+    answer: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            answer = request(sock, {"cmd": "status"})
+            if answer["state"] == state and answer["quarantined"] is quarantined:
+                return
+        except SourceError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"daemon never reached {state}/{quarantined}: {answer}")
+
+
+@pytest.mark.swtpm
+@pytest.mark.skipif(shutil.which("swtpm") is None, reason="swtpm is absent")
+def test_daemon_quarantines_survives_kill_9_and_lifts_on_a_passing_restart(pair: tuple[str, str], tmp_path) -> None:
+    client, server = pair
+    tampered = _daemon_config(tmp_path, server, "tampered-log")
+    clean = _daemon_config(tmp_path, server, "clean")
+    sock = str(tmp_path / "control.sock")
+    cmd = ["ip", "netns", "exec", server, sys.executable, "-m", "sld.cli", "daemon", "--config"]
+    first = subprocess.Popen([*cmd, tampered], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_state(sock, "failed", True)
+        assert connects(client, ALLOWED, timeout=3) and not connects(client, BLOCKED, timeout=1.5)
+        first.kill()
+        first.wait()
+        assert not connects(client, BLOCKED, timeout=1.5)  # the kernel still holds the filter
+        second = subprocess.Popen([*cmd, clean], stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_state(sock, "running", False)
+            assert connects(client, BLOCKED, timeout=3)
+        finally:
+            second.terminate()
+            err = second.communicate(timeout=10)[1]
+        assert "quarantine found in place at start-up" in err and "quarantine lifted on vB" in err
+    finally:
+        if first.poll() is None:
+            first.kill()
+        for scenario in ("tampered-log", "clean"):
+            _in(server, "sim", "down", "--dir", str(tmp_path / scenario))

@@ -1,0 +1,39 @@
+"""``sld quarantine status|apply|lift``: what the kernel holds, and the operator's hand on it."""
+
+from __future__ import annotations
+
+import argparse
+
+from sld.errors import ConfigError
+from sld.report import dump_json, table
+
+
+def run(args: argparse.Namespace) -> int:
+    from sld.config import load
+    from sld.quarantine import tc
+    from sld.quarantine.pcap import tc_program
+
+    q = load(args.config).quarantine
+    interfaces = args.interface or list(q.interfaces)
+    if not interfaces:
+        raise ConfigError("no interfaces: set [quarantine] interfaces or pass --interface", key="quarantine.interfaces")
+    if args.action == "apply":
+        program = tc_program(q.allow)
+        for ifname in interfaces:
+            tc.apply(ifname, program)
+        print(f"quarantine applied on {', '.join(interfaces)}; allowed: arp or ({q.allow})")
+        return 0
+    if args.action == "lift":
+        if not args.force:
+            raise ConfigError("lifting by hand needs --force (a passing verification lifts it by itself)",
+                              key="force")
+        removed = sum(tc.lift(ifname) for ifname in interfaces)
+        print(f"removed {removed} quarantine filters from {', '.join(interfaces)}")
+        return 0
+    rows = [f for ifname in interfaces for f in tc.status(ifname)]
+    if args.json:
+        print(dump_json("quarantine.status", {"active": bool(rows), "filters": rows}))
+    else:
+        print(table(((f.ifname, f.direction, f.prio, f"0x{f.handle:x}", f.ops) for f in rows),
+                    ("INTERFACE", "DIRECTION", "PRIO", "HANDLE", "BPF OPS")) or "no quarantine installed")
+    return 0
