@@ -33,6 +33,16 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
 
 
+def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    """A ``sld sim`` subcommand that takes a scenario and a structure generation."""
+    p = simsub.add_parser(name, help=text)
+    p.set_defaults(handler=f"sld.commands.sim:run_{name}")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
+                   "scenario's, v16 for most)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sld",
@@ -89,26 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
     sim_list.set_defaults(handler="sld.commands.sim:run_list")
     _add_json(sim_list)
-    p = simsub.add_parser("build", help="write a physical-memory image of a scenario and its manifest (IMAGE.json)")
-    p.set_defaults(handler="sld.commands.sim:run_build")
-    p.add_argument("--scenario", required=True)
-    p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
-                   "scenario's, v16 for most)")
+    p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
-    p = simsub.add_parser("up", help="build a scenario's image and start a swtpm in the state its launch leaves")
-    p.set_defaults(handler="sld.commands.sim:run_up")
-    p.add_argument("--scenario", required=True)
-    p.add_argument("--layout", help="Secure Launch structure generation (default: the scenario's)")
+    p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
     p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
     p.add_argument("--dir", default="/run/sld-sim")
-    p = simsub.add_parser("securityfs", help="write the securityfs view of a scenario (and its manifest) into DIR")
-    p.set_defaults(handler="sld.commands.sim:run_securityfs")
-    p.add_argument("--scenario", required=True)
-    p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
-                   "scenario's, v16 for most)")
+    p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
 
