@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -48,3 +49,25 @@ def test_daemon_with_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "sld.cli", "daemon", "--config", str(path)], capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 2 and "verify.interval" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_journal_catalog_explains_every_message_id() -> None:
+    from sld.service.journal import MESSAGE_IDS
+
+    catalog = (SHIPPED.parent / "sld.catalog").read_text()
+    ids = re.findall(r"^-- ([0-9a-f]{32})$", catalog, flags=re.M)
+    assert sorted(ids) == sorted(MESSAGE_IDS.values())
+
+
+@pytest.mark.skipif(shutil.which("journalctl") is None, reason="journalctl is absent")
+def test_journalctl_compiles_the_catalog(tmp_path: Path) -> None:
+    from sld.service.journal import MESSAGE_IDS
+
+    target = tmp_path / "usr/lib/systemd/catalog"
+    target.mkdir(parents=True)
+    (target / "sld.catalog").write_text((SHIPPED.parent / "sld.catalog").read_text())
+    (tmp_path / "var/lib/systemd/catalog").mkdir(parents=True)
+    subprocess.run(["journalctl", f"--root={tmp_path}", "--update-catalog"], check=True, capture_output=True)
+    listed = subprocess.run(["journalctl", f"--root={tmp_path}", "--list-catalog"], capture_output=True, text=True)
+    found = {line.split()[0].replace("-", "") for line in listed.stdout.splitlines() if line.strip()}
+    assert set(MESSAGE_IDS.values()) <= found
