@@ -11,61 +11,22 @@ Run: .venv/bin/python benchmarks/verify_cycle.py
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from sld.platform.source import open_source
 from sld.sim.builder import build_platform
-from sld.sim.swtpm import HOST, Swtpm, free_port_pair, launch
+from sld.sim.proxy import TpmProxy
+from sld.sim.swtpm import Swtpm, launch
 from sld.tpm import Tpm
 from sld.verify import verify
 
 RUNS = 50
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
-
-
-class CountingProxy:
-    """Forwards P -> swtpm data port and P+1 -> its ctrl port, counting TPM command frames."""
-
-    def __init__(self, target: int) -> None:
-        self.port = free_port_pair()
-        self.commands = 0
-        self.target = target
-        for offset in (0, 1):
-            srv = socket.create_server((HOST, self.port + offset))
-            threading.Thread(target=self._serve, args=(srv, target + offset, offset == 0), daemon=True).start()
-
-    def _serve(self, srv: socket.socket, target: int, count: bool) -> None:
-        while True:
-            client, _ = srv.accept()
-            threading.Thread(target=self._pipe, args=(client, target, count), daemon=True).start()
-
-    def _pipe(self, client: socket.socket, target: int, count: bool) -> None:
-        upstream = socket.create_connection((HOST, target))
-        def back() -> None:
-            while data := upstream.recv(65536):
-                client.sendall(data)
-            client.close()
-        threading.Thread(target=back, daemon=True).start()
-        buf = b""
-        while data := client.recv(65536):
-            buf += data
-            while count and len(buf) >= 10:  # TPM2 command header: tag u16, size u32, code u32 (big endian)
-                size = int.from_bytes(buf[2:6], "big")
-                if len(buf) < size:
-                    break
-                self.commands += 1
-                buf = buf[size:]
-            if not count:
-                buf = b""
-            upstream.sendall(data)
-        upstream.shutdown(socket.SHUT_WR)
 
 
 def main() -> None:
@@ -76,8 +37,8 @@ def main() -> None:
         tpm = Swtpm.start(Path(tmp) / "tpm")
         try:
             launch(tpm, platform)
-            proxy = CountingProxy(tpm.port)
-            tcti = f"swtpm:host={HOST},port={proxy.port}"
+            proxy = TpmProxy(tpm.port)
+            tcti = proxy.tcti
             with Tpm(tcti) as dev, open_source(f"image:{image}") as source:
                 dev.banks()  # once per session, as the daemon does
                 start = proxy.commands

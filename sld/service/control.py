@@ -66,8 +66,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         cmd = request.get("cmd")
         if cmd == "status":
             v = d.verdict
-            return {"state": d.state, "result": v.result if v else None, "summary": v.summary if v else
-                    d.stats["last_error"], "quarantined": d.quarantined}
+            degraded = d.state == "degraded" or v is None
+            return {"state": d.state, "result": v.result if v else None,
+                    "summary": d.stats["last_error"] if degraded else v.summary, "quarantined": d.quarantined}
         if cmd == "stats":
             return {"stats_version": STATS_VERSION, "state": d.state, **d.stats}
         if cmd == "verify":

@@ -72,6 +72,10 @@ class Daemon:
             except SldError as err:
                 self._degraded(err)
                 return None
+            except Exception as err:  # a bug must not kill the watchdog-supervised loop; systemd sees STATUS
+                log.exception("internal error during verification")
+                self._degraded(SldError(f"internal error: {type(err).__name__}: {err}"))
+                return None
             self._record(verdict)
             return verdict
 

@@ -47,7 +47,7 @@ def set_debug(categories: tuple[str, ...] | list[str]) -> None:
         logging.getLogger(f"sld.{name}").setLevel(logging.DEBUG if name in categories else logging.INFO)
 
 
-def event(kind: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
+def event(kind: str, message: str, level: int = logging.INFO, /, **fields: Any) -> None:
     """One structured record: MESSAGE_ID for ``kind`` plus SLD_* fields (journal) or key=value (stderr)."""
     extra = {"MESSAGE_ID": MESSAGE_IDS[kind], **{f"SLD_{k.upper()}": v for k, v in fields.items()}}
     suffix = "" if os.environ.get("JOURNAL_STREAM") else "".join(f" {k}={v}" for k, v in fields.items())
