@@ -153,3 +153,38 @@ def test_verify_fast_path_through_the_daemon(daemon: Running) -> None:
                           "--json"], capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["result"] == "verified"
+
+
+def test_load_1000_scrapes_and_100_verifies_while_it_loops(daemon: Running) -> None:
+    """Concurrent scrapes and control-socket verifications: zero errors, and the watchdog keeps coming."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    daemon.wait_for("READY=1")
+    watchdog: list[float] = []
+    stop = False
+
+    def listen() -> None:
+        while not stop:
+            try:
+                if daemon.notify.recv(4096) == b"WATCHDOG=1":
+                    watchdog.append(time.monotonic())
+            except TimeoutError:
+                continue
+
+    import threading
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    start = time.monotonic()
+    with ThreadPoolExecutor(64) as pool:
+        scrapes = [pool.submit(daemon.scrape) for _ in range(1000)]
+        verifies = [pool.submit(daemon.ask, "verify") for _ in range(100)]
+        texts = [f.result() for f in scrapes]
+        answers = [f.result() for f in verifies]
+    stop = True
+    listener.join()
+    elapsed = time.monotonic() - start
+    assert all("sld_launch_verified 1.0" in t for t in texts)
+    assert all(a["exit_code"] == 0 for a in answers)
+    gaps = [b - a for a, b in zip([start, *watchdog], [*watchdog, time.monotonic()], strict=True)]
+    assert watchdog and max(gaps) < 15, (elapsed, gaps)  # WatchdogSec=30 in units/sld.service
