@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from sld.report import verdict_json, verdict_text
-
 
 def run(args: argparse.Namespace) -> int:
     """Ask the running daemon (fast path, same source and TPM it was configured with) unless told not to."""
@@ -26,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(verdict, indent=2) if args.json else
                   f"verdict (from the daemon): {verdict['result']}: {verdict['summary']}")
             return int(answer["exit_code"])
+    from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
     from sld.verify import verify_source
 

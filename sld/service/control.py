@@ -10,14 +10,10 @@ import grp
 import json
 import os
 import socket
-import socketserver
 import struct
-import threading
 from typing import TYPE_CHECKING, Any
 
 from sld.errors import SourceError
-from sld.report import jsonable, verdict_json
-from sld.service import journal
 
 if TYPE_CHECKING:
     from sld.service.daemon import Daemon
@@ -29,6 +25,10 @@ MAX_LINE = 64 * 1024
 def _peer(sock: socket.socket) -> tuple[int, int, int]:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)  # pid, uid, gid
+
+
+import socketserver  # noqa: E402 - below the client helpers' imports on purpose
+import threading  # noqa: E402
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -50,6 +50,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({"error": f"bad request: {err}"})
 
     def _send(self, obj: dict[str, Any]) -> None:
+        from sld.report import jsonable
+
         self.wfile.write(json.dumps(jsonable(obj)).encode() + b"\n")
 
 
@@ -62,6 +64,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(path, _Handler)
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Server side only; the client (``request``) stays import-light for ``sld verify``'s fast path."""
+        from sld.report import verdict_json
+        from sld.service import journal
+
         d = self.sld
         cmd = request.get("cmd")
         if cmd == "status":
