@@ -57,6 +57,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 refuses bursts of clients (EAGAIN on a Unix socket)
 
     def __init__(self, path: str, daemon: Daemon, gid: int | None) -> None:
         self.sld = daemon

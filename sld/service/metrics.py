@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, ProcessCollector, exposition, start_http_server, write_to_textfile
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,6 +24,7 @@ from sld.checks import CATALOGUE
 if TYPE_CHECKING:
     from sld.service.daemon import Daemon
 
+BACKLOG = 256
 STATES = ("starting", "running", "degraded", "failed", "stopping")
 
 
@@ -96,7 +97,12 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
 
 
 def serve(registry: CollectorRegistry, listen: str, port: int, certfile: str = "", keyfile: str = "") -> object:
-    """prometheus-client's own HTTP server (TLS when a cert/key is configured); returns the server."""
+    """prometheus-client's own HTTP server (TLS when a cert/key is configured); returns the server.
+
+    Its listen backlog is socketserver's default of 5, which resets connections when a fleet's
+    scrapers and dashboards arrive together; the subclass it instantiates inherits a larger one.
+    """
+    exposition.ThreadingWSGIServer.request_queue_size = BACKLOG
     server, _thread = start_http_server(port, listen, registry, certfile=certfile or None, keyfile=keyfile or None)
     return server
 
