@@ -115,3 +115,18 @@ def test_inspect_follows_pointers_in_an_image(tmp_path: Path, name: str, what: s
     assert run.returncode == code, run.stderr
     assert text in (run.stdout if code == 0 else run.stderr)
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name", ["clean", "clean-tpm12", "slrt-no-log-info"])
+def test_capture_reads_back_as_the_machine_showed_it(tmp_path: Path, name: str) -> None:
+    image = tmp_path / "phys.img"
+    build_platform(name).write_image(image)
+    capture = tmp_path / "capture.img"
+    assert sld("capture", "--source", f"image:{image}", "-o", str(capture)).returncode == 0
+    for what in ("regs", "heap", "slrt", "log"):
+        original = sld("inspect", what, "--source", f"image:{image}", "--json")
+        replayed = sld("inspect", what, "--source", f"image:{capture}", "--json")
+        assert replayed.returncode == original.returncode
+        assert replayed.stdout.replace(str(capture), "X") == original.stdout.replace(str(image), "X")
+        assert replayed.stderr.replace(str(capture), "X") == original.stderr.replace(str(image), "X")
+    assert capture.stat().st_blocks * 512 < 2 << 20  # sparse: only the captured regions take space
