@@ -1,0 +1,163 @@
+"""Generate sld(8), sld.toml(5) and the bash/zsh completions from their one source: the argparse
+parser (commands, options, exit codes), the config dataclasses + conf/sld.toml comments (keys), the
+check catalogue and the metrics module (metric names). Run: python packaging/gen_docs.py [OUTDIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+import typing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sld import __version__  # noqa: E402
+from sld.checks import CATALOGUE  # noqa: E402
+from sld.cli import EXIT_CODES, build_parser  # noqa: E402
+from sld.config import Config  # noqa: E402
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("-", "\\-").replace("'", "\\(aq")
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, argparse.ArgumentParser, str]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                full = f"{prefix}{name}"
+                nested = _subcommands(sub, full + " ")
+                out += nested or [(full, sub, helps.get(name) or "")]
+    return out
+
+
+def _options(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    rows = []
+    for a in parser._actions:
+        if isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        if a.option_strings:
+            name = ", ".join(a.option_strings) + (f" {a.metavar or a.dest.upper()}" if a.nargs != 0 else "")
+        else:
+            name = a.dest.upper() + (f" ({'|'.join(a.choices)})" if a.choices else "")
+        rows.append((name, a.help or ""))
+    return rows
+
+
+def _metrics() -> list[str]:
+    source = (ROOT / "sld" / "service" / "metrics.py").read_text()
+    return sorted(set(re.findall(r'"(sld_[a-z_]+)"', source)))
+
+
+def man_sld() -> str:
+    parser = build_parser()
+    lines = [f'.TH SLD 8 "" "sld {__version__}" "System Administration"', ".SH NAME",
+             "sld \\- Secure Launch daemon: verifies Intel TXT dynamic launches", ".SH SYNOPSIS",
+             ".B sld", "\\fICOMMAND\\fR [\\fIOPTIONS\\fR]", ".SH DESCRIPTION", _esc(parser.description or ""),
+             ".SH COMMANDS"]
+    for name, sub, text in _subcommands(parser):
+        lines += [".TP", f".B sld {_esc(name)}", _esc(text)]
+        for opt, helptext in _options(sub):
+            lines += [".RS", ".TP", f".B {_esc(opt)}", _esc(helptext), ".RE"]
+    lines += [".SH CHECKS", "Each verdict is made of these checks (ids as in JSON, metrics and the journal):"]
+    for check in CATALOGUE:
+        lines += [".TP", f".B {_esc(check.id)}", _esc(f"{check.title}. {check.doc}")]
+    lines += [".SH METRICS", "Served by \\fBsld daemon\\fR (see \\fBsld.toml\\fR(5), section metrics):"]
+    lines += [f".br\n{_esc(m)}" for m in _metrics()]
+    lines += [".SH EXIT STATUS"]
+    for line in EXIT_CODES.strip().splitlines()[1:]:
+        code, text = line.strip().split(None, 1)
+        lines += [".TP", f".B {code}", _esc(text)]
+    lines += [".SH FILES", "/etc/sld/sld.toml, /run/sld/control.sock, /run/sld/extend.lock",
+              ".SH SEE ALSO",
+              "\\fBsld.toml\\fR(5), \\fBjournalctl\\fR(1), \\fBtpm2_pcrread\\fR(1), \\fBtxt-stat\\fR(8)"]
+    return "\n".join(lines) + "\n"
+
+
+def man_toml() -> str:
+    comments = _key_comments((ROOT / "conf" / "sld.toml").read_text())
+    lines = [f'.TH SLD.TOML 5 "" "sld {__version__}" "File Formats"', ".SH NAME",
+             "sld.toml \\- configuration of the Secure Launch daemon", ".SH DESCRIPTION",
+             "TOML read by \\fBsld daemon\\fR at start-up and on SIGHUP. Unknown keys, wrong types and bad values "
+             "are errors that name the key (exit status 2); a bad file on reload is refused and the old one kept."]
+    hints = typing.get_type_hints(Config)
+    for section in dataclasses.fields(Config):
+        if section.name == "path":
+            continue
+        lines += [".SH", f"[{section.name}]"]
+        cls = hints[section.name]
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            shown = "(unset)" if default is None else repr(default).replace("()", "[]")
+            lines += [".TP", f".B {f.name}", _esc(f"default {shown}. {comments.get((section.name, f.name), '')}")]
+    lines += [".SH SEE ALSO", "\\fBsld\\fR(8)"]
+    return "\n".join(lines) + "\n"
+
+
+def _key_comments(text: str) -> dict[tuple[str, str], str]:
+    """The comment lines above each ``#key =`` in conf/sld.toml, as that key's documentation."""
+    out, section, pending = {}, "", []
+    for line in text.splitlines():
+        if m := re.match(r"^\[(\w+)\]", line):
+            section, pending = m.group(1), []
+        elif m := re.match(r"^#(\w+) =", line):
+            out[(section, m.group(1))] = " ".join(pending)
+            pending = []
+        elif line.startswith("# ") and section:
+            pending.append(line[2:])
+        elif not line.strip():
+            pending = []
+    return out
+
+
+def bash_completion() -> str:
+    parser = build_parser()
+    subs = _subcommands(parser)
+    top = sorted({name.split()[0] for name, _, _ in subs})
+    cases = []
+    for name, sub, _ in subs:
+        words = " ".join(o for a in sub._actions for o in a.option_strings) + " " + " ".join(
+            c for a in sub._actions if not a.option_strings and a.choices for c in a.choices)
+        cases.append(f'        "{name}") opts="{words.strip()}" ;;')
+    sim = sorted(name.split()[1] for name, _, _ in subs if name.startswith("sim "))
+    return f"""# bash completion for sld (generated by packaging/gen_docs.py)
+_sld() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} cmd="${{COMP_WORDS[1]}}" opts
+    if [[ $COMP_CWORD -eq 1 ]]; then COMPREPLY=($(compgen -W "{' '.join(top)} --help --version" -- "$cur")); return; fi
+    if [[ $cmd == sim ]]; then
+        if [[ $COMP_CWORD -eq 2 ]]; then COMPREPLY=($(compgen -W "{' '.join(sim)}" -- "$cur")); return; fi
+        cmd="sim ${{COMP_WORDS[2]}}"
+    fi
+    case "$cmd" in
+{chr(10).join(cases)}
+        *) opts="" ;;
+    esac
+    COMPREPLY=($(compgen -W "$opts --help" -- "$cur"))
+}}
+complete -F _sld sld
+"""
+
+
+def zsh_completion() -> str:
+    return "#compdef sld\n# zsh completion for sld (generated): reuses the bash completion\n" \
+           "autoload -U bashcompinit && bashcompinit\n" + bash_completion().split("\n", 1)[1]
+
+
+OUTPUTS = {"sld.8": man_sld, "sld.toml.5": man_toml, "sld.bash-completion": bash_completion, "_sld": zsh_completion}
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "packaging" / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, make in OUTPUTS.items():
+        (out / name).write_text(make())
+
+
+if __name__ == "__main__":
+    main()
