@@ -93,7 +93,11 @@ class Tpm:
         self.close()
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """One TPM command, retried with bounded exponential backoff while the TPM asks to retry."""
+        """One TPM command, retried with bounded exponential backoff while the TPM asks to retry.
+
+        ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
+        add the pause a self-testing TPM needs, so at most RETRY_ATTEMPTS x 5 commands are sent.
+        """
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):
             self.commands += 1

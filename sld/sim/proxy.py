@@ -1,8 +1,9 @@
 """A TCP relay in front of swtpm for the simulator's fault injection and command counting.
 
 It forwards port P to the swtpm data port and P+1 to its control port (the tss2 swtpm TCTI uses
-P+1), counts TPM command frames as the TPM receives them, and can be cut and restored to emulate a
-TPM that goes away and comes back without a TPM reset.
+P+1), counts TPM command frames as the TPM receives them, can be cut and restored to emulate a TPM
+that goes away and comes back without a TPM reset, and can answer commands with a chosen response
+code (RETRY, TESTING) as a busy or self-testing TPM does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class TpmProxy:
         self.target = target_port
         self.port = port or free_port_pair()
         self.commands = 0
+        self.injected = 0
+        self._inject: list[int] = []  # response codes to answer the next commands with, instead of the TPM
         self._servers: list[socket.socket] = []
         self.start()
 
@@ -32,6 +35,10 @@ class TpmProxy:
             srv = socket.create_server((HOST, self.port + offset))
             self._servers.append(srv)
             threading.Thread(target=self._serve, args=(srv, self.target + offset, offset == 0), daemon=True).start()
+
+    def inject(self, rc: int, times: int) -> None:
+        """Answer the next ``times`` TPM commands with response code ``rc`` (e.g. TPM_RC_RETRY 0x922)."""
+        self._inject += [rc] * times
 
     def stop(self) -> None:
         """Refuse new connections, as a TPM that is gone would."""
@@ -67,12 +74,20 @@ class TpmProxy:
         pending = b""
         try:
             while data := client.recv(65536):
-                if count:
-                    pending += data
-                    while len(pending) >= TPM_HEADER and len(pending) >= int.from_bytes(pending[2:6], "big"):
-                        pending = pending[int.from_bytes(pending[2:6], "big") or len(pending):]
-                        self.commands += 1
-                upstream.sendall(data)
+                if not count:
+                    upstream.sendall(data)
+                    continue
+                pending += data
+                while len(pending) >= TPM_HEADER and len(pending) >= int.from_bytes(pending[2:6], "big"):
+                    size = int.from_bytes(pending[2:6], "big") or len(pending)
+                    frame, pending = pending[:size], pending[size:]
+                    self.commands += 1
+                    if self._inject:
+                        rc = self._inject.pop(0)
+                        self.injected += 1
+                        client.sendall(b"\x80\x01" + TPM_HEADER.to_bytes(4, "big") + rc.to_bytes(4, "big"))
+                    else:
+                        upstream.sendall(frame)
             upstream.shutdown(socket.SHUT_WR)
         except OSError:
             upstream.close()

@@ -9,7 +9,7 @@ import pytest
 from sld.errors import TpmError
 from sld.replay import DRTM_PCRS
 from sld.sim.swtpm import Swtpm
-from sld.tpm import Tpm
+from sld.tpm import RETRY_ATTEMPTS, Tpm
 
 BANKS = ("sha1", "sha256")
 
@@ -69,3 +69,23 @@ def test_closed_port_is_unavailable(swtpm: Swtpm) -> None:
         with Tpm(swtpm.tcti) as tpm:
             tpm.banks()
     assert err.value.kind == "unavailable"
+
+
+@pytest.mark.parametrize(("rc", "name"), [(0x922, "RETRY"), (0x90A, "TESTING"), (0x908, "YIELDED")])
+def test_retry_answers_are_retried_with_bounded_backoff(swtpm: Swtpm, rc: int, name: str) -> None:
+    from sld.sim.proxy import TpmProxy
+
+    proxy = TpmProxy(swtpm.port)
+    try:
+        with Tpm(proxy.tcti) as tpm:
+            proxy.inject(rc, 2)
+            values = tpm.read_pcrs([17], ["sha256"])  # two busy answers, then the TPM's own
+            assert values["sha256"][17] == b"\xff" * 32 and proxy.injected == 2
+            proxy.inject(rc, 50)
+            with pytest.raises(TpmError) as err:
+                tpm.read_pcrs([17], ["sha256"])
+            assert err.value.kind == "retry" and err.value.rc == rc
+            # Bounded: ESAPI resubmits a command up to 5 times itself; sld adds RETRY_ATTEMPTS rounds with backoff.
+            assert proxy.injected == 2 + RETRY_ATTEMPTS * 5
+    finally:
+        proxy.stop()
