@@ -143,18 +143,25 @@ def load(path: str | None = None) -> Config:
     """The config at ``path`` (default /etc/sld/sld.toml; a missing default file means all defaults)."""
     target = Path(path or DEFAULT_PATH)
     try:
-        text = target.read_text()
+        raw = target.read_bytes()
     except FileNotFoundError:
         if path is None:
             return Config(path="")
         raise ConfigError("no such file", file=str(target)) from None
     except OSError as err:
         raise ConfigError(err.strerror or str(err), file=str(target)) from None
+    return loads(raw, str(target))
+
+
+def loads(raw: bytes, path: str = "") -> Config:
+    """Parse config bytes: not UTF-8 or not TOML is a ConfigError like any bad key."""
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start})", file=path) from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"not valid TOML: {err}", file=str(target)) from None
-    return from_dict(data, str(target))
+        raise ConfigError(f"not valid TOML: {err}", file=path) from None
+    return from_dict(data, path)
 
 
 def replace(config: Config, **sections: Any) -> Config:

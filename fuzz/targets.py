@@ -1,0 +1,83 @@
+"""Coverage-guided fuzz targets (atheris), one per parser. Any exception other than sld's typed
+errors is a crash. Seeds come from the simulator's scenarios (every layout) and ../shared/corpus.
+
+    python fuzz/targets.py TARGET SECONDS [WORKDIR]    (fuzz/run runs them all)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports(include=["sld"]):
+    from sld import config
+    from sld.errors import SldError
+    from sld.formats import eventlog, heap, registers, slrt
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+TARGETS: dict[str, Callable[[bytes], object]] = {
+    "heap": lambda d: heap.parse_heap(d, 0x7BE00000),
+    "slrt": lambda d: slrt.parse_slrt(d, 0x7A000000),
+    "tpm12": lambda d: eventlog.parse_log(d, base=0x7A010000),
+    "agile": lambda d: eventlog.parse_log(d, base=0x7A010000, end=len(d) - 7 if len(d) > 7 else None),
+    "registers": lambda d: registers.parse_registers(d[: registers.TXT_SPACE_SIZE], registers.TXT_PUB_BASE),
+    "config": lambda d: config.loads(d),
+}
+
+
+def seeds(target: str) -> Iterator[bytes]:
+    from sld.sim.builder import build_platform
+    from sld.sim.scenarios import LAYOUTS, SCENARIOS
+
+    for layout in LAYOUTS:
+        for sc in SCENARIOS:
+            try:
+                p = build_platform(sc.name, layout)
+            except SldError:
+                continue
+            if target == "heap" and p.heap:
+                yield p.heap[:0x400]
+            elif target == "slrt" and p.slrt:
+                yield p.slrt[:0x400]
+            elif target == "tpm12" and sc.spec.log_format == "tpm12":
+                yield p.log[:0x800]
+            elif target == "agile" and sc.spec.log_format != "tpm12":
+                yield p.log[:0x800]
+            elif target == "registers":
+                yield registers.build_registers(p.registers)[:0x900]
+    if target == "agile":
+        yield from (f.read_bytes()[:0x4000] for f in sorted(CORPUS.glob("*/*.bin")))
+    if target == "config":
+        yield (ROOT / "conf" / "sld.toml").read_bytes()
+
+
+def one_input(fn: Callable[[bytes], object]) -> Callable[[bytes], None]:
+    def run(data: bytes) -> None:
+        try:
+            fn(data)
+        except SldError:
+            pass  # the only acceptable failure: typed, named, with an offset
+
+    return run
+
+
+def main() -> None:
+    target, seconds = sys.argv[1], int(sys.argv[2])
+    work = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(tempfile.mkdtemp(prefix=f"sld-fuzz-{target}-"))
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(seeds(target)):
+        (corpus / f"seed-{i}").write_bytes(seed)
+    atheris.Setup([sys.argv[0], str(corpus), f"-max_total_time={seconds}", "-max_len=16384", "-rss_limit_mb=4096",
+                   f"-artifact_prefix={work}/"], one_input(TARGETS[target]))
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
