@@ -71,3 +71,10 @@ def test_journalctl_compiles_the_catalog(tmp_path: Path) -> None:
     listed = subprocess.run(["journalctl", f"--root={tmp_path}", "--list-catalog"], capture_output=True, text=True)
     found = {line.split()[0].replace("-", "") for line in listed.stdout.splitlines() if line.strip()}
     assert set(MESSAGE_IDS.values()) <= found
+
+
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "sld.toml"
+    path.write_bytes(b"[verify]\nmode = '\xff'\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(str(path))
