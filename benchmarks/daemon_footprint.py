@@ -1,0 +1,106 @@
+"""The daemon's footprint and scrape throughput against node_exporter, measured in the same run.
+
+Prints sld daemon RSS and CPU while idle (between verifications, default 60 s: SLD_IDLE_SECONDS), the same
+for node_exporter, and scrape throughput (scrapes/s with 16 concurrent clients for 5 s) for both,
+with ratios sld / node_exporter. Run: .venv/bin/python benchmarks/daemon_footprint.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from sld.sim.swtpm import free_port_pair
+
+IDLE = float(os.environ.get("SLD_IDLE_SECONDS", "60"))
+CLIENTS, LOAD_SECONDS = 16, 5.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wait_http(url: str) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+def throughput(url: str) -> float:
+    count, stop = [0], time.monotonic() + LOAD_SECONDS
+    lock = threading.Lock()
+
+    def client() -> None:
+        while time.monotonic() < stop:
+            urllib.request.urlopen(url, timeout=5).read()
+            with lock:
+                count[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return count[0] / LOAD_SECONDS
+
+
+def measure(pid: int, url: str) -> tuple[int, float, float]:
+    wait_http(url)
+    time.sleep(1)
+    cpu0 = cpu_seconds(pid)
+    time.sleep(IDLE)
+    idle_cpu = (cpu_seconds(pid) - cpu0) / IDLE * 100
+    return rss_kib(pid), idle_cpu, throughput(url)
+
+
+def main() -> None:
+    sld = [sys.executable, "-m", "sld.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        info = json.loads(subprocess.run([*sld, "sim", "up", "--scenario", "clean", "--dir", str(root / "sim"),
+                                          "--json"], capture_output=True, text=True, check=True).stdout)
+        port, ne_port = free_port_pair(), free_port_pair()
+        (root / "sld.toml").write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
+                                       f'[verify]\nlock = "{root / "lock"}"\n[metrics]\nport = {port}\n'
+                                       f'[control]\nsocket = "{root / "control.sock"}"\n')
+        daemon = subprocess.Popen([*sld, "daemon", "--config", str(root / "sld.toml")], stderr=subprocess.DEVNULL)
+        node = subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ne_port}"],
+                                stderr=subprocess.DEVNULL)
+        try:
+            ours = measure(daemon.pid, f"http://127.0.0.1:{port}/metrics")
+            theirs = measure(node.pid, f"http://127.0.0.1:{ne_port}/metrics")
+        finally:
+            daemon.terminate()
+            node.terminate()
+            daemon.wait()
+            node.wait()
+            subprocess.run([*sld, "sim", "down", "--dir", str(root / "sim")], capture_output=True)
+    print(f"idle window {IDLE:g} s (verification interval 60 s), {CLIENTS} scrape clients for {LOAD_SECONDS:g} s")
+    print(f"RSS: sld {ours[0] / 1024:.1f} MiB, node_exporter {theirs[0] / 1024:.1f} MiB, "
+          f"ratio {ours[0] / theirs[0]:.2f}")
+    print(f"idle CPU: sld {ours[1]:.3f} %, node_exporter {theirs[1]:.3f} %")
+    print(f"scrapes/s: sld {ours[2]:.0f}, node_exporter {theirs[2]:.0f}, ratio {ours[2] / theirs[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
