@@ -37,6 +37,8 @@ CATALOGUE: tuple[CheckInfo, ...] = (
     CheckInfo("tpm.extend", "deferred extends performed",
               "Events the Secure Launch stub logged between SLAUNCH_START and SLAUNCH_END but did not extend "
               "were extended exactly once (perform mode)."),
+    CheckInfo("policy.match", "operator policy holds",
+              "Known-good PCR values and required event digests from the policy file (--policy, [verify] policy)."),
     CheckInfo("pcr.match", "PCRs equal the replayed log", "PCR17-22 in every bank equal the replay of the log."),
 )
 CHECKS = {c.id: c for c in CATALOGUE}

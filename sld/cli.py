@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "SLAUNCH window, exactly once")
     ver.add_argument("--lock", default="/run/sld/extend.lock", metavar="PATH",
                      help="exclusive lock held while extending (shared with the daemon)")
+    ver.add_argument("--policy", metavar="FILE", help="TOML of known-good PCR values and required event digests")
     ver.add_argument("--local", action="store_true",
                      help="verify in this process even when a running daemon answers on its control socket")
     ver.add_argument("--socket", default="/run/sld/control.sock", metavar="PATH", help="the daemon's control socket")

@@ -35,6 +35,7 @@ class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
     lock: str = "/run/sld/extend.lock"
+    policy: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sld.errors import SldError, TpmError
 from sld.formats.eventlog import SLAUNCH_END, SLAUNCH_START, Event, EventLog, digest_mismatches
 from sld.formats.registers import SINIT_SUCCESS
 from sld.platform.source import Source
+from sld.policy import Policy, violations
 from sld.replay import DRTM_PCRS, extends, prefix_states
 
 MODES = ("auto", "validate", "perform")
@@ -235,7 +236,8 @@ def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -
                               {"extended": done})
 
 
-def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DEFAULT_LOCK) -> Verdict:
+def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DEFAULT_LOCK,
+           policy: Policy | None = None) -> Verdict:
     """Read the platform and the TPM, perform deferred extends if allowed, and decide."""
     t0 = time.monotonic()
     snap = discover(source)
@@ -255,6 +257,16 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
             checks.append(extend_check)
         if launched:
             checks.append(_pcr_check(states, mode))
+        if policy is not None:
+            actual = {b: {s.pcr: s.actual[b] for s in states if b in s.actual} for b in banks}
+            missing = {b: [p for p in policy.pcrs[b] if p not in actual.get(b, {})] for b in policy.pcrs}
+            if any(missing.values()):
+                extra = tpm.read_pcrs(sorted({p for ps in missing.values() for p in ps}), list(policy.pcrs))
+                for b, values in extra.items():
+                    actual.setdefault(b, {}).update(values)
+            bad = violations(policy, snap.log, actual)
+            checks.append(Check("policy.match", "fail" if bad else "pass", "; ".join(bad) or
+                                f"{policy.path}: every expected PCR value and event holds", {"violations": bad}))
     result, summary = _decide(checks)
     regs = {k: v for k, v in snap.registers.values.items() if isinstance(v, int)} if snap.registers else {}
     return Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),

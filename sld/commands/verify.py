@@ -24,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(verdict, indent=2) if args.json else
                   f"verdict (from the daemon): {verdict['result']}: {verdict['summary']}")
             return int(answer["exit_code"])
+    from sld.policy import load as load_policy
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
     from sld.verify import verify_source
 
+    policy = load_policy(args.policy) if args.policy else None
     with Tpm(args.tcti, locality=args.locality) as tpm:
-        verdict = verify_source(args.source, tpm, mode=args.mode, lock=args.lock)
+        verdict = verify_source(args.source, tpm, mode=args.mode, lock=args.lock, policy=policy)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))
     return verdict.exit_code

@@ -18,6 +18,7 @@ from typing import Any
 
 from sld import config as configuration
 from sld.errors import ConfigError, SldError, TpmError
+from sld.policy import load as load_policy
 from sld.service import journal
 from sld.service.journal import event, log
 from sld.verify import Verdict, verify_source
@@ -67,8 +68,9 @@ class Daemon:
         with self._lock:
             self.stats["verifications"] += 1
             try:
+                policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
                 verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                        lock=self.config.verify.lock)
+                                        lock=self.config.verify.lock, policy=policy)
             except SldError as err:
                 self._degraded(err)
                 return None

@@ -100,3 +100,35 @@ def test_kill_9_after_each_extend_then_rerun_extends_each_event_exactly_once(sim
         actual = pcrs(info["tcti"])
         assert {b: {p: actual[b][p].hex() for p in expected[b]} for b in BANKS} == expected
         k += 1
+
+
+def _policy(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_policy_of_known_good_values_and_required_digests(sim: Sim, tmp_path: Path) -> None:
+    import hashlib
+
+    sim.up("clean")
+    expected = manifest_pcrs(sim)
+    mle = hashlib.sha256(b"sld-sim" + b"mle-kernel").hexdigest()  # the simulated kernel's MLE_HASH
+    good = _policy(tmp_path, f'[pcrs.sha256]\n17 = "{expected["sha256"][17]}"\n'
+                             f'[[events]]\npcr = 17\ntype = 0x404\nsha256 = "{mle}"\n')
+    run = sim.verify("--locality", "2", "--policy", good)
+    check = next(c for c in json.loads(run.stdout)["checks"] if c["id"] == "policy.match")
+    assert run.returncode == 0 and check["status"] == "pass"
+
+    other = hashlib.sha256(b"another kernel").hexdigest()
+    bad = _policy(tmp_path, f'[pcrs.sha256]\n17 = "{"00" * 32}"\n[[events]]\ntype = 0x404\nsha256 = "{other}"\n')
+    run = sim.verify("--locality", "2", "--policy", bad)
+    verdict = json.loads(run.stdout)
+    check = next(c for c in verdict["checks"] if c["id"] == "policy.match")
+    assert run.returncode == 1 and verdict["result"] == "failed" and len(check["evidence"]["violations"]) == 2
+
+
+def test_malformed_policy_is_a_usage_error(sim: Sim, tmp_path: Path) -> None:
+    sim.up("clean")
+    run = sim.verify("--policy", _policy(tmp_path, '[pcrs.sha256]\n17 = "abc"\n'))
+    assert run.returncode == 2 and "pcrs.sha256.17" in run.stderr and "Traceback" not in run.stderr
