@@ -7,15 +7,15 @@ with ratios sld / node_exporter. Run: .venv/bin/python benchmarks/daemon_footpri
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from _platform import SLD, daemon_config, sim_down, sim_up
 
 from sld.sim.swtpm import free_port_pair
 
@@ -74,16 +74,12 @@ def measure(pid: int, url: str) -> tuple[int, float, float]:
 
 
 def main() -> None:
-    sld = [sys.executable, "-m", "sld.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        info = json.loads(subprocess.run([*sld, "sim", "up", "--scenario", "clean", "--dir", str(root / "sim"),
-                                          "--json"], capture_output=True, text=True, check=True).stdout)
+        info = sim_up(root)
         port, ne_port = free_port_pair(), free_port_pair()
-        (root / "sld.toml").write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
-                                       f'[verify]\nlock = "{root / "lock"}"\n[metrics]\nport = {port}\n'
-                                       f'[control]\nsocket = "{root / "control.sock"}"\n')
-        daemon = subprocess.Popen([*sld, "daemon", "--config", str(root / "sld.toml")], stderr=subprocess.DEVNULL)
+        conf = daemon_config(root, info, port)
+        daemon = subprocess.Popen([*SLD, "daemon", "--config", str(conf)], stderr=subprocess.DEVNULL)
         node = subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ne_port}"],
                                 stderr=subprocess.DEVNULL)
         try:
@@ -94,7 +90,7 @@ def main() -> None:
             node.terminate()
             daemon.wait()
             node.wait()
-            subprocess.run([*sld, "sim", "down", "--dir", str(root / "sim")], capture_output=True)
+            sim_down(root)
     print(f"idle window {IDLE:g} s (verification interval 60 s), {CLIENTS} scrape clients for {LOAD_SECONDS:g} s")
     print(f"RSS: sld {ours[0] / 1024:.1f} MiB, node_exporter {theirs[0] / 1024:.1f} MiB, "
           f"ratio {ours[0] / theirs[0]:.2f}")

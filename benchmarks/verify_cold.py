@@ -7,13 +7,13 @@ daemon <= 1x the sum of the peers. Run as root: .venv/bin/python benchmarks/veri
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _platform import SLD, daemon_config, sim_down, sim_up
 
 RUNS = 15
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
@@ -30,17 +30,13 @@ def median(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    sld = [sys.executable, "-m", "sld.cli"]
+    sld = SLD
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        info = json.loads(subprocess.run([*sld, "sim", "up", "--scenario", "clean", "--dir", str(root / "sim"),
-                                          "--json"], capture_output=True, text=True, check=True).stdout)
+        info = sim_up(root)
         log = root / "eventlog.bin"
         log.write_bytes((Path(info["securityfs"]) / "eventlog").read_bytes())
-        conf = root / "sld.toml"
-        conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
-                        f'[verify]\nlock = "{root / "lock"}"\n[metrics]\nenabled = false\n'
-                        f'[control]\nsocket = "{root / "control.sock"}"\n')
+        conf = daemon_config(root, info)
         daemon = subprocess.Popen([*sld, "daemon", "--config", str(conf)], stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.5)
@@ -53,7 +49,7 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait()
-            subprocess.run([*sld, "sim", "down", "--dir", str(root / "sim")], capture_output=True)
+            sim_down(root)
     peers = txt_stat + eventlog + pcrread
     print(f"medians of {RUNS} runs, simulated clean platform (image + swtpm)")
     print(f"txt-stat {txt_stat * 1000:.1f} ms + tpm2_eventlog {eventlog * 1000:.1f} ms + tpm2_pcrread "

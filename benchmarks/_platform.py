@@ -1,0 +1,30 @@
+"""Shared by the benchmarks: the simulated clean platform brought up, and a daemon config for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SLD = [sys.executable, "-m", "sld.cli"]
+
+
+def sim_up(root: Path) -> dict[str, Any]:
+    run = subprocess.run([*SLD, "sim", "up", "--scenario", "clean", "--dir", str(root / "sim"), "--json"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)
+
+
+def sim_down(root: Path) -> None:
+    subprocess.run([*SLD, "sim", "down", "--dir", str(root / "sim")], capture_output=True)
+
+
+def daemon_config(root: Path, info: dict[str, Any], metrics_port: int | None = None) -> Path:
+    metrics = f"port = {metrics_port}" if metrics_port else "enabled = false"
+    conf = root / "sld.toml"
+    conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
+                    f'[verify]\nlock = "{root / "lock"}"\n[metrics]\n{metrics}\n'
+                    f'[control]\nsocket = "{root / "control.sock"}"\n')
+    return conf
