@@ -82,6 +82,8 @@ class Verdict:
     layout: str | None = None
     duration_s: float = 0.0
     registers: dict[str, int] = field(default_factory=dict)  # raw TXT register values read
+    log_format: str = ""
+    log_events: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -270,7 +272,8 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
     result, summary = _decide(checks)
     regs = {k: v for k, v in snap.registers.values.items() if isinstance(v, int)} if snap.registers else {}
     return Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),
-                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0, regs)
+                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0, regs,
+                   snap.log.format if snap.log else "", len(snap.log.events) if snap.log else 0)
 
 
 def _decide(checks: list[Check]) -> tuple[str, str]:

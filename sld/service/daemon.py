@@ -23,6 +23,7 @@ from sld.service import journal
 from sld.service.journal import event, log
 from sld.verify import Verdict, verify_source
 
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RESULT_STATE = {"verified": "running", "failed": "failed", "not-launched": "failed"}
 
 
@@ -40,7 +41,8 @@ class Daemon:
         self.verdict: Verdict | None = None
         self.stats: dict[str, Any] = {"verifications": 0, "failures": 0, "pcr_changes": 0, "tpm_errors": {},
                                       "extends": {}, "last_success": 0.0, "last_verification": 0.0,
-                                      "last_error": ""}
+                                      "last_error": "", "durations": [0] * len(DURATION_BUCKETS),
+                                      "duration_sum": 0.0, "duration_count": 0}
         self._tpm: Any = None
         self._lock = threading.Lock()  # one verification at a time (main loop, control socket)
         self._wake = threading.Event()
@@ -111,6 +113,10 @@ class Daemon:
 
     def _record(self, verdict: Verdict) -> None:
         now = time.time()
+        for i, bound in enumerate(DURATION_BUCKETS):
+            self.stats["durations"][i] += verdict.duration_s <= bound
+        self.stats["duration_sum"] += verdict.duration_s
+        self.stats["duration_count"] += 1
         self.stats["last_verification"] = now
         for index in verdict.extended:
             pcr = next(s.pcr for s in verdict.pcrs if index in s.events)

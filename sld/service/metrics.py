@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, exposition, s
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
     StateSetMetricFamily,
@@ -20,6 +21,7 @@ from prometheus_client.core import (
 
 from sld import __version__
 from sld.checks import CATALOGUE
+from sld.formats.registers import E2STS_BITS, ESTS_BITS, STS_BITS
 
 if TYPE_CHECKING:
     from sld.service.daemon import Daemon
@@ -69,8 +71,23 @@ class SldCollector:
                                 value=int(verdict.result == "verified"))
         yield GaugeMetricFamily("sld_last_verification_timestamp_seconds", "end of the last verification",
                                 value=stats["last_verification"])
-        yield GaugeMetricFamily("sld_verification_duration_seconds", "duration of the last verification",
-                                value=verdict.duration_s)
+        from sld.service.daemon import DURATION_BUCKETS
+
+        buckets = [(f"{b:g}", n) for b, n in zip(DURATION_BUCKETS, stats["durations"], strict=True)]
+        yield HistogramMetricFamily("sld_verification_duration_seconds", "verification durations",
+                                    buckets=[*buckets, ("+Inf", stats["duration_count"])],
+                                    sum_value=stats["duration_sum"])
+        platform = InfoMetricFamily("sld_platform", "what was verified", labels=[])
+        platform.add_metric([], {"log_format": verdict.log_format, "layout": verdict.layout or "",
+                                 "didvid": f"0x{verdict.registers.get('DIDVID', 0):x}"})
+        yield platform
+        yield GaugeMetricFamily("sld_event_log_events", "records in the DRTM event log", value=verdict.log_events)
+        flags = GaugeMetricFamily("sld_txt_flag", "TXT status register bits (0/1)", labels=["register", "flag"])
+        for register, table in (("STS", STS_BITS), ("ESTS", ESTS_BITS), ("E2STS", E2STS_BITS)):
+            if register in verdict.registers:
+                for flag, bit in table.items():
+                    flags.add_metric([register, flag], verdict.registers[register] >> bit & 1)
+        yield flags
         passed = GaugeMetricFamily("sld_check_passed", "1 when a verdict check passed", labels=["check"])
         status = {c.id: c.status for c in verdict.checks}
         for check in CATALOGUE:

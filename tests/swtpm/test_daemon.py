@@ -108,6 +108,11 @@ def test_a_real_scrape_passes_promtool_and_says_verified(daemon: Running) -> Non
     assert 'sld_pcr_match{bank="sha256",pcr="18"} 1.0' in text
     assert 'sld_extends_performed_total{pcr="18"} 4.0' in text  # the unextended scenario's window on PCR18
     assert "process_resident_memory_bytes" in text
+    assert 'sld_txt_flag{flag="senter_done",register="STS"} 1.0' in text
+    assert 'sld_txt_flag{flag="txt_reset",register="ESTS"} 0.0' in text
+    assert 'sld_verification_duration_seconds_bucket{le="+Inf"} 1.0' in text
+    assert 'sld_platform_info{didvid="0x1b00c8086",layout="v12",log_format="crypto-agile"} 1.0' in text
+    assert "sld_event_log_events 18.0" in text  # header + 10 SINIT + START + 5 + END
 
 
 def test_control_socket_status_stats_verify_debug(daemon: Running) -> None:
