@@ -78,3 +78,12 @@ def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"[verify]\nmode = '\xff'\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load(str(path))
+
+
+def test_daemon_refuses_a_bad_quarantine_allow_expression_with_libpcaps_message(tmp_path: Path) -> None:
+    path = tmp_path / "sld.toml"
+    path.write_text(f'[quarantine]\nenabled = true\ninterfaces = ["eth0"]\nallow = "tcp prot 22"\n'
+                    f'[metrics]\nenabled = false\n[control]\nsocket = "{tmp_path / "c.sock"}"\n')
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "daemon", "--config", str(path)], capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 2 and "quarantine.allow" in run.stderr and "syntax error" in run.stderr
