@@ -7,6 +7,7 @@ The dataclasses are the schema: each field's type and default is what ``conf/sld
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -46,6 +47,8 @@ class MetricsConfig:
     textfile: str = ""
     certfile: str = ""
     keyfile: str = ""
+    basic_auth_user: str = ""
+    basic_auth_password_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _validate(key: str, value: Any) -> None:
+    if key == "metrics.basic_auth_password_sha256" and value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ConfigError("expected the password's SHA-256 as 64 hex digits", key=key)
     allowed = CHOICES.get(key)
     for item in value if isinstance(value, tuple) else (value,):
         if allowed and item not in allowed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
 from dataclasses import replace
@@ -164,10 +165,9 @@ class Daemon:
         self.registry = metrics.registry_for(self)
         if m.enabled and not m.textfile:
             try:
-                self._servers.append(metrics.serve(self.registry, m.listen, m.port, m.certfile, m.keyfile))
-            except OSError as err:
-                raise ConfigError(f"cannot listen on {m.listen}:{m.port}: {err.strerror}", key="metrics.port") \
-                    from None
+                self._servers.append(metrics.serve(self.registry, m))
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group))
 
     def request_verify(self) -> None:

@@ -193,3 +193,46 @@ def test_load_1000_scrapes_and_100_verifies_while_it_loops(daemon: Running) -> N
     assert all(a["exit_code"] == 0 for a in answers)
     gaps = [b - a for a, b in zip([start, *watchdog], [*watchdog, time.monotonic()], strict=True)]
     assert watchdog and max(gaps) < 15, (elapsed, gaps)  # WatchdogSec=30 in units/sld.service
+
+
+def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import ssl
+    import urllib.error
+
+    sim.up("clean")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port_pair()
+    conf = tmp_path / "sld.toml"
+    secret = hashlib.sha256(b"s3cret").hexdigest()
+    conf.write_text(config(sim, port).replace("[metrics]\n", f'[metrics]\ncertfile = "{cert}"\nkeyfile = "{key}"\n'
+                    f'basic_auth_user = "prom"\nbasic_auth_password_sha256 = "{secret}"\n'))
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.DEVNULL)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        url = f"https://127.0.0.1:{port}/metrics"
+
+        def get(auth: str | None) -> tuple[int, str]:
+            req = urllib.request.Request(url, headers={"Authorization": f"Basic {auth}"} if auth else {})
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(req, context=context, timeout=5) as r:
+                        return r.status, r.read().decode()
+                except urllib.error.HTTPError as err:
+                    return err.code, ""
+                except urllib.error.URLError:
+                    time.sleep(0.1)
+            raise AssertionError("metrics never answered")
+
+        assert get(None)[0] == 401
+        assert get(base64.b64encode(b"prom:wrong").decode())[0] == 401
+        status, text = get(base64.b64encode(b"prom:s3cret").decode())
+        assert status == 200 and "sld_build_info" in text
+    finally:
+        proc.terminate()
+        proc.wait()
