@@ -7,6 +7,7 @@ which structure broke, at which address, instead of guessing from what came afte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,6 +17,7 @@ from sld.formats import eventlog, heap, registers, slrt
 from sld.platform.memory import PhysicalMemory
 from sld.platform.source import Source
 
+log = logging.getLogger("sld.sources")
 MAX_HEAP = 16 << 20
 MAX_SLRT = 1 << 20
 MAX_LOG = 16 << 20
@@ -47,8 +49,10 @@ def _stage(snap: Snapshot, name: str, fn: Callable[[], None]) -> bool:
     try:
         fn()
     except SldError as err:
+        log.debug("%s from %s: %s", name, snap.source_name, err)
         snap.errors[name] = err
         return False
+    log.debug("%s from %s: ok", name, snap.source_name)
     return True
 
 

@@ -7,6 +7,7 @@ for the simulator. ``commands`` counts the TPM commands sent, for benchmarks and
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +29,7 @@ from tpm2_pytss.types import (  # noqa: E402
 )
 
 T = TypeVar("T")
+log = logging.getLogger("sld.tpm")
 DEFAULT_TCTI = "device:/dev/tpmrm0"
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
@@ -101,6 +103,7 @@ class Tpm:
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):
             self.commands += 1
+            log.debug("%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
             try:
                 return fn()
             except (TSS2_Exception, OSError) as err:

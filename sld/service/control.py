@@ -86,6 +86,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if cmd == "debug":
             categories = [c for c in request.get("categories", []) if c in journal.CATEGORIES]
             journal.set_debug(categories)
+            journal.log.info("debug categories now: %s", ", ".join(categories) or "none")
             return {"debug": categories}
         return {"error": f"unknown cmd {cmd!r}; expected status, stats, verify, debug"}
 

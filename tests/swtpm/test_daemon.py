@@ -236,3 +236,29 @@ def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_control_socket_refuses_a_non_root_peer(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    code = (f"import os, socket; os.setgid(65534); os.setuid(65534); s = socket.socket(socket.AF_UNIX); "
+            f"s.connect({str(daemon.root / 'control.sock')!r})")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode != 0 and "PermissionError" in run.stderr  # mode 0600: the kernel refuses nobody
+    assert oct((daemon.root / "control.sock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_debug_toggles_change_what_is_logged(daemon: Running) -> None:
+    daemon.wait_for("READY=1")
+    daemon.ask("verify")
+    assert daemon.ask("debug", categories=["tpm", "sources"]) == {"debug": ["tpm", "sources"]}
+    daemon.ask("verify")
+    daemon.ask("debug", categories=[])
+    daemon.ask("verify")
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(10)
+    lines = daemon.proc.stderr.read().splitlines()
+    on = next(i for i, line in enumerate(lines) if "debug categories now: tpm, sources" in line)
+    off = next(i for i, line in enumerate(lines) if "debug categories now: none" in line)
+    debug = [i for i, line in enumerate(lines) if "DEBUG" in line]
+    assert debug and all(on < i < off for i in debug)  # debug lines only while the categories were on
+    assert any("TPM2_PCR_Read" in lines[i] for i in debug) and any("heap from image:" in lines[i] for i in debug)
