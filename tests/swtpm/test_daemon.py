@@ -262,3 +262,20 @@ def test_debug_toggles_change_what_is_logged(daemon: Running) -> None:
     debug = [i for i, line in enumerate(lines) if "DEBUG" in line]
     assert debug and all(on < i < off for i in debug)  # debug lines only while the categories were on
     assert any("TPM2_PCR_Read" in lines[i] for i in debug) and any("heap from image:" in lines[i] for i in debug)
+
+
+def test_textfile_for_node_exporter_instead_of_serving(sim: Sim, tmp_path: Path) -> None:
+    sim.up("clean")
+    prom = tmp_path / "sld.prom"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, free_port_pair()).replace("[metrics]\n", f'[metrics]\ntextfile = "{prom}"\n'))
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not prom.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "sld_launch_verified 1.0" in prom.read_text()
+    finally:
+        proc.terminate()
+        proc.wait()
