@@ -7,7 +7,6 @@ the unit's PrivateTmp hides the host's /tmp.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,10 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-CACHE = Path(os.environ.get("SLD_NSPAWN_CACHE", "/var/cache/sld-test"))
-MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("systemd,systemd-sysv,dbus,python3,libtss2-tctildr0,libtss2-tcti-swtpm0,libtss2-esys-3.0.2-0,"
-            "libtss2-rc0,libtss2-mu0,libtss2-sys1,libtss2-fapi1,libpcap0.8")  # what the venv's C extensions link
 pytestmark = [pytest.mark.system, pytest.mark.swtpm,
               pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root"),
               pytest.mark.skipif(shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None,
@@ -55,21 +50,6 @@ ProtectHome=no
 WatchdogSec=3s
 RestartSec=1s
 """
-
-
-@pytest.fixture(scope="module")
-def rootfs() -> Path:
-    root = CACHE / f"root-{hashlib.sha256(PACKAGES.encode()).hexdigest()[:12]}"  # rebuilt when PACKAGES change
-    if not root.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = root.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        run = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp),
-                              MIRROR], capture_output=True, text=True, timeout=1200)
-        if run.returncode != 0:
-            pytest.skip(f"debootstrap failed (no mirror reachable?): {run.stderr[-500:]}")
-        tmp.rename(root)
-    return root
 
 
 def props(path: Path) -> dict[str, str]:
