@@ -65,14 +65,16 @@ class Swtpm:
         return f"{HOST}:{self.port + 1}"
 
     @classmethod
-    def start(cls, state_dir: str | os.PathLike[str]) -> Swtpm:
-        """Start a fresh TPM (TPM2_Startup(CLEAR) done by swtpm); it survives this process."""
+    def start(cls, state_dir: str | os.PathLike[str], port: int | None = None) -> Swtpm:
+        """Start a TPM (TPM2_Startup(CLEAR) done by swtpm) that survives this process; ``port`` restarts
+        one where its clients expect it (as a rebooted machine's TPM reappears at the same device)."""
         if shutil.which("swtpm") is None:
             raise SldError("swtpm is not installed (Debian package swtpm)")
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
+        fixed = port
         for _attempt in range(5):
-            port = free_port_pair()
+            port = fixed or free_port_pair()
             pidfile = state / "swtpm.pid"
             pidfile.unlink(missing_ok=True)
             run = subprocess.run(

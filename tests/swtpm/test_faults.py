@@ -102,3 +102,38 @@ def test_source_removed_then_restored(proxied: tuple[Daemon, TpmProxy, Path]) ->
     finally:
         hidden.rename(image)
     assert daemon.wait_state("running") < 3
+
+
+def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) -> None:
+    """kill -9 of the TPM process: degraded, watchdog kept; the TPM restarted at the same port and a new
+    launch emulated (what a rebooted machine shows): the daemon verifies again on its own."""
+    from sld.sim.builder import build_platform
+    from sld.sim.swtpm import Swtpm, launch
+
+    info = sim.up("clean")
+    tpm = Swtpm.load(sim.root / "sim.json")
+    conf = tmp_path / "sld.toml"
+    conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n[verify]\n'
+                    f'interval = 1\nlock = "{tmp_path / "lock"}"\n[metrics]\nenabled = false\n'
+                    f'[control]\nsocket = "{tmp_path / "control.sock"}"\n')
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.2)
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            env=dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify")), stderr=subprocess.PIPE,
+                            text=True)
+    daemon = Daemon(proc, notify, str(tmp_path / "control.sock"))
+    try:
+        daemon.wait_state("running")
+        os.kill(tpm.pid, signal.SIGKILL)
+        daemon.wait_state("degraded")
+        assert daemon.watchdogs(2.5) >= 1
+        restarted = Swtpm.start(tpm.state_dir, port=tpm.port)
+        launch(restarted, build_platform("clean"))
+        assert daemon.wait_state("running") < 3
+        restarted.stop()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=10)[1]
+        notify.close()
+    assert "Traceback" not in err and "TPM unavailable" in err
