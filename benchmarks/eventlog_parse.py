@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sld.formats.eventlog import NewEvent, build_crypto_agile
+from sld.formats.tcg import NewEvent, build_crypto_agile
 
 EVENTS = 100_000
 RUNS = 5

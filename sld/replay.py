@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Protocol
 
-from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog
+from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog, Head
 
 DRTM_PCRS = tuple(range(17, 23))
 NUM_PCRS = 24
@@ -24,18 +26,64 @@ class Logged(Protocol):
     type: int
 
 
+NOT_EXTENDED = frozenset({EV_NO_ACTION, SLAUNCH_START, SLAUNCH_END})
+
+
 def extends(event: Logged) -> bool:
     """Whether an event changes a PCR at all (a parsed Event or one the simulator is about to log)."""
-    return event.type not in (EV_NO_ACTION, SLAUNCH_START, SLAUNCH_END) and event.pcr < NUM_PCRS
+    return event.type not in NOT_EXTENDED and event.pcr < NUM_PCRS
 
 
 def initial_value(log: EventLog, bank: str, pcr: int) -> bytes:
     size = hashlib.new(bank).digest_size
     if pcr == 0:
-        for ev in log.events:
-            if ev.type == EV_NO_ACTION and ev.pcr == 0 and ev.data[:16] == STARTUP_LOCALITY and len(ev.data) >= 17:
-                return bytes(size - 1) + ev.data[16:17]
+        recs = log.records
+        for i, head in enumerate(recs.heads):
+            if head[0] == 0 and head[1] == EV_NO_ACTION:
+                data = recs.event(i).data
+                if data[:16] == STARTUP_LOCALITY and len(data) >= 17:
+                    return bytes(size - 1) + data[16:17]
     return bytes(size)
+
+
+def _chains(log: EventLog, wanted: Iterable[int]) -> dict[int, tuple[list[int], list[Head]]]:
+    """Per PCR: the indices and heads of the records extended into it, in log order.
+
+    Works on the record heads, never building Events (a 100,000-event log is replayed in a fraction
+    of the time). The leading records (the crypto-agile header, EV_NO_ACTION) never extend.
+    """
+    recs = log.records
+    groups: dict[int, tuple[list[int], list[Head]]] = {p: ([], []) for p in wanted if 0 <= p < NUM_PCRS}
+    skip = NOT_EXTENDED
+    for i, head in enumerate(recs.heads, recs.first_index):
+        group = groups.get(head[0])
+        if group is not None and head[1] not in skip:
+            group[0].append(i)
+            group[1].append(head)
+    return groups
+
+
+def _states(heads: list[Head], column: int | None, state: bytes, bank: str) -> tuple[list[bytes], int]:
+    """The state before the first head, then after each, and how many heads lack the digest (those
+    leave the state as it was)."""
+    if column is None:
+        return [state] * (len(heads) + 1), len(heads)
+    new = getattr(hashlib, bank, None) or partial(hashlib.new, bank)
+    states = [state]
+    append = states.append
+    lacking = 0
+    for digest in map(itemgetter(column), heads):
+        if digest is None:
+            lacking += 1
+        else:
+            state = new(state + digest).digest()
+        append(state)
+    return states, lacking
+
+
+def _column(log: EventLog, bank: str) -> int | None:
+    """Where a record head carries ``bank``'s digest (see :class:`Records`)."""
+    return 4 + 2 * log.banks.index(bank) if bank in log.banks else None
 
 
 @dataclass(frozen=True)
@@ -48,25 +96,20 @@ class Replay:
 
 
 def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
-    wanted = set(range(NUM_PCRS) if pcrs is None else pcrs)
+    chains = _chains(log, range(NUM_PCRS) if pcrs is None else pcrs)
     banks = [b for b in log.banks if b in hashlib.algorithms_available]
-    fed: dict[int, list[int]] = {}
     missing: list[tuple[int, str]] = []
-    values = {b: {p: initial_value(log, b, p) for p in sorted(wanted)} for b in banks}
-    hashers = {b: getattr(hashlib, b, None) or (lambda data, b=b: hashlib.new(b, data)) for b in banks}
-    for ev in log.events:
-        if ev.pcr not in wanted or not extends(ev):
-            continue
-        fed.setdefault(ev.pcr, []).append(ev.index)
-        for bank in banks:
-            digest = ev.digests.get(bank)
-            if digest is None:
-                missing.append((ev.index, bank))
-                continue
-            values[bank][ev.pcr] = hashers[bank](values[bank][ev.pcr] + digest).digest()
-    touched = {p for p in fed} | ({0} & wanted)
-    values = {b: {p: v for p, v in vals.items() if p in touched or p in DRTM_PCRS} for b, vals in values.items()}
-    return Replay(values, {p: tuple(i) for p, i in fed.items()}, tuple(missing))
+    values: dict[str, dict[int, bytes]] = {b: {} for b in banks}
+    for bank in banks:
+        column = _column(log, bank)
+        for pcr, (indices, heads) in sorted(chains.items()):
+            if heads or pcr == 0 or pcr in DRTM_PCRS:
+                states, lacking = _states(heads, column, initial_value(log, bank, pcr), bank)
+                values[bank][pcr] = states[-1]
+                if lacking:
+                    missing += [(i, bank) for i, head in zip(indices, heads, strict=True) if head[column] is None]
+    missing.sort(key=lambda m: (m[0], banks.index(m[1])))  # log order, then the log's bank order
+    return Replay(values, {p: tuple(i) for p, (i, _) in chains.items() if i}, tuple(missing))
 
 
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
@@ -77,11 +120,5 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     engine matches the TPM against these to tell a finished launch from one that stopped (or crashed)
     part-way through its extends.
     """
-    state = initial_value(log, bank, pcr)
-    states = [state]
-    for ev in log.events:
-        if ev.pcr == pcr and extends(ev):
-            if bank in ev.digests:
-                state = hashlib.new(bank, state + ev.digests[bank]).digest()
-            states.append(state)
-    return states
+    _, heads = _chains(log, (pcr,)).get(pcr, ([], []))
+    return _states(heads, _column(log, bank), initial_value(log, bank, pcr), bank)[0]

@@ -8,13 +8,11 @@ so :func:`parse_log` walks records with ``struct.unpack_from`` (spec §4.1, §4.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import construct as cs
+from functools import cached_property
 
 from sld.errors import FormatError
-from sld.formats._util import build, parse_at
 
 # TPM2 algorithm ids -> (bank name, digest size) [spec §4.3; TCG Algorithm Registry]
 ALGORITHMS: dict[int, tuple[str, int]] = {
@@ -114,53 +112,11 @@ def event_type_name(etype: int) -> str:
 TXT_CONTAINER_SIGNATURE = b"TXT Event Container\x00"
 SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 
-TcgPcrEvent = cs.Struct(  # TCG_PCR_EVENT: SHA-1 format record [SDG Table E-4]
-    "pcr" / cs.Int32ul,
-    "type" / cs.Int32ul,
-    "digest" / cs.Bytes(20),
-    "size" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.data)),
-    "data" / cs.Bytes(cs.this.size),
-)
-
-TxtContainerHeader = cs.Struct(  # TPM 1.2 event container header, 48 bytes [SDG Table E-3]
-    "signature" / cs.Const(TXT_CONTAINER_SIGNATURE),
-    "reserved" / cs.Bytes(12),
-    "container_ver_major" / cs.Int8ul,
-    "container_ver_minor" / cs.Int8ul,
-    "pcr_event_ver_major" / cs.Int8ul,
-    "pcr_event_ver_minor" / cs.Int8ul,
-    "container_size" / cs.Int32ul,
-    "pcr_events_offset" / cs.Int32ul,
-    "next_event_offset" / cs.Int32ul,
-)
-
-SpecIdEvent = cs.Struct(  # TCG_EfiSpecIDEventStruct, the crypto-agile header's data [spec §4.3]
-    "signature" / cs.Const(SPEC_ID_SIGNATURE),
-    "platform_class" / cs.Int32ul,
-    "spec_version_minor" / cs.Int8ul,
-    "spec_version_major" / cs.Int8ul,
-    "spec_errata" / cs.Int8ul,
-    "uintn_size" / cs.Int8ul,
-    "number_of_algorithms" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.algorithms)),
-    "algorithms" / cs.Array(cs.this.number_of_algorithms, cs.Struct("alg_id" / cs.Int16ul, "digest_size" / cs.Int16ul)),
-    "vendor_info_size" / cs.Rebuild(cs.Int8ul, cs.len_(cs.this.vendor_info)),
-    "vendor_info" / cs.Bytes(cs.this.vendor_info_size),
-)
-
-
-def event2_struct(sizes: Mapping[int, int]) -> cs.Struct:
-    """TCG_PCR_EVENT2 for one log: each digest's size comes from that log's Spec ID table."""
-    digest = cs.Struct(
-        "alg" / cs.Int16ul, "digest" / cs.Switch(cs.this.alg, {a: cs.Bytes(n) for a, n in sizes.items()})
-    )
-    return cs.Struct(
-        "pcr" / cs.Int32ul,
-        "type" / cs.Int32ul,
-        "count" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.digests)),
-        "digests" / cs.Array(cs.this.count, digest),
-        "size" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.data)),
-        "data" / cs.Bytes(cs.this.size),
-    )
+# The headers, decoded with struct so that parsing a log never imports construct (a third of a cold
+# start); sld.formats.tcg declares them with construct, and tests hold the two to the same bytes.
+_CONTAINER_HEAD = struct.Struct("<20s12sBBBBIII")  # TxtContainerHeader, 48 bytes
+_SPEC_ID_HEAD = struct.Struct("<16sIBBBBI")  # SpecIdEvent up to numberOfAlgorithms
+_ALG_SIZE = struct.Struct("<HH")
 
 
 # ---- data model ---------------------------------------------------------------------------------
@@ -186,11 +142,41 @@ class Event:
         return event_type_name(self.type)
 
 
+Head = tuple  # (pcr, type, count, alg_0, digest_0 | None, ..., alg_n-1, digest_n-1 | None, event_size)
+
+
+@dataclass(frozen=True)
+class Records:
+    """A log's validated records as unpacked heads, one per record; Events are built only when asked for.
+
+    Every head is laid out in Spec ID order (a digest the record lacks is None), so bank k's digest is
+    ``head[4 + 2 * k]`` for every record: replay reads it without building 100,000 Events. Records
+    lie back to back, so a record's data ends where the next one starts.
+    """
+
+    data: bytes
+    base: int
+    banks: tuple[str, ...]
+    starts: list[int]  # offset of each record in ``data``
+    heads: list[Head]
+    stop: int  # offset just past the last record
+    first_index: int
+
+    def event(self, i: int) -> Event:
+        """The ``i``-th record (0-based in this run of records) as an Event."""
+        head, start = self.heads[i], self.starts[i]
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.stop
+        digests = {bank: d for bank, d in zip(self.banks, head[4:-1:2], strict=True) if d is not None}
+        data = self.data[end - head[-1] : end]
+        return Event(self.first_index + i, self.base + start, head[0], head[1], digests, data)
+
+
 @dataclass(frozen=True)
 class EventLog:
     format: str  # tpm12-container | tcg-sha1 | crypto-agile
     algorithms: tuple[tuple[str, int], ...]
-    events: tuple[Event, ...]
+    leading: tuple[Event, ...]  # records before ``records`` (the crypto-agile header event)
+    records: Records
     end: int  # absolute offset just past the last record
     spec_id: dict[str, object] = field(default_factory=dict)
     container: dict[str, int] = field(default_factory=dict)
@@ -198,6 +184,10 @@ class EventLog:
     @property
     def banks(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.algorithms)
+
+    @cached_property
+    def events(self) -> tuple[Event, ...]:
+        return self.leading + tuple(map(self.records.event, range(len(self.records.heads))))
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -212,9 +202,10 @@ def _truncated(structure: str, fld: str, at: int) -> FormatError:
     return FormatError(structure, "truncated: the record runs past the end of the log", field=fld, offset=at)
 
 
-def _walk_sha1(data: bytes, start: int, limit: int, base: int, first_index: int = 0) -> tuple[list[Event], int]:
+def _walk_sha1(data: bytes, start: int, limit: int, base: int) -> tuple[list[int], list[Head], int]:
     """TCG_PCR_EVENT records back to back until ``limit`` or a zero record (zero-filled buffer)."""
-    events: list[Event] = []
+    starts: list[int] = []
+    heads: list[Head] = []
     off = start
     while off < limit:
         if off + 32 > limit:
@@ -226,36 +217,43 @@ def _walk_sha1(data: bytes, start: int, limit: int, base: int, first_index: int 
             break
         if off + 32 + size > limit:
             raise _truncated("TCG_PCR_EVENT", "data", base + off)
-        events.append(
-            Event(first_index + len(events), base + off, pcr, etype, {"sha1": digest}, data[off + 32 : off + 32 + size])
-        )
+        starts.append(off)
+        heads.append((pcr, etype, 1, ALG_ID["sha1"], digest, size))
         off += 32 + size
-    return events, off
+    return starts, heads, off
 
 
 def _walk_agile(
     data: bytes, start: int, limit: int, base: int, sizes: Mapping[int, int], stop_at_zero: bool
-) -> tuple[list[Event], int]:
+) -> tuple[list[int], list[Head], int]:
     """TCG_PCR_EVENT2 records; the Linux ``__calc_tpm2_event_size`` rules, as typed errors."""
     names = {alg: ALGORITHMS.get(alg, (f"alg_0x{alg:04x}", 0))[0] for alg in sizes}
-    events: list[Event] = []
-    # The common record carries every Spec ID digest in Spec ID order: one unpack reads its whole head.
     order = list(sizes)
+    slot = {alg: 4 + 2 * k for k, alg in enumerate(order)}
+    blank = [0, 0, 0]
+    for alg in order:
+        blank += [alg, None]
+    blank.append(0)
+    starts: list[int] = []
+    heads: list[Head] = []
+    # The common record carries every Spec ID digest in Spec ID order: one unpack reads its whole
+    # head, already in the normalized layout, and one check (the alg ids, in order) accepts it.
     full = struct.Struct("<III" + "".join(f"H{sizes[a]}s" for a in order) + "I")
-    bank_names = [names[a] for a in order]
+    fsize = full.size
+    unpack = full.unpack_from
+    algs_at = slice(3, -1, 2)
+    expect = tuple(order)
     nalg = len(order)
     off = start
     while off < limit:
-        if off + full.size <= limit:
-            head = full.unpack_from(data, off)
-            if head[2] == nalg and list(head[3:-1:2]) == order:
-                esize = head[-1]
-                p = off + full.size
-                if not (stop_at_zero and head[1] == 0 and esize == 0) and p + esize <= limit:
-                    events.append(Event(len(events) + 1, base + off, head[0], head[1],
-                                        dict(zip(bank_names, head[4:-1:2], strict=True)), data[p : p + esize]))
-                    off = p + esize
-                    continue
+        if off + fsize <= limit:
+            head = unpack(data, off)
+            p = off + fsize + head[-1]
+            if p <= limit and head[2] == nalg and head[algs_at] == expect and (head[1] or head[-1] or not stop_at_zero):
+                starts.append(off)
+                heads.append(head)
+                off = p
+                continue
         if off + 12 > limit:
             if stop_at_zero and not any(data[off:limit]):
                 break
@@ -269,7 +267,8 @@ def _walk_agile(
                 offset=base + off,
             )
         p = off + 12
-        digests: dict[str, bytes] = {}
+        slow = blank.copy()
+        slow[:3] = pcr, etype, count
         for _ in range(count):
             if p + 2 > limit:
                 raise _truncated("TCG_PCR_EVENT2", "digests", base + off)
@@ -282,11 +281,11 @@ def _walk_agile(
                     field="digests.alg",
                     offset=base + p,
                 )
-            if names[alg] in digests:
+            if slow[slot[alg]] is not None:
                 raise FormatError("TCG_PCR_EVENT2", f"two {names[alg]} digests", field="digests", offset=base + p)
             if p + 2 + size > limit:
                 raise _truncated("TCG_PCR_EVENT2", "digests", base + off)
-            digests[names[alg]] = data[p + 2 : p + 2 + size]
+            slow[slot[alg]] = data[p + 2 : p + 2 + size]
             p += 2 + size
         if p + 4 > limit:
             if stop_at_zero and count == 0 and not any(data[off:limit]):
@@ -298,41 +297,48 @@ def _walk_agile(
         p += 4
         if p + esize > limit:
             raise _truncated("TCG_PCR_EVENT2", "data", base + off)
-        events.append(Event(len(events) + 1, base + off, pcr, etype, digests, data[p : p + esize]))
+        slow[-1] = esize
+        starts.append(off)
+        heads.append(tuple(slow))
         off = p + esize
-    return events, off
+    return starts, heads, off
+
+
+def _short(structure: str, data: bytes, at: int, fld: str, base: int) -> FormatError:
+    return FormatError(structure, f"truncated: the region holds only {len(data) - at} bytes from here", field=fld,
+                       offset=base + at)
 
 
 def _parse_container(data: bytes, base: int) -> EventLog:
-    hdr = parse_at(TxtContainerHeader, data, 0, "TXT event container", base)
-    if not 48 <= hdr.pcr_events_offset <= hdr.next_event_offset <= hdr.container_size:
+    if len(data) < _CONTAINER_HEAD.size:
+        raise _short("TXT event container", data, 0, "next_event_offset", base)
+    _, _, ver_major, ver_minor, _, _, size, pcr_events, next_event = _CONTAINER_HEAD.unpack_from(data)
+    if not 48 <= pcr_events <= next_event <= size:
         raise FormatError(
             "TXT event container",
             "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
-            f"ContainerSize ({hdr.pcr_events_offset}, {hdr.next_event_offset}, {hdr.container_size})",
+            f"ContainerSize ({pcr_events}, {next_event}, {size})",
             field="next_event_offset",
             offset=base,
         )
-    if hdr.next_event_offset > len(data):
+    if next_event > len(data):
         raise FormatError(
             "TXT event container",
-            f"NextEventOffset {hdr.next_event_offset} is past the {len(data)}-byte buffer",
+            f"NextEventOffset {next_event} is past the {len(data)}-byte buffer",
             field="next_event_offset",
             offset=base,
         )
     # Secure Launch walks from header + 48, not PCREventsOffset (v7-12, v14).
-    events, end = _walk_sha1(data, 48, hdr.next_event_offset, base)
+    starts, heads, end = _walk_sha1(data, 48, next_event, base)
     container = {
-        k: hdr[k]
-        for k in (
-            "container_size",
-            "pcr_events_offset",
-            "next_event_offset",
-            "container_ver_major",
-            "container_ver_minor",
-        )
+        "container_size": size,
+        "pcr_events_offset": pcr_events,
+        "next_event_offset": next_event,
+        "container_ver_major": ver_major,
+        "container_ver_minor": ver_minor,
     }
-    return EventLog("tpm12-container", (("sha1", 20),), tuple(events), base + end, container=container)
+    records = Records(data, base, ("sha1",), starts, heads, end, 0)
+    return EventLog("tpm12-container", (("sha1", 20),), (), records, base + end, container=container)
 
 
 def _is_spec_id_header(data: bytes) -> bool:
@@ -343,14 +349,25 @@ def _is_spec_id_header(data: bytes) -> bool:
 
 
 def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
-    head = parse_at(TcgPcrEvent, data, 0, "crypto-agile header event", base)
+    _, _, _, head_size = _SHA1_HEAD.unpack_from(data)  # detect_format saw the whole 48-byte head
+    if 32 + head_size > len(data):
+        raise _short("crypto-agile header event", data, 0, "data", base)
     # Some writers leave vendorInfo outside EventSize (tpm2-tools specid-vendordata fixture): read the
     # Spec ID from the bytes that follow and let the records start after whichever ends later.
-    spec = parse_at(SpecIdEvent, data, 32, "Spec ID event", base)
-    spec_len = len(SpecIdEvent.build(spec))
-    if not spec.algorithms:
+    if 32 + _SPEC_ID_HEAD.size > len(data):
+        raise _short("Spec ID event", data, 32, "number_of_algorithms", base)
+    _, platform_class, minor, major, errata, uintn, count = _SPEC_ID_HEAD.unpack_from(data, 32)
+    if not count:
         raise FormatError("Spec ID event", "numberOfAlgorithms is 0", field="number_of_algorithms", offset=base + 32)
-    sizes = {a.alg_id: a.digest_size for a in spec.algorithms}
+    p = 32 + _SPEC_ID_HEAD.size
+    if p + _ALG_SIZE.size * count + 1 > len(data):
+        raise _short("Spec ID event", data, 32, "algorithms", base)
+    sizes = dict(_ALG_SIZE.iter_unpack(data[p : p + _ALG_SIZE.size * count]))
+    p += _ALG_SIZE.size * count
+    vendor_end = p + 1 + data[p]
+    if vendor_end > len(data):
+        raise _short("Spec ID event", data, 32, "vendor_info", base)
+    vendor_info = data[p + 1 : vendor_end]
     for alg, size in sizes.items():
         known = ALGORITHMS.get(alg)
         if known and known[1] != size:
@@ -367,22 +384,20 @@ def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
             field="next_record_offset",
             offset=base,
         )
-    start = 32 + max(head.size, spec_len)
-    events, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
+    start = max(32 + head_size, vendor_end)
+    starts, heads, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
     header = Event(0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[32:start])
     algorithms = tuple((ALGORITHMS.get(a, (f"alg_0x{a:04x}", 0))[0], n) for a, n in sizes.items())
     spec_id = {
-        k: spec[k]
-        for k in (
-            "platform_class",
-            "spec_version_major",
-            "spec_version_minor",
-            "spec_errata",
-            "uintn_size",
-            "vendor_info",
-        )
+        "platform_class": platform_class,
+        "spec_version_major": major,
+        "spec_version_minor": minor,
+        "spec_errata": errata,
+        "uintn_size": uintn,
+        "vendor_info": vendor_info,
     }
-    return EventLog("crypto-agile", algorithms, (header, *events), base + stop, spec_id=spec_id)
+    records = Records(data, base, tuple(name for name, _ in algorithms), starts, heads, stop, 1)
+    return EventLog("crypto-agile", algorithms, (header,), records, base + stop, spec_id=spec_id)
 
 
 def detect_format(data: bytes) -> str:
@@ -407,112 +422,9 @@ def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None
         return _parse_agile(data, base, end)
     if len(data) < 32:
         raise FormatError("event log", f"only {len(data)} bytes: not a TPM event log", offset=base)
-    events, stop = _walk_sha1(data, 0, len(data) if end is None else min(end, len(data)), base)
-    return EventLog("tcg-sha1", (("sha1", 20),), tuple(events), base + stop)
-
-
-def parse_log_reference(data: bytes, *, base: int = 0) -> list[tuple[int, int, dict[str, bytes], bytes]]:
-    """The same records through the construct declarations alone; the fast walk is tested against it."""
-    fmt = detect_format(data)
-    out: list[tuple[int, int, dict[str, bytes], bytes]] = []
-    if fmt == "crypto-agile":
-        head = parse_at(TcgPcrEvent, data, 0, "header", base)
-        spec = parse_at(SpecIdEvent, head.data, 0, "Spec ID", base + 32)
-        sizes = {a.alg_id: a.digest_size for a in spec.algorithms}
-        rec = event2_struct(sizes)
-        off = 32 + head.size
-        out.append((0, EV_NO_ACTION, {"sha1": bytes(20)}, head.data))
-        while off + 12 <= len(data) and any(data[off : off + 12]):
-            ev = parse_at(rec, data, off, "TCG_PCR_EVENT2", base)
-            out.append((ev.pcr, ev.type, {ALGORITHMS[d.alg][0]: d.digest for d in ev.digests}, ev.data))
-            off += len(rec.build(ev))
-        return out
-    off = 48 if fmt == "tpm12-container" else 0
-    limit = parse_at(TxtContainerHeader, data, 0, "container", base).next_event_offset if off else len(data)
-    while off + 32 <= limit and any(data[off : off + 32]):
-        ev = parse_at(TcgPcrEvent, data, off, "TCG_PCR_EVENT", base)
-        out.append((ev.pcr, ev.type, {"sha1": ev.digest}, ev.data))
-        off += 32 + ev.size
-    return out
-
-
-# ---- building (the simulator) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """A record to build: digests by bank name (a bank may be missing)."""
-
-    pcr: int
-    type: int
-    digests: Mapping[str, bytes]
-    data: bytes = b""
-
-
-def _pad(blob: bytes, size: int | None, structure: str) -> bytes:
-    if size is None:
-        return blob
-    if len(blob) > size:
-        raise FormatError(structure, f"{len(blob)} bytes of records do not fit the {size}-byte buffer")
-    return blob + bytes(size - len(blob))
-
-
-def build_crypto_agile(
-    banks: Sequence[str],
-    events: Iterable[NewEvent],
-    *,
-    vendor_info: bytes = b"",
-    platform_class: int = 1,
-    spec_errata: int = 0,
-    size: int | None = None,
-) -> bytes:
-    """Header record + TCG_PCR_EVENT2 records, zero-padded to ``size`` (the allocated buffer)."""
-    algs = [{"alg_id": ALG_ID[b], "digest_size": DIGEST_SIZE[b]} for b in banks]
-    spec = build(
-        SpecIdEvent,
-        {
-            "platform_class": platform_class,
-            "spec_version_minor": 0,
-            "spec_version_major": 2,
-            "spec_errata": spec_errata,
-            "uintn_size": 2,
-            "algorithms": algs,
-            "vendor_info": vendor_info,
-        },
-        "Spec ID event",
-    )
-    out = [build(TcgPcrEvent, {"pcr": 0, "type": EV_NO_ACTION, "digest": bytes(20), "data": spec}, "header")]
-    rec = event2_struct({a["alg_id"]: a["digest_size"] for a in algs})
-    for ev in events:
-        digests = [{"alg": ALG_ID[b], "digest": ev.digests[b]} for b in banks if b in ev.digests]
-        out.append(build(rec, {"pcr": ev.pcr, "type": ev.type, "digests": digests, "data": ev.data}, "TCG_PCR_EVENT2"))
-    return _pad(b"".join(out), size, "crypto-agile log")
-
-
-def build_tcg_sha1(events: Iterable[NewEvent]) -> bytes:
-    return b"".join(
-        build(TcgPcrEvent, {"pcr": e.pcr, "type": e.type, "digest": e.digests["sha1"], "data": e.data}, "TCG_PCR_EVENT")
-        for e in events
-    )
-
-
-def build_tpm12_container(events: Iterable[NewEvent], *, container_size: int) -> bytes:
-    body = build_tcg_sha1(events)
-    header = build(
-        TxtContainerHeader,
-        {
-            "reserved": bytes(12),
-            "container_ver_major": 1,
-            "container_ver_minor": 0,
-            "pcr_event_ver_major": 1,
-            "pcr_event_ver_minor": 0,
-            "container_size": container_size,
-            "pcr_events_offset": 48,
-            "next_event_offset": 48 + len(body),
-        },
-        "TXT event container",
-    )
-    return _pad(header + body, container_size, "TXT event container")
+    starts, heads, stop = _walk_sha1(data, 0, len(data) if end is None else min(end, len(data)), base)
+    records = Records(data, base, ("sha1",), starts, heads, stop, 0)
+    return EventLog("tcg-sha1", (("sha1", 20),), (), records, base + stop)
 
 
 # ---- payload checks -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from sld.errors import ConfigError
 from sld.formats import heap, slrt
-from sld.formats.eventlog import NewEvent, build_crypto_agile, build_tpm12_container, parse_log
+from sld.formats.eventlog import parse_log
 from sld.formats.registers import (
     SECURITYFS_REGISTER,
     SECURITYFS_WIDTH,
@@ -25,6 +25,7 @@ from sld.formats.registers import (
     build_registers,
     format_securityfs_value,
 )
+from sld.formats.tcg import NewEvent, build_crypto_agile, build_tpm12_container
 from sld.replay import DRTM_PCRS, replay
 from sld.sim.image import write_image, write_manifest
 from sld.sim.scenarios import LAYOUTS, WINDOW_ENTITIES, PlatformSpec, Scenario, SimEvent, events_for, scenario

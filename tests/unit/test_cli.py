@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sld.formats.eventlog import NewEvent, build_crypto_agile
+from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.sim.builder import build_platform
 from sld.sim.scenarios import SCENARIOS
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sld.formats.eventlog import digest_mismatches, parse_log, parse_log_reference
+from sld.formats.eventlog import digest_mismatches, parse_log
+from sld.formats.tcg import parse_log_reference
 from sld.replay import replay
 
 # (file, bank, pcr, published value or "prefix…suffix") from the sub-folders' MANIFEST.md files

@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
-from sld.formats.eventlog import (
+from sld.formats.eventlog import parse_log
+from sld.formats.tcg import (
     NewEvent,
+    SpecIdEvent,
+    TxtContainerHeader,
     build_crypto_agile,
     build_tcg_sha1,
     build_tpm12_container,
-    parse_log,
     parse_log_reference,
 )
 from sld.replay import prefix_states, replay
@@ -97,6 +99,20 @@ def test_fast_walk_equals_construct_declarations() -> None:
     banks = ("sha1", "sha256", "sha384")
     blob = build_crypto_agile(banks, _events(banks, 40))
     assert [(e.pcr, e.type, dict(e.digests), e.data) for e in parse_log(blob).events] == parse_log_reference(blob)
+
+
+@pytest.mark.parametrize("vendor_info", [b"", b"\x01", bytes(range(200))])
+def test_struct_headers_equal_construct_declarations(vendor_info: bytes) -> None:
+    banks = ("sha1", "sha256", "sha512")
+    agile = build_crypto_agile(banks, _events(banks, 3), vendor_info=vendor_info, platform_class=0, spec_errata=2)
+    spec = SpecIdEvent.parse(agile[32:])
+    log = parse_log(agile)
+    assert log.spec_id == {k: spec[k] for k in log.spec_id}
+    assert log.algorithms == tuple((b, a.digest_size) for b, a in zip(banks, spec.algorithms, strict=True))
+    assert log.events[0].data == agile[32 : 32 + len(SpecIdEvent.build(spec))]
+    container = build_tpm12_container(_events(("sha1",)), container_size=1024)
+    hdr = TxtContainerHeader.parse(container)
+    assert parse_log(container).container == {k: hdr[k] for k in parse_log(container).container}
 
 
 SEEDS = [
