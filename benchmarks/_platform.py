@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SLD = [sys.executable, "-m", "sld.cli"]
+SLD = [str(Path(sys.executable).parent / "sld")]  # the command operators run, as installed
 
 
 def sim_up(root: Path) -> dict[str, Any]:

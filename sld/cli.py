@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from sld import __version__
+from sld.client import DEFAULT_SOCKET
 
 EXIT_CODES = """exit codes:
   0  verified / success
@@ -77,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exclusive lock held while extending (shared with the daemon)")
     ver.add_argument("--policy", metavar="FILE", help="TOML of known-good PCR values and required event digests")
     ver.add_argument("--local", action="store_true",
-                     help="verify in this process even when a running daemon answers on its control socket")
-    ver.add_argument("--socket", default="/run/sld/control.sock", metavar="PATH", help="the daemon's control socket")
+                     help="verify in this process; without it, and with no option but --json and --socket, "
+                          "the running daemon answers over its control socket")
+    ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
 
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(qu)
     st = sub.add_parser("status", help="the running daemon's state and last verdict")
     st.set_defaults(handler="sld.commands.service:run_status")
-    st.add_argument("--socket", default="/run/sld/control.sock", metavar="PATH")
+    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH")
     _add_json(st)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
@@ -124,6 +126,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client), else :func:`run`."""
+    from sld.client import fast_verify
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = fast_verify(args)
+    return run(args) if code is None else code
+
+
+def run(argv: Sequence[str]) -> int:
     from sld.errors import SldError
 
     args = build_parser().parse_args(argv)

@@ -8,17 +8,16 @@ are never extended.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import Protocol
+from typing import Any, Protocol
 
 from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog, Head
 
 DRTM_PCRS = tuple(range(17, 23))
 NUM_PCRS = 24
-STARTUP_LOCALITY = b"StartupLocality\x00"
 
 
 class Logged(Protocol):
@@ -36,13 +35,8 @@ def extends(event: Logged) -> bool:
 
 def initial_value(log: EventLog, bank: str, pcr: int) -> bytes:
     size = hashlib.new(bank).digest_size
-    if pcr == 0:
-        recs = log.records
-        for i, head in enumerate(recs.heads):
-            if head[0] == 0 and head[1] == EV_NO_ACTION:
-                data = recs.event(i).data
-                if data[:16] == STARTUP_LOCALITY and len(data) >= 17:
-                    return bytes(size - 1) + data[16:17]
+    if pcr == 0 and log.startup_locality is not None:
+        return bytes(size - 1) + bytes([log.startup_locality])
     return bytes(size)
 
 
@@ -63,27 +57,15 @@ def _chains(log: EventLog, wanted: Iterable[int]) -> dict[int, tuple[list[int], 
     return groups
 
 
-def _states(heads: list[Head], column: int | None, state: bytes, bank: str) -> tuple[list[bytes], int]:
-    """The state before the first head, then after each, and how many heads lack the digest (those
-    leave the state as it was)."""
-    if column is None:
-        return [state] * (len(heads) + 1), len(heads)
-    new = getattr(hashlib, bank, None) or partial(hashlib.new, bank)
-    states = [state]
-    append = states.append
-    lacking = 0
-    for digest in map(itemgetter(column), heads):
-        if digest is None:
-            lacking += 1
-        else:
-            state = new(state + digest).digest()
-        append(state)
-    return states, lacking
+def _hasher(bank: str) -> Callable[[bytes], Any]:
+    return getattr(hashlib, bank, None) or partial(hashlib.new, bank)
 
 
-def _column(log: EventLog, bank: str) -> int | None:
-    """Where a record head carries ``bank``'s digest (see :class:`Records`)."""
-    return 4 + 2 * log.banks.index(bank) if bank in log.banks else None
+def _digests(log: EventLog, bank: str, heads: list[Head]) -> list[bytes | None]:
+    """``bank``'s digest from each head (see :class:`Records` for the layout); None where one lacks it."""
+    if bank not in log.banks:
+        return [None] * len(heads)
+    return list(map(itemgetter(4 + 2 * log.banks.index(bank)), heads))
 
 
 @dataclass(frozen=True)
@@ -101,13 +83,18 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     missing: list[tuple[int, str]] = []
     values: dict[str, dict[int, bytes]] = {b: {} for b in banks}
     for bank in banks:
-        column = _column(log, bank)
+        new = _hasher(bank)
         for pcr, (indices, heads) in sorted(chains.items()):
-            if heads or pcr == 0 or pcr in DRTM_PCRS:
-                states, lacking = _states(heads, column, initial_value(log, bank, pcr), bank)
-                values[bank][pcr] = states[-1]
-                if lacking:
-                    missing += [(i, bank) for i, head in zip(indices, heads, strict=True) if head[column] is None]
+            if not (heads or pcr == 0 or pcr in DRTM_PCRS):
+                continue
+            digests = _digests(log, bank, heads)
+            if None in digests:
+                missing += [(i, bank) for i, digest in zip(indices, digests, strict=True) if digest is None]
+                digests = [digest for digest in digests if digest is not None]
+            state = initial_value(log, bank, pcr)
+            for digest in digests:
+                state = new(state + digest).digest()
+            values[bank][pcr] = state
     missing.sort(key=lambda m: (m[0], banks.index(m[1])))  # log order, then the log's bank order
     return Replay(values, {p: tuple(i) for p, (i, _) in chains.items() if i}, tuple(missing))
 
@@ -121,4 +108,11 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     part-way through its extends.
     """
     _, heads = _chains(log, (pcr,)).get(pcr, ([], []))
-    return _states(heads, _column(log, bank), initial_value(log, bank, pcr), bank)[0]
+    new = _hasher(bank)
+    state = initial_value(log, bank, pcr)
+    states = [state]
+    for digest in _digests(log, bank, heads):
+        if digest is not None:
+            state = new(state + digest).digest()
+        states.append(state)
+    return states

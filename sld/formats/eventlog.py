@@ -11,6 +11,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import itemgetter
 
 from sld.errors import FormatError
 
@@ -26,6 +27,7 @@ ALG_ID = {name: alg for alg, (name, _) in ALGORITHMS.items()}
 DIGEST_SIZE = {name: size for name, size in ALGORITHMS.values()}
 
 EV_NO_ACTION = 0x3
+STARTUP_LOCALITY = b"StartupLocality\x00"
 SLAUNCH_START = 0x503
 SLAUNCH_END = 0x504
 
@@ -184,6 +186,19 @@ class EventLog:
     @property
     def banks(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.algorithms)
+
+    @cached_property
+    def startup_locality(self) -> int | None:
+        """The locality a PCR0 StartupLocality event (EV_NO_ACTION) names: PCR0's reset value (PFP spec)."""
+        recs = self.records
+        if EV_NO_ACTION not in map(itemgetter(1), recs.heads):  # at C speed: DRTM logs have none
+            return None
+        for i, head in enumerate(recs.heads):
+            if head[0] == 0 and head[1] == EV_NO_ACTION:
+                data = recs.event(i).data
+                if data[:16] == STARTUP_LOCALITY and len(data) >= 17:
+                    return data[16]
+        return None
 
     @cached_property
     def events(self) -> tuple[Event, ...]:

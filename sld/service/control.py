@@ -1,7 +1,8 @@
 """The control socket: JSON lines over a root-only Unix socket (peer credentials checked).
 
 Requests: {"cmd": "status" | "stats" | "verify" | "debug", ...}; one JSON object answers each line.
-``stats`` carries ``stats_version``, bumped whenever its shape changes.
+``stats`` carries ``stats_version``, bumped whenever its shape changes. ``verify`` with ``"render":
+"json" | "text"`` (sld.client) answers the exit code on a line, then the verdict as ``sld verify`` prints it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             try:
                 request = json.loads(raw)
+                if request.get("cmd") == "verify" and request.get("render") in ("json", "text"):
+                    self.wfile.write(self.server.render_verify(request["render"], request.get("colour") is True))
+                    continue
                 self._send(self.server.answer(request))
             except (ValueError, AttributeError) as err:
                 self._send({"error": f"bad request: {err}"})
@@ -63,6 +67,17 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.sld = daemon
         self.gid = gid
         super().__init__(path, _Handler)
+
+    def render_verify(self, render: str, colour: bool) -> bytes:
+        """``verify`` for sld.client: the exit code on a line, then the verdict exactly as a local
+        ``sld verify [--json]`` prints it (so the client needs no JSON); an error stays a JSON object."""
+        from sld.report import verdict_json, verdict_text
+
+        verdict = self.sld.verify_now()
+        if verdict is None:
+            return json.dumps({"state": self.sld.state, "error": self.sld.stats["last_error"]}).encode() + b"\n"
+        body = verdict_json(verdict) if render == "json" else verdict_text(verdict, colour)
+        return b"%d\n%s\n" % (verdict.exit_code, body.encode())
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """Server side only; the client (``request``) stays import-light for ``sld verify``'s fast path."""

@@ -153,11 +153,22 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(daemon: Running) -> None:
 
 
 def test_verify_fast_path_through_the_daemon(daemon: Running) -> None:
+    """A plain ``sld verify [--json]`` is a fresh verification by the daemon (its count moves), printed as a
+    local one prints it; the installed command and ``python -m sld.cli`` take the same path."""
     daemon.wait_for("READY=1")
-    run = subprocess.run([sys.executable, "-m", "sld.cli", "verify", "--socket", str(daemon.root / "control.sock"),
-                          "--json"], capture_output=True, text=True, timeout=30)
+    sock = str(daemon.root / "control.sock")
+    before = daemon.ask("stats")["verifications"]
+    run = subprocess.run([str(Path(sys.executable).parent / "sld"), "verify", "--socket", sock, "--json"],
+                         capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["result"] == "verified"
+    verdict = json.loads(run.stdout)
+    assert [verdict[k] for k in ("schema", "kind", "result", "exit_code")] == [1, "verdict", "verified", 0]
+    assert {c["id"] for c in verdict["checks"]} >= {"pcr.match"}
+    text = subprocess.run([sys.executable, "-m", "sld.cli", "verify", f"--socket={sock}"], capture_output=True,
+                          text=True, timeout=30)
+    assert text.returncode == 0 and "\x1b[" not in text.stdout
+    assert text.stdout.rstrip().splitlines()[-1].startswith("verdict: verified: ")
+    assert daemon.ask("stats")["verifications"] == before + 2
 
 
 def test_load_1000_scrapes_and_100_verifies_while_it_loops(daemon: Running) -> None:

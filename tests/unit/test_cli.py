@@ -130,3 +130,32 @@ def test_capture_reads_back_as_the_machine_showed_it(tmp_path: Path, name: str) 
         assert replayed.stdout.replace(str(capture), "X") == original.stdout.replace(str(image), "X")
         assert replayed.stderr.replace(str(capture), "X") == original.stderr.replace(str(image), "X")
     assert capture.stat().st_blocks * 512 < 2 << 20  # sparse: only the captured regions take space
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["verify"], ("text", "/run/sld/control.sock")),
+        (["verify", "--json"], ("json", "/run/sld/control.sock")),
+        (["verify", "--socket", "/s", "--json"], ("json", "/s")),
+        (["verify", "--socket=/s"], ("text", "/s")),
+        (["verify", "--local"], None),
+        (["verify", "--json", "--source", "auto"], None),
+        (["verify", "--socket"], None),
+        (["status"], None),
+        ([], None),
+    ],
+)
+def test_only_a_plain_verify_is_offered_to_the_daemon(argv: list[str], expected: tuple[str, str] | None) -> None:
+    from sld.client import _options
+
+    assert _options(argv) == expected
+
+
+def test_verify_without_a_daemon_runs_locally(tmp_path: Path) -> None:
+    """No daemon on the socket: the full command runs here (no TPM device here: exit 4, named, no traceback)."""
+    script = Path(sys.executable).parent / "sld"
+    run = subprocess.run([str(script), "verify", "--json", "--socket", str(tmp_path / "none.sock")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode in (3, 4), run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.startswith("sld: ")

@@ -1,0 +1,67 @@
+"""``sld verify`` answered by the running daemon, import-light on purpose.
+
+Only builtin modules: on a slow interpreter argparse, json and socket.py each cost more than the
+daemon's whole verification, and this path exists so that a monitoring check asking every few
+seconds pays for nothing but the process start. Anything it does not understand (another option, no
+daemon, an error answer) returns None and the full command runs, in this process.
+"""
+
+from __future__ import annotations
+
+import _socket
+import sys
+
+DEFAULT_SOCKET = "/run/sld/control.sock"
+
+
+def _options(argv: list[str]) -> tuple[str, str] | None:
+    """(render, socket path) for ``verify [--json] [--socket PATH]``; None for anything else."""
+    if not argv or argv[0] != "verify":
+        return None
+    render, path, rest = "text", DEFAULT_SOCKET, argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--json":
+            render = "json"
+        elif arg == "--socket" and rest:
+            path = rest.pop(0)
+        elif arg.startswith("--socket="):
+            path = arg.partition("=")[2]
+        else:
+            return None
+    return render, path
+
+
+def ask(path: str, request: bytes, timeout: float = 60.0) -> bytes:
+    """Send one request line, read the answer to EOF (the daemon answers, then sees our EOF and closes)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(request)
+        sock.shutdown(_socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        sock.close()
+
+
+def fast_verify(argv: list[str]) -> int | None:
+    """The exit code after printing the daemon's verdict, or None when the full command must run."""
+    options = _options(argv)
+    if options is None:
+        return None
+    render, path = options
+    colour = "true" if render == "text" and sys.stdout.isatty() else "false"
+    try:
+        answer = ask(path, b'{"cmd": "verify", "render": "%s", "colour": %s}\n' % (render.encode(), colour.encode()))
+    except OSError:
+        return None
+    code, _, body = answer.partition(b"\n")
+    if not code.isdigit():  # a JSON error object: the daemon is degraded; verify here instead
+        return None
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return int(code)
