@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import Any, Protocol
 
 from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog, Head
 
+TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Logged(Protocol):
+        pcr: int
+        type: int
+
+
 DRTM_PCRS = tuple(range(17, 23))
 NUM_PCRS = 24
-
-
-class Logged(Protocol):
-    pcr: int
-    type: int
 
 
 NOT_EXTENDED = frozenset({EV_NO_ACTION, SLAUNCH_START, SLAUNCH_END})
@@ -68,13 +70,16 @@ def _digests(log: EventLog, bank: str, heads: list[Head]) -> list[bytes | None]:
     return list(map(itemgetter(4 + 2 * log.banks.index(bank)), heads))
 
 
-@dataclass(frozen=True)
 class Replay:
     """Expected values per bank and PCR, and the evidence behind them."""
 
-    values: dict[str, dict[int, bytes]]
-    events_by_pcr: dict[int, tuple[int, ...]]  # PCR -> indices of the events extended into it
-    missing: tuple[tuple[int, str], ...] = field(default=())  # (event index, bank) lacking a digest
+    __slots__ = ("values", "events_by_pcr", "missing")
+
+    def __init__(self, values: dict[str, dict[int, bytes]], events_by_pcr: dict[int, tuple[int, ...]],
+                 missing: tuple[tuple[int, str], ...] = ()) -> None:
+        self.values = values
+        self.events_by_pcr = events_by_pcr  # PCR -> indices of the events extended into it
+        self.missing = missing  # (event index, bank) lacking a digest
 
 
 def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
 
@@ -122,22 +121,30 @@ _ALG_SIZE = struct.Struct("<HH")
 
 
 # ---- data model ---------------------------------------------------------------------------------
+# Plain slotted classes, not dataclasses: importing dataclasses (with inspect and re) and typing is
+# half the start-up of a process that parses and replays a log, more than parsing 30,000 records.
 
 
-@dataclass(slots=True)
 class Event:
-    """One record; ``offset`` is its absolute address (physical address or file offset).
+    """One record; ``offset`` is its absolute address (physical address or file offset)."""
 
-    Not frozen: a frozen dataclass builds each instance through object.__setattr__, which alone cost
-    a fifth of parsing a 100,000-event log. Parsers create Events; nothing mutates them.
-    """
+    __slots__ = ("index", "offset", "pcr", "type", "digests", "data")
 
-    index: int
-    offset: int
-    pcr: int
-    type: int
-    digests: Mapping[str, bytes]
-    data: bytes
+    def __init__(self, index: int, offset: int, pcr: int, type: int, digests: Mapping[str, bytes], data: bytes) -> None:
+        self.index = index
+        self.offset = offset
+        self.pcr = pcr
+        self.type = type
+        self.digests = digests
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and not immutable
+
+    def __repr__(self) -> str:
+        return f"Event(index={self.index}, offset=0x{self.offset:x}, pcr={self.pcr}, type={self.type_name})"
 
     @property
     def type_name(self) -> str:
@@ -147,7 +154,6 @@ class Event:
 Head = tuple  # (pcr, type, count, alg_0, digest_0 | None, ..., alg_n-1, digest_n-1 | None, event_size)
 
 
-@dataclass(frozen=True)
 class Records:
     """A log's validated records as unpacked heads, one per record; Events are built only when asked for.
 
@@ -156,13 +162,17 @@ class Records:
     lie back to back, so a record's data ends where the next one starts.
     """
 
-    data: bytes
-    base: int
-    banks: tuple[str, ...]
-    starts: list[int]  # offset of each record in ``data``
-    heads: list[Head]
-    stop: int  # offset just past the last record
-    first_index: int
+    __slots__ = ("data", "base", "banks", "starts", "heads", "stop", "first_index")
+
+    def __init__(self, data: bytes, base: int, banks: tuple[str, ...], starts: list[int], heads: list[Head],
+                 stop: int, first_index: int) -> None:
+        self.data = data
+        self.base = base
+        self.banks = banks
+        self.starts = starts  # offset of each record in ``data``
+        self.heads = heads
+        self.stop = stop  # offset just past the last record
+        self.first_index = first_index
 
     def event(self, i: int) -> Event:
         """The ``i``-th record (0-based in this run of records) as an Event."""
@@ -173,15 +183,19 @@ class Records:
         return Event(self.first_index + i, self.base + start, head[0], head[1], digests, data)
 
 
-@dataclass(frozen=True)
 class EventLog:
-    format: str  # tpm12-container | tcg-sha1 | crypto-agile
-    algorithms: tuple[tuple[str, int], ...]
-    leading: tuple[Event, ...]  # records before ``records`` (the crypto-agile header event)
-    records: Records
-    end: int  # absolute offset just past the last record
-    spec_id: dict[str, object] = field(default_factory=dict)
-    container: dict[str, int] = field(default_factory=dict)
+    """A parsed log: its format, banks, records, and the header facts (Spec ID, TXT container)."""
+
+    def __init__(self, format: str, algorithms: tuple[tuple[str, int], ...], leading: tuple[Event, ...],
+                 records: Records, end: int, spec_id: dict[str, object] | None = None,
+                 container: dict[str, int] | None = None) -> None:
+        self.format = format  # tpm12-container | tcg-sha1 | crypto-agile
+        self.algorithms = algorithms
+        self.leading = leading  # records before ``records`` (the crypto-agile header event)
+        self.records = records
+        self.end = end  # absolute offset just past the last record
+        self.spec_id = spec_id or {}
+        self.container = container or {}
 
     @property
     def banks(self) -> tuple[str, ...]:
@@ -252,23 +266,27 @@ def _walk_agile(
     starts: list[int] = []
     heads: list[Head] = []
     # The common record carries every Spec ID digest in Spec ID order: one unpack reads its whole
-    # head, already in the normalized layout, and one check (the alg ids, in order) accepts it.
+    # head, already in the normalized layout, and one comparison (count and alg ids) accepts it. Such
+    # records are taken in the tight inner loop; anything else goes through the checked walk below.
     full = struct.Struct("<III" + "".join(f"H{sizes[a]}s" for a in order) + "I")
-    fsize = full.size
     unpack = full.unpack_from
-    algs_at = slice(3, -1, 2)
-    expect = tuple(order)
-    nalg = len(order)
+    fsize = full.size
+    last = limit - fsize
+    shape = itemgetter(2, *range(3, 3 + 2 * len(order), 2))
+    common = (len(order), *order)
+    add_start, add_head = starts.append, heads.append
     off = start
     while off < limit:
-        if off + fsize <= limit:
+        while off <= last:
             head = unpack(data, off)
             p = off + fsize + head[-1]
-            if p <= limit and head[2] == nalg and head[algs_at] == expect and (head[1] or head[-1] or not stop_at_zero):
-                starts.append(off)
-                heads.append(head)
-                off = p
-                continue
+            if p > limit or shape(head) != common or not (head[1] or head[-1] or not stop_at_zero):
+                break
+            add_start(off)
+            add_head(head)
+            off = p
+        if off >= limit:
+            break
         if off + 12 > limit:
             if stop_at_zero and not any(data[off:limit]):
                 break
