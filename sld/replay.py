@@ -89,15 +89,14 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     values: dict[str, dict[int, bytes]] = {b: {} for b in banks}
     for bank in banks:
         new = _hasher(bank)
+        digest_of = itemgetter(4 + 2 * log.banks.index(bank))  # see Records for the head layout
         for pcr, (indices, heads) in sorted(chains.items()):
             if not (heads or pcr == 0 or pcr in DRTM_PCRS):
                 continue
-            digests = _digests(log, bank, heads)
-            if None in digests:
-                missing += [(i, bank) for i, digest in zip(indices, digests, strict=True) if digest is None]
-                digests = [digest for digest in digests if digest is not None]
+            if None in map(digest_of, heads):
+                missing += [(i, bank) for i, head in zip(indices, heads, strict=True) if digest_of(head) is None]
             state = initial_value(log, bank, pcr)
-            for digest in digests:
+            for digest in filter(None, map(digest_of, heads)):  # skips None (lacking); digests are never empty
                 state = new(state + digest).digest()
             values[bank][pcr] = state
     missing.sort(key=lambda m: (m[0], banks.index(m[1])))  # log order, then the log's bank order
