@@ -11,6 +11,14 @@ from typing import Any
 SLD = [str(Path(sys.executable).parent / "sld")]  # the command operators run, as installed
 
 
+def compile_sld() -> None:
+    """Byte-compile sld as a package install does (dh_python's py3compile, pip): with
+    PYTHONDONTWRITEBYTECODE set, every process would otherwise compile each module it imports."""
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "sld"), quiet=1)
+
+
 def sim_up(root: Path) -> dict[str, Any]:
     run = subprocess.run([*SLD, "sim", "up", "--scenario", "clean", "--dir", str(root / "sim"), "--json"],
                          capture_output=True, text=True, check=True)

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _platform import SLD, daemon_config, sim_down, sim_up
+from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 
 from sld.sim.swtpm import free_port_pair
 
@@ -74,6 +74,7 @@ def measure(pid: int, url: str) -> tuple[int, float, float]:
 
 
 def main() -> None:
+    compile_sld()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         info = sim_up(root)

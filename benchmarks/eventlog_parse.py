@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _platform import compile_sld
+
 from sld.formats.tcg import NewEvent, build_crypto_agile
 
 EVENTS = 100_000
@@ -40,6 +42,7 @@ def median_seconds(cmd: list[str]) -> float:
 
 
 def main() -> None:
+    compile_sld()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log.bin"
         make_log(log)

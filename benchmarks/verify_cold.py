@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _platform import SLD, daemon_config, sim_down, sim_up
+from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 
 RUNS = 15
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
@@ -30,6 +30,7 @@ def median(cmd: list[str]) -> float:
 
 
 def main() -> None:
+    compile_sld()
     sld = SLD
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

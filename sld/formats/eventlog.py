@@ -159,25 +159,39 @@ class Records:
 
     Every head is laid out in Spec ID order (a digest the record lacks is None), so bank k's digest is
     ``head[4 + 2 * k]`` for every record: replay reads it without building 100,000 Events. Records
-    lie back to back, so a record's data ends where the next one starts.
+    lie back to back from ``first``, so where each starts follows from the heads (worked out on the
+    first Event asked for, not while parsing).
     """
 
-    __slots__ = ("data", "base", "banks", "starts", "heads", "stop", "first_index")
+    __slots__ = ("data", "base", "banks", "first", "heads", "stop", "first_index", "fixed", "_starts")
 
-    def __init__(self, data: bytes, base: int, banks: tuple[str, ...], starts: list[int], heads: list[Head],
-                 stop: int, first_index: int) -> None:
+    def __init__(self, data: bytes, base: int, banks: tuple[str, ...], first: int, heads: list[Head], stop: int,
+                 first_index: int, fixed: int | None) -> None:
         self.data = data
         self.base = base
         self.banks = banks
-        self.starts = starts  # offset of each record in ``data``
+        self.first = first  # offset of the first record in ``data``
         self.heads = heads
         self.stop = stop  # offset just past the last record
         self.first_index = first_index
+        self.fixed = fixed  # header size of a TCG_PCR_EVENT; None: TCG_PCR_EVENT2 (sized by its digests)
+        self._starts: list[int] | None = None
+
+    def starts(self) -> list[int]:
+        """Offset of each record in ``data``."""
+        if self._starts is None:
+            starts, off = [], self.first
+            for head in self.heads:
+                starts.append(off)
+                off += head[-1] + (self.fixed or 16 + sum(2 + len(d) for d in head[4:-1:2] if d is not None))
+            self._starts = starts
+        return self._starts
 
     def event(self, i: int) -> Event:
         """The ``i``-th record (0-based in this run of records) as an Event."""
-        head, start = self.heads[i], self.starts[i]
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.stop
+        starts = self.starts()
+        head, start = self.heads[i], starts[i]
+        end = starts[i + 1] if i + 1 < len(starts) else self.stop
         digests = {bank: d for bank, d in zip(self.banks, head[4:-1:2], strict=True) if d is not None}
         data = self.data[end - head[-1] : end]
         return Event(self.first_index + i, self.base + start, head[0], head[1], digests, data)
@@ -231,9 +245,8 @@ def _truncated(structure: str, fld: str, at: int) -> FormatError:
     return FormatError(structure, "truncated: the record runs past the end of the log", field=fld, offset=at)
 
 
-def _walk_sha1(data: bytes, start: int, limit: int, base: int) -> tuple[list[int], list[Head], int]:
+def _walk_sha1(data: bytes, start: int, limit: int, base: int) -> tuple[list[Head], int]:
     """TCG_PCR_EVENT records back to back until ``limit`` or a zero record (zero-filled buffer)."""
-    starts: list[int] = []
     heads: list[Head] = []
     off = start
     while off < limit:
@@ -246,15 +259,14 @@ def _walk_sha1(data: bytes, start: int, limit: int, base: int) -> tuple[list[int
             break
         if off + 32 + size > limit:
             raise _truncated("TCG_PCR_EVENT", "data", base + off)
-        starts.append(off)
         heads.append((pcr, etype, 1, ALG_ID["sha1"], digest, size))
         off += 32 + size
-    return starts, heads, off
+    return heads, off
 
 
 def _walk_agile(
     data: bytes, start: int, limit: int, base: int, sizes: Mapping[int, int], stop_at_zero: bool
-) -> tuple[list[int], list[Head], int]:
+) -> tuple[list[Head], int]:
     """TCG_PCR_EVENT2 records; the Linux ``__calc_tpm2_event_size`` rules, as typed errors."""
     names = {alg: ALGORITHMS.get(alg, (f"alg_0x{alg:04x}", 0))[0] for alg in sizes}
     order = list(sizes)
@@ -263,7 +275,6 @@ def _walk_agile(
     for alg in order:
         blank += [alg, None]
     blank.append(0)
-    starts: list[int] = []
     heads: list[Head] = []
     # The common record carries every Spec ID digest in Spec ID order: one unpack reads its whole
     # head, already in the normalized layout, and one comparison (count and alg ids) accepts it. Such
@@ -274,7 +285,7 @@ def _walk_agile(
     last = limit - fsize
     shape = itemgetter(2, *range(3, 3 + 2 * len(order), 2))
     common = (len(order), *order)
-    add_start, add_head = starts.append, heads.append
+    add_head = heads.append
     off = start
     while off < limit:
         while off <= last:
@@ -282,7 +293,6 @@ def _walk_agile(
             p = off + fsize + head[-1]
             if p > limit or shape(head) != common or not (head[1] or head[-1] or not stop_at_zero):
                 break
-            add_start(off)
             add_head(head)
             off = p
         if off >= limit:
@@ -331,10 +341,9 @@ def _walk_agile(
         if p + esize > limit:
             raise _truncated("TCG_PCR_EVENT2", "data", base + off)
         slow[-1] = esize
-        starts.append(off)
         heads.append(tuple(slow))
         off = p + esize
-    return starts, heads, off
+    return heads, off
 
 
 def _short(structure: str, data: bytes, at: int, fld: str, base: int) -> FormatError:
@@ -362,7 +371,7 @@ def _parse_container(data: bytes, base: int) -> EventLog:
             offset=base,
         )
     # Secure Launch walks from header + 48, not PCREventsOffset (v7-12, v14).
-    starts, heads, end = _walk_sha1(data, 48, next_event, base)
+    heads, end = _walk_sha1(data, 48, next_event, base)
     container = {
         "container_size": size,
         "pcr_events_offset": pcr_events,
@@ -370,7 +379,7 @@ def _parse_container(data: bytes, base: int) -> EventLog:
         "container_ver_major": ver_major,
         "container_ver_minor": ver_minor,
     }
-    records = Records(data, base, ("sha1",), starts, heads, end, 0)
+    records = Records(data, base, ("sha1",), 48, heads, end, 0, 32)
     return EventLog("tpm12-container", (("sha1", 20),), (), records, base + end, container=container)
 
 
@@ -418,7 +427,7 @@ def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
             offset=base,
         )
     start = max(32 + head_size, vendor_end)
-    starts, heads, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
+    heads, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
     header = Event(0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[32:start])
     algorithms = tuple((ALGORITHMS.get(a, (f"alg_0x{a:04x}", 0))[0], n) for a, n in sizes.items())
     spec_id = {
@@ -429,7 +438,7 @@ def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
         "uintn_size": uintn,
         "vendor_info": vendor_info,
     }
-    records = Records(data, base, tuple(name for name, _ in algorithms), starts, heads, stop, 1)
+    records = Records(data, base, tuple(name for name, _ in algorithms), start, heads, stop, 1, None)
     return EventLog("crypto-agile", algorithms, (header,), records, base + stop, spec_id=spec_id)
 
 
@@ -455,8 +464,8 @@ def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None
         return _parse_agile(data, base, end)
     if len(data) < 32:
         raise FormatError("event log", f"only {len(data)} bytes: not a TPM event log", offset=base)
-    starts, heads, stop = _walk_sha1(data, 0, len(data) if end is None else min(end, len(data)), base)
-    records = Records(data, base, ("sha1",), starts, heads, stop, 0)
+    heads, stop = _walk_sha1(data, 0, len(data) if end is None else min(end, len(data)), base)
+    records = Records(data, base, ("sha1",), 0, heads, stop, 0, 32)
     return EventLog("tcg-sha1", (("sha1", 20),), (), records, base + stop)
 
 

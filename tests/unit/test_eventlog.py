@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
-from sld.formats.eventlog import parse_log
+from sld.formats.eventlog import ALG_ID, DIGEST_SIZE, parse_log
 from sld.formats.tcg import (
     NewEvent,
     SpecIdEvent,
@@ -17,6 +17,7 @@ from sld.formats.tcg import (
     build_crypto_agile,
     build_tcg_sha1,
     build_tpm12_container,
+    event2_struct,
     parse_log_reference,
 )
 from sld.replay import prefix_states, replay
@@ -98,7 +99,11 @@ def test_prefix_states_end_at_the_replayed_value() -> None:
 def test_fast_walk_equals_construct_declarations() -> None:
     banks = ("sha1", "sha256", "sha384")
     blob = build_crypto_agile(banks, _events(banks, 40))
-    assert [(e.pcr, e.type, dict(e.digests), e.data) for e in parse_log(blob).events] == parse_log_reference(blob)
+    log = parse_log(blob, base=0x1000)
+    assert [(e.pcr, e.type, dict(e.digests), e.data) for e in log.events] == parse_log_reference(blob)
+    record = event2_struct({ALG_ID[b]: DIGEST_SIZE[b] for b in banks})
+    for e in log.events[1:]:  # each offset (worked out from the heads) is where construct finds that record
+        assert record.parse(blob[e.offset - 0x1000 :]).data == e.data
 
 
 @pytest.mark.parametrize("vendor_info", [b"", b"\x01", bytes(range(200))])
