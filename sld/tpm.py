@@ -1,32 +1,24 @@
-"""A thin tpm2-pytss (ESAPI) wrapper: batched PCR reads, one multi-bank extend per event, and every
-failure classified once into ``TpmError.kind`` so callers never match on message text.
+"""A thin ESAPI client: batched PCR reads, one multi-bank extend per event, and every failure
+classified once into ``TpmError.kind`` so callers never match on message text.
 
-The transport is any tpm2-tss TCTI string: ``device:/dev/tpmrm0`` on a server, ``swtpm:host=,port=``
-for the simulator. ``commands`` counts the TPM commands sent, for benchmarks and the metrics.
+The ESAPI calls go through tpm2-pytss's own cffi binding to libtss2 (its compiled ``_libtpm2_pytss``
+module), loaded without the package's Python layer: that layer imports cryptography and FAPI, 50 ms
+(more than a whole verification) that sld's five ESAPI calls do not need. The transport is any
+tpm2-tss TCTI string: ``device:/dev/tpmrm0`` on a server, ``swtpm:host=,port=`` for the simulator.
+``commands`` counts the TPM commands sent, for benchmarks and the metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sld.errors import TpmError
-from sld.formats.eventlog import ALG_ID, ALGORITHMS
-
-os.environ.setdefault("TSS2_LOG", "all+NONE")  # errors are ours to report, not esys's stderr chatter
-
-from tpm2_pytss import ESAPI, TCTILdr, TSS2_Exception  # noqa: E402
-from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_RC  # noqa: E402
-from tpm2_pytss.types import (  # noqa: E402
-    TPML_DIGEST_VALUES,
-    TPML_PCR_SELECTION,
-    TPMS_PCR_SELECTION,
-    TPMT_HA,
-    TPMU_HA,
-)
+from sld.formats.eventlog import ALG_ID, ALGORITHMS, DIGEST_SIZE
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
@@ -34,7 +26,13 @@ DEFAULT_TCTI = "device:/dev/tpmrm0"
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
 RETRY_FIRST_DELAY = 0.05
-RETRIABLE = {int(TPM2_RC.RETRY), int(TPM2_RC.YIELDED), int(TPM2_RC.TESTING)}
+# [TPM 2.0 Part 2, TPM_RC; tss2_esys.h ESYS_TR]
+RC_LOCALITY = 0x907
+RETRIABLE = {0x922: "TPM_RC_RETRY", 0x908: "TPM_RC_YIELDED", 0x90A: "TPM_RC_TESTING"}
+TRANSPORT_LAYERS = (0xA0000, 0x70000, 0x80000, 0x60000)  # TCTI, ESAPI, SYS, MU: the transport side
+ESYS_TR_NONE = 0xFFF
+ESYS_TR_PASSWORD = 0x0FF
+TPM2_CAP_PCRS = 0x5
 LOCALITY_HINT = {
     "device": "this kernel's TPM driver is at locality 0; PCR{pcr} needs locality {need}",
     "other": "the TPM is at a locality below what PCR{pcr} needs ({need})",
@@ -42,18 +40,50 @@ LOCALITY_HINT = {
 PCR_EXTEND_LOCALITIES = {17: "2-4", 18: "2-4", 19: "2-3", 20: "1-3", 21: "2", 22: "2"}
 
 
+def _binding() -> tuple[Any, Any]:
+    """(ffi, lib) of tpm2-pytss's compiled binding, without importing the tpm2_pytss package."""
+    name = "tpm2_pytss._libtpm2_pytss"
+    module = sys.modules.get(name)
+    if module is None:
+        import importlib.machinery
+        import importlib.util
+
+        package = importlib.util.find_spec("tpm2_pytss")
+        spec = (importlib.machinery.PathFinder.find_spec(name, package.submodule_search_locations)
+                if package and package.submodule_search_locations else None)
+        if spec is None or spec.loader is None:
+            raise TpmError("unavailable", "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
+        module = importlib.util.module_from_spec(spec)
+        os.environ.setdefault("TSS2_LOG", "all+NONE")  # errors are ours to report, not esys's stderr chatter
+        spec.loader.exec_module(module)
+        sys.modules[name] = module  # the package, if something imports it later, shares this one
+    return module.ffi, module.lib
+
+
+class Tss2Error(Exception):
+    """A libtss2 return code other than success."""
+
+    def __init__(self, rc: int, message: str) -> None:
+        super().__init__(f"{message} (0x{rc:x})")
+        self.rc = rc
+
+    @property
+    def error(self) -> int:
+        """The error number alone: a format-one TPM code loses its handle/parameter/session bits."""
+        base = self.rc & 0xFFFF
+        return 0x80 | (base & 0x3F) if self.rc & 0xFF0000 == 0 and base & 0x80 else base
+
+
 def classify(err: Exception, what: str) -> TpmError:
     """TSS2 and transport failures -> TpmError(kind): locality, retry, unavailable, command."""
-    if isinstance(err, TSS2_Exception):
-        rc = int(err.rc)
-        layer = rc & 0xFF0000
-        code = int(err.error)
-        if layer == 0 and code == int(TPM2_RC.LOCALITY):
+    if isinstance(err, Tss2Error):
+        rc, layer, code = err.rc, err.rc & 0xFF0000, err.error
+        if layer == 0 and code == RC_LOCALITY:
             return TpmError("locality", f"{what}: TPM_RC_LOCALITY", rc=rc)
         if layer == 0 and code in RETRIABLE:
-            return TpmError("retry", f"{what}: the TPM kept answering {TPM2_RC(code)!s} (retry, yielded, testing)",
+            return TpmError("retry", f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)",
                             rc=rc)
-        if layer in (0xA0000, 0x70000, 0x80000, 0x60000):  # TCTI, ESAPI, SYS, MU: transport side
+        if layer in TRANSPORT_LAYERS:
             return TpmError("unavailable", f"{what}: {err}", rc=rc)
         return TpmError("command", f"{what}: {err}", rc=rc)
     return TpmError("unavailable", f"{what}: {err}")
@@ -66,27 +96,42 @@ class Tpm:
         self.tcti_string = tcti
         self.commands = 0
         self._banks: tuple[str, ...] | None = None
+        self._ffi, self._lib = _binding()
+        self._tcti: Any = self._ffi.new("TSS2_TCTI_CONTEXT **")
+        self._esys: Any = None
         try:
-            self._tcti = TCTILdr.parse(tcti)
-            self._esys = ESAPI(self._tcti)
-        except (TSS2_Exception, RuntimeError, OSError, ValueError) as err:
+            self._check(self._lib.Tss2_TctiLdr_Initialize(tcti.encode(), self._tcti))
+            esys = self._ffi.new("ESYS_CONTEXT **")
+            self._check(self._lib.Esys_Initialize(esys, self._tcti[0], self._ffi.NULL))
+            self._esys = esys
+        except Tss2Error as err:
+            self.close()
             raise TpmError("unavailable", f"cannot open TCTI {tcti!r}: {err}") from None
         if locality is not None:
             self.set_locality(locality)
 
+    def _check(self, rc: int) -> None:
+        if rc:
+            raise Tss2Error(rc, self._ffi.string(self._lib.Tss2_RC_Decode(rc)).decode(errors="replace"))
+
     def set_locality(self, locality: int) -> None:
         """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
+        common = self._ffi.cast("TSS2_TCTI_CONTEXT_COMMON_V1 *", self._tcti[0])
         try:
-            self._tcti.set_locality(locality)
-        except TSS2_Exception as err:
+            if common.setLocality == self._ffi.NULL:
+                raise Tss2Error(0xA0002, "tcti:not implemented")  # TSS2_TCTI_RC_NOT_IMPLEMENTED
+            self._check(common.setLocality(self._tcti[0], locality))
+        except Tss2Error as err:
             raise TpmError("locality", f"TCTI {self.tcti_string!r} cannot select locality {locality}: {err}",
-                           rc=int(err.rc)) from None
+                           rc=err.rc) from None
 
     def close(self) -> None:
-        esys = getattr(self, "_esys", None)
-        if esys is not None:
-            esys.close()
+        if self._esys is not None:
+            self._lib.Esys_Finalize(self._esys)
             self._esys = None
+        if self._tcti is not None and self._tcti[0] != self._ffi.NULL:
+            self._lib.Tss2_TctiLdr_Finalize(self._tcti)
+        self._tcti = None
 
     def __enter__(self) -> Tpm:
         return self
@@ -100,13 +145,15 @@ class Tpm:
         ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
         add the pause a self-testing TPM needs, so at most RETRY_ATTEMPTS x 5 commands are sent.
         """
+        if self._esys is None:
+            raise TpmError("unavailable", f"{what}: the TPM connection is closed")
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):
             self.commands += 1
             log.debug("%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
             try:
                 return fn()
-            except (TSS2_Exception, OSError) as err:
+            except (Tss2Error, OSError) as err:
                 classified = classify(err, what)
                 if classified.kind != "retry" or attempt == RETRY_ATTEMPTS - 1:
                     raise classified from None
@@ -117,62 +164,80 @@ class Tpm:
     def banks(self) -> tuple[str, ...]:
         """Active PCR banks: those with any PCR allocated (TPM2_GetCapability, TPM_CAP_PCRS)."""
         if self._banks is None:
-            _, data = self._call("TPM2_GetCapability(PCRS)", lambda: self._esys.get_capability(TPM2_CAP.PCRS, 0, 1))
-            self._banks = tuple(ALGORITHMS[int(s.hash)][0] for s in data.data.assignedPCR
-                                if int(s.hash) in ALGORITHMS and any(s.pcrSelect[0 : s.sizeofSelect]))
+            self._banks = self._call("TPM2_GetCapability(PCRS)", self._get_banks)
         return self._banks
+
+    def _get_banks(self) -> tuple[str, ...]:
+        ffi, lib = self._ffi, self._lib
+        more, data = ffi.new("TPMI_YES_NO *"), ffi.new("TPMS_CAPABILITY_DATA **")
+        self._check(lib.Esys_GetCapability(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_PCRS,
+                                           0, 1, more, data))
+        try:
+            assigned = data[0].data.assignedPCR
+            return tuple(ALGORITHMS[s.hash][0] for s in assigned.pcrSelections[0 : assigned.count]
+                         if s.hash in ALGORITHMS and any(ffi.buffer(s.pcrSelect, s.sizeofSelect)[:]))
+        finally:
+            lib.Esys_Free(data[0])
 
     def read_pcrs(self, pcrs: Iterable[int], banks: Iterable[str]) -> dict[str, dict[int, bytes]]:
         """TPM2_PCR_Read, looped on the returned selection: a TPM returns at most 8 digests per command."""
         want = {bank: set(pcrs) for bank in banks}
         out: dict[str, dict[int, bytes]] = {bank: {} for bank in want}
         while any(want.values()):
-            selection = _selection(want)
-            _, got, digests = self._call("TPM2_PCR_Read", lambda sel=selection: self._esys.pcr_read(sel))
-            values = iter(digests)
-            returned = 0
-            for sel in got:
-                bank = ALGORITHMS[int(sel.hash)][0]
-                bits = bytes(sel.pcrSelect[0 : sel.sizeofSelect])
-                for pcr in range(len(bits) * 8):
-                    if bits[pcr // 8] >> (pcr % 8) & 1:
-                        out[bank][pcr] = bytes(next(values))
-                        want[bank].discard(pcr)
-                        returned += 1
-            if returned == 0:
+            got = self._call("TPM2_PCR_Read", lambda: self._pcr_read(want))
+            for bank, pcr, value in got:
+                out[bank][pcr] = value
+                want[bank].discard(pcr)
+            if not got:
                 missing = {b: sorted(p) for b, p in want.items() if p}
                 raise TpmError("command", f"TPM2_PCR_Read returned nothing for {missing} (bank not allocated?)")
         return out
 
+    def _pcr_read(self, want: Mapping[str, set[int]]) -> list[tuple[str, int, bytes]]:
+        """One TPM2_PCR_Read of the selection ``want``: (bank, pcr, value) in the order the TPM returned them."""
+        ffi, lib = self._ffi, self._lib
+        selection = ffi.new("TPML_PCR_SELECTION *")
+        for bank, wanted in want.items():
+            if wanted:
+                sel = selection.pcrSelections[selection.count]
+                sel.hash, sel.sizeofSelect = ALG_ID[bank], PCR_SELECT_BYTES
+                for pcr in wanted:
+                    sel.pcrSelect[pcr // 8] |= 1 << (pcr % 8)
+                selection.count += 1
+        counter, got, values = ffi.new("UINT32 *"), ffi.new("TPML_PCR_SELECTION **"), ffi.new("TPML_DIGEST **")
+        self._check(lib.Esys_PCR_Read(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, selection, counter,
+                                      got, values))
+        try:
+            digests = iter(values[0].digests[0 : values[0].count])
+            out = []
+            for sel in got[0].pcrSelections[0 : got[0].count]:
+                bits = ffi.buffer(sel.pcrSelect, sel.sizeofSelect)[:]
+                for pcr in range(len(bits) * 8):
+                    if bits[pcr // 8] >> (pcr % 8) & 1:
+                        digest = next(digests)
+                        out.append((ALGORITHMS[sel.hash][0], pcr, ffi.buffer(digest.buffer, digest.size)[:]))
+            return out
+        finally:
+            lib.Esys_Free(got[0])
+            lib.Esys_Free(values[0])
+
     def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None:
         """TPM2_PCR_Extend with every bank's digest in one command (atomic across banks)."""
-        values = TPML_DIGEST_VALUES([_digest(bank, d) for bank, d in digests.items()])
-        handle = ESYS_TR.parse(f"pcr{pcr}")
+        ffi = self._ffi
+        values = ffi.new("TPML_DIGEST_VALUES *")
+        if len(digests) > len(values.digests) or any(len(d) != DIGEST_SIZE.get(b) for b, d in digests.items()):
+            raise TpmError("command", f"TPM2_PCR_Extend(PCR{pcr}): digests that no TPM bank takes: "
+                           + ", ".join(f"{b} ({len(d)} bytes)" for b, d in digests.items()))
+        values.count = len(digests)
+        for i, (bank, digest) in enumerate(digests.items()):
+            values.digests[i].hashAlg = ALG_ID[bank]
+            ffi.memmove(ffi.addressof(values.digests[i].digest), digest, len(digest))
         try:
-            self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: self._esys.pcr_extend(handle, values))
+            self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: self._check(self._lib.Esys_PCR_Extend(
+                self._esys[0], pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, values)))
         except TpmError as err:
             if err.kind == "locality":
                 hint = LOCALITY_HINT["device" if self.tcti_string.startswith("device") else "other"]
                 need = PCR_EXTEND_LOCALITIES.get(pcr, "0-4")
                 raise TpmError("locality", hint.format(pcr=pcr, need=need), rc=err.rc) from None
             raise
-
-
-def _selection(want: Mapping[str, set[int]]) -> TPML_PCR_SELECTION:
-    sels = []
-    for bank, pcrs in want.items():
-        if not pcrs:
-            continue
-        bits = bytearray(PCR_SELECT_BYTES)
-        for pcr in pcrs:
-            bits[pcr // 8] |= 1 << (pcr % 8)
-        sel = TPMS_PCR_SELECTION(hash=TPM2_ALG(ALG_ID[bank]), sizeofSelect=PCR_SELECT_BYTES)
-        for i, b in enumerate(bits):
-            sel.pcrSelect[i] = b
-        sels.append(sel)
-    return TPML_PCR_SELECTION(sels)
-
-
-def _digest(bank: str, value: bytes) -> TPMT_HA:
-    field: dict[str, Any] = {bank if bank != "sm3_256" else "sm3_256": value}
-    return TPMT_HA(hashAlg=TPM2_ALG(ALG_ID[bank]), digest=TPMU_HA(**field))
