@@ -11,10 +11,8 @@ that must be measured (e.g. the approved kernel's MLE hash), from a TOML file.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sld.errors import ConfigError
@@ -46,8 +44,11 @@ def _digest(value: Any, bank: str, key: str, path: str) -> bytes:
 
 
 def load(path: str) -> Policy:
+    import tomllib  # here, not at the top: only a verification with a policy file pays for the TOML parser
+
     try:
-        data = tomllib.loads(Path(path).read_bytes().decode())
+        with open(path, "rb") as f:
+            data = tomllib.loads(f.read().decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"cannot read policy: {err}", file=path) from None
     unknown = set(data) - {"pcrs", "events"}
