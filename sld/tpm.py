@@ -29,7 +29,7 @@ RETRY_FIRST_DELAY = 0.05
 # [TPM 2.0 Part 2, TPM_RC; tss2_esys.h ESYS_TR]
 RC_LOCALITY = 0x907
 RETRIABLE = {0x922: "TPM_RC_RETRY", 0x908: "TPM_RC_YIELDED", 0x90A: "TPM_RC_TESTING"}
-TRANSPORT_LAYERS = (0xA0000, 0x70000, 0x80000, 0x60000)  # TCTI, ESAPI, SYS, MU: the transport side
+TRANSPORT_LAYERS = (0xA0000, 0x70000, 0x80000, 0x90000)  # TCTI, ESAPI, SYS, MU: the transport side
 ESYS_TR_NONE = 0xFFF
 ESYS_TR_PASSWORD = 0x0FF
 TPM2_CAP_PCRS = 0x5
@@ -69,9 +69,8 @@ class Tss2Error(Exception):
 
     @property
     def error(self) -> int:
-        """The error number alone: a format-one TPM code loses its handle/parameter/session bits."""
-        base = self.rc & 0xFFFF
-        return 0x80 | (base & 0x3F) if self.rc & 0xFF0000 == 0 and base & 0x80 else base
+        """The code without a format-one code's handle/parameter/session number (as tpm2-pytss decodes it)."""
+        return 0x80 | (self.rc & 0x3F) if self.rc & 0x80 else self.rc
 
 
 def classify(err: Exception, what: str) -> TpmError:
