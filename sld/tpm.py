@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -60,6 +61,13 @@ def _binding() -> tuple[Any, Any]:
     return module.ffi, module.lib
 
 
+def _release(ffi: Any, lib: Any, esys: Any, tcti: Any) -> None:
+    if esys[0] != ffi.NULL:
+        lib.Esys_Finalize(esys)
+    if tcti[0] != ffi.NULL:
+        lib.Tss2_TctiLdr_Finalize(tcti)
+
+
 class Tss2Error(Exception):
     """A libtss2 return code other than success."""
 
@@ -97,12 +105,12 @@ class Tpm:
         self._banks: tuple[str, ...] | None = None
         self._ffi, self._lib = _binding()
         self._tcti: Any = self._ffi.new("TSS2_TCTI_CONTEXT **")
-        self._esys: Any = None
+        self._esys: Any = self._ffi.new("ESYS_CONTEXT **")
+        # Released in order (ESAPI, then the TCTI) by close(), or when the Tpm is collected.
+        self._release = weakref.finalize(self, _release, self._ffi, self._lib, self._esys, self._tcti)
         try:
             self._check(self._lib.Tss2_TctiLdr_Initialize(tcti.encode(), self._tcti))
-            esys = self._ffi.new("ESYS_CONTEXT **")
-            self._check(self._lib.Esys_Initialize(esys, self._tcti[0], self._ffi.NULL))
-            self._esys = esys
+            self._check(self._lib.Esys_Initialize(self._esys, self._tcti[0], self._ffi.NULL))
         except Tss2Error as err:
             self.close()
             raise TpmError("unavailable", f"cannot open TCTI {tcti!r}: {err}") from None
@@ -115,6 +123,8 @@ class Tpm:
 
     def set_locality(self, locality: int) -> None:
         """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
+        if not self._release.alive:
+            raise TpmError("unavailable", f"TCTI {self.tcti_string!r}: the TPM connection is closed")
         common = self._ffi.cast("TSS2_TCTI_CONTEXT_COMMON_V1 *", self._tcti[0])
         try:
             if common.setLocality == self._ffi.NULL:
@@ -125,12 +135,7 @@ class Tpm:
                            rc=err.rc) from None
 
     def close(self) -> None:
-        if self._esys is not None:
-            self._lib.Esys_Finalize(self._esys)
-            self._esys = None
-        if self._tcti is not None and self._tcti[0] != self._ffi.NULL:
-            self._lib.Tss2_TctiLdr_Finalize(self._tcti)
-        self._tcti = None
+        self._release()
 
     def __enter__(self) -> Tpm:
         return self
@@ -144,7 +149,7 @@ class Tpm:
         ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
         add the pause a self-testing TPM needs, so at most RETRY_ATTEMPTS x 5 commands are sent.
         """
-        if self._esys is None:
+        if not self._release.alive:
             raise TpmError("unavailable", f"{what}: the TPM connection is closed")
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):

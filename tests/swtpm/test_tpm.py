@@ -89,3 +89,22 @@ def test_retry_answers_are_retried_with_bounded_backoff(swtpm: Swtpm, rc: int, n
             assert proxy.injected == 2 + RETRY_ATTEMPTS * 5
     finally:
         proxy.stop()
+
+
+def test_a_closed_or_collected_tpm_is_released_and_refuses_commands(swtpm: Swtpm) -> None:
+    """ESAPI and TCTI contexts are freed once, in order (close twice is harmless); a closed Tpm sends nothing."""
+    import gc
+
+    tpm = Tpm(swtpm.tcti)
+    tpm.close()
+    tpm.close()
+    for call in (tpm.banks, lambda: tpm.read_pcrs([17], ["sha256"]), lambda: tpm.set_locality(2)):
+        with pytest.raises(TpmError) as err:
+            call()
+        assert err.value.kind == "unavailable" and "closed" in str(err.value)
+    assert tpm.commands == 0
+    for _ in range(50):  # unclosed ones are released when collected: swtpm keeps accepting new sessions
+        Tpm(swtpm.tcti).banks()
+        gc.collect()
+    with Tpm(swtpm.tcti) as again:
+        assert again.read_pcrs([17], ["sha256"])["sha256"][17]
