@@ -17,15 +17,24 @@ with atheris.instrument_imports(include=["sld"]):
     from sld import config
     from sld.errors import SldError
     from sld.formats import eventlog, heap, registers, slrt
+    from sld.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 
+def _log(data: bytes, end: int | None) -> object:
+    """Parse, then everything built lazily from the record heads: Events (offsets, data) and the replay."""
+    log = eventlog.parse_log(data, base=0x7A010000, end=end)
+    for ev in log.events:
+        assert 0x7A010000 <= ev.offset < 0x7A010000 + len(data) and ev.type_name
+    return replay(log), log.startup_locality
+
+
 TARGETS: dict[str, Callable[[bytes], object]] = {
     "heap": lambda d: heap.parse_heap(d, 0x7BE00000),
     "slrt": lambda d: slrt.parse_slrt(d, 0x7A000000),
-    "tpm12": lambda d: eventlog.parse_log(d, base=0x7A010000),
-    "agile": lambda d: eventlog.parse_log(d, base=0x7A010000, end=len(d) - 7 if len(d) > 7 else None),
+    "tpm12": lambda d: _log(d, None),
+    "agile": lambda d: _log(d, len(d) - 7 if len(d) > 7 else None),
     "registers": lambda d: registers.parse_registers(d[: registers.TXT_SPACE_SIZE], registers.TXT_PUB_BASE),
     "config": lambda d: config.loads(d),
 }
