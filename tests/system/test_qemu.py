@@ -2,6 +2,11 @@
 tpm-tis device backed by swtpm, running `sld verify` from the host root (9p, read-only) through
 `device:/dev/tpmrm0` against a simulated platform image. Kernel and busybox come from Debian packages
 at test set-up; nothing binary is committed.
+
+QEMU owns swtpm's control channel (swtpm serves one control client at a time), so the launch cannot be
+driven while the guest runs; it is driven before, on the host, and carried into the guest as swtpm's
+stored volatile state, which QEMU's CMD_INIT restores: the guest's kernel finds PCR17-22 as the
+launch left them, and sld inside reaches the verified and failed verdicts through the real driver.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from sld.sim.swtpm import STATE_FILE, Swtpm
 from tests.system.conftest import CACHE
 
 ROOT = Path(__file__).parents[2]
@@ -96,35 +102,62 @@ def _section(console: str, begin: str, end: str) -> tuple[dict, int]:
     return json.loads(text[text.index("{"): text.rindex("}") + 1]), code
 
 
-def test_sld_verify_through_the_kernel_tpm_driver(tmp_path: Path) -> None:
+def _tpm_state(shared: Path, scenario: str | None) -> tuple[Path, Path]:
+    """(swtpm state dir, platform image). A scenario's launch is driven on the host (swtpm TCTI, localities
+    3 and 2) and its volatile state stored: QEMU's CMD_INIT restores it, so the guest's kernel finds the
+    TPM as that launch left it. None: a TPM no launch ever touched, beside the clean scenario's image."""
+    sim = shared / "sim"
+    up = subprocess.run([sys.executable, "-m", "sld.cli", "sim", "up", "--scenario", scenario or "clean",
+                         "--dir", str(sim), "--json"], check=True, capture_output=True, text=True)
+    info = json.loads(up.stdout)
+    if scenario is not None:
+        Swtpm.load(sim / STATE_FILE).ioctl("-v")  # CMD_STORE_VOLATILE: tpm2-00.volatilestate in the state dir
+    subprocess.run([sys.executable, "-m", "sld.cli", "sim", "down", "--dir", str(sim)], check=True,
+                   capture_output=True)
+    state = sim / "tpm"
+    if scenario is None:
+        shutil.rmtree(state)
+        state.mkdir()
+    return state, Path(info["image"])
+
+
+@pytest.mark.parametrize(("scenario", "validated", "performed"), [
+    # A TPM that no DRTM touched: PCR17 all-ones through the driver, so "not launched", never "mismatch".
+    (None, (3, "not-launched"), (3, "not-launched")),
+    ("clean", (0, "verified"), (0, "verified")),
+    # Extends deferred by the kernel: sld finds them; through the driver (locality 0) it says so, extends none.
+    ("partial-extend", (1, "failed"), (1, "failed")),
+])
+def test_sld_verify_through_the_kernel_tpm_driver(tmp_path: Path, scenario: str | None,
+                                                  validated: tuple[int, str], performed: tuple[int, str]) -> None:
     vmlinuz, modules = _kernel()
     shared = Path(tempfile.mkdtemp(prefix="sld-qemu-", dir="/var/tmp"))  # the guest mounts its own /tmp
-    image = shared / "phys.img"
-    subprocess.run([sys.executable, "-m", "sld.cli", "sim", "build", "--scenario", "clean", "-o", str(image)],
-                   check=True, capture_output=True)
-    initrd = _initrd(tmp_path, modules, image)
-    state = tmp_path / "tpm"
-    state.mkdir()
-    ctrl = state / "ctrl.sock"
-    subprocess.run(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--ctrl",
-                    f"type=unixio,path={ctrl}", "-d"], check=True)
-    run = subprocess.run(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
-         "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
-         "-chardev", f"socket,id=chrtpm,path={ctrl}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-         "-device", "tpm-tis,tpmdev=tpm0",
-         "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"],
-        capture_output=True, text=True, timeout=600)
-    shutil.rmtree(shared)
+    try:
+        state, image = _tpm_state(shared, scenario)
+        initrd = _initrd(tmp_path, modules, image)
+        ctrl = tmp_path / "ctrl.sock"
+        subprocess.run(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--ctrl",
+                        f"type=unixio,path={ctrl}", "-d"], check=True)
+        run = subprocess.run(
+            ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
+             "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
+             "-chardev", f"socket,id=chrtpm,path={ctrl}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+             "-device", "tpm-tis,tpmdev=tpm0",
+             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"],
+            capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(shared)
     console = run.stdout.replace("\r\n", "\n")
     assert "SLD-END" in console, console[-4000:]
     sysfs = re.search(r"SLD-PCR17-SYSFS ([0-9A-Fa-f]+)", console).group(1).lower()
     verdict, code = _section(console, "SLD-BEGIN\n", "SLD-END ")
-    # A TPM that no DRTM touched: PCR17 all-ones through the driver, so "not launched", never "mismatch".
-    assert code == 3 and verdict["result"] == "not-launched"
-    assert sysfs == "f" * 64
+    assert (code, verdict["result"]) == validated, verdict["summary"]
+    assert (sysfs == "f" * 64) == (scenario is None)  # the launch is what the guest's kernel sees
     pcr17 = next(s for s in verdict["pcrs"] if s["pcr"] == 17)
     assert pcr17["actual"]["sha256"] == sysfs  # the value sld read through /dev/tpmrm0 is the kernel's
     assert verdict["source"].startswith("image:")
-    performed, code = _section(console, "SLD-BEGIN-PERFORM\n", "SLD-END-PERFORM ")
-    assert code == 3 and performed["extended"] == []  # perform mode never extends a TPM that saw no launch
+    after, code = _section(console, "SLD-BEGIN-PERFORM\n", "SLD-END-PERFORM ")
+    assert (code, after["result"]) == performed and after["extended"] == []
+    if scenario == "partial-extend":
+        assert "deferred" in verdict["summary"] or "not extended" in verdict["summary"]
+        assert "locality 0" in after["summary"]  # the kernel driver's locality, named, and nothing extended
