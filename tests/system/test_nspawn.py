@@ -45,8 +45,10 @@ Type=oneshot
 ExecStart=/bin/sh /out/check.sh
 """
 DROP_IN = """[Service]
-# The test's interpreter and checkout are bind-mounted from the host under /root and /work.
+# The test's interpreter and checkout are bind-mounted from the host (under /root, and wherever the
+# checkout is: the unit's PrivateTmp would hide a checkout under /tmp, so it is bound back in).
 ProtectHome=no
+BindReadOnlyPaths={root}
 WatchdogSec=3s
 RestartSec=1s
 """
@@ -66,7 +68,7 @@ def test_service_under_systemd(rootfs: Path, tmp_path: Path) -> None:
     (units / "multi-user.target.wants").mkdir(parents=True)
     (units / "sld.service").write_text((ROOT / "units" / "sld.service").read_text().replace("/usr/bin/sld", str(sld)))
     (units / "sld.service.d").mkdir()
-    (units / "sld.service.d" / "test.conf").write_text(DROP_IN)
+    (units / "sld.service.d" / "test.conf").write_text(DROP_IN.format(root=ROOT))
     (units / "sld-check.service").write_text(CHECK_UNIT)
     for unit in ("sld.service", "sld-check.service"):
         (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")

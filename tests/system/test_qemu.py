@@ -42,15 +42,15 @@ for m in {modules}; do insmod /modules/$m.ko 2>/dev/null; done
 mkdir -p /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostroot /newroot
 mount -t devtmpfs none /newroot/dev; mount -t proc none /newroot/proc; mount -t sysfs none /newroot/sys
-mount -t tmpfs none /newroot/tmp; mount -t tmpfs none /newroot/run
+mount -t tmpfs none /newroot/run
 echo "SLD-PCR17-SYSFS $(cat /sys/class/tpm/tpm0/pcr-sha256/17)"
 echo SLD-BEGIN
 chroot /newroot {python} -m sld.cli verify --local --json --mode validate --source image:{image} \\
-  --tcti device:/dev/tpmrm0 --lock /tmp/extend.lock
+  --tcti device:/dev/tpmrm0 --lock /run/extend.lock
 echo "SLD-END $?"
 echo SLD-BEGIN-PERFORM
 chroot /newroot {python} -m sld.cli verify --local --json --mode perform --source image:{image} \\
-  --tcti device:/dev/tpmrm0 --lock /tmp/extend.lock
+  --tcti device:/dev/tpmrm0 --lock /run/extend.lock
 echo "SLD-END-PERFORM $?"
 poweroff -f
 """
@@ -131,7 +131,7 @@ def _tpm_state(shared: Path, scenario: str | None) -> tuple[Path, Path]:
 def test_sld_verify_through_the_kernel_tpm_driver(tmp_path: Path, scenario: str | None,
                                                   validated: tuple[int, str], performed: tuple[int, str]) -> None:
     vmlinuz, modules = _kernel()
-    shared = Path(tempfile.mkdtemp(prefix="sld-qemu-", dir="/var/tmp"))  # the guest mounts its own /tmp
+    shared = Path(tempfile.mkdtemp(prefix="sld-qemu-"))
     try:
         state, image = _tpm_state(shared, scenario)
         initrd = _initrd(tmp_path, modules, image)
