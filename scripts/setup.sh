@@ -18,7 +18,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c 'import sld, construct, tpm2_pytss, pyroute2, prometheus_client, systemd, pytest, hypothesis' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.sld-installed ]; then
+   || [ pyproject.toml -nt .venv/.sld-installed ] || [ bin/sld -nt .venv/.sld-installed ]; then
   echo "setup: installing sld into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # A path .pth, not setuptools' import-hook finder: the finder costs every sld process ~9 ms at start.
