@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from functools import partial
-from operator import itemgetter
 
 from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog, Head
 
@@ -63,13 +62,6 @@ def _hasher(bank: str) -> Callable[[bytes], Any]:
     return getattr(hashlib, bank, None) or partial(hashlib.new, bank)
 
 
-def _digests(log: EventLog, bank: str, heads: list[Head]) -> list[bytes | None]:
-    """``bank``'s digest from each head (see :class:`Records` for the layout); None where one lacks it."""
-    if bank not in log.banks:
-        return [None] * len(heads)
-    return list(map(itemgetter(4 + 2 * log.banks.index(bank)), heads))
-
-
 class Replay:
     """Expected values per bank and PCR, and the evidence behind them."""
 
@@ -89,7 +81,7 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     values: dict[str, dict[int, bytes]] = {b: {} for b in banks}
     for bank in banks:
         new = _hasher(bank)
-        digest_of = itemgetter(4 + 2 * log.banks.index(bank))  # see Records for the head layout
+        digest_of = log.records.digest_of(bank)
         for pcr, (indices, heads) in sorted(chains.items()):
             if not (heads or pcr == 0 or pcr in DRTM_PCRS):
                 continue
@@ -115,7 +107,7 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     new = _hasher(bank)
     state = initial_value(log, bank, pcr)
     states = [state]
-    for digest in _digests(log, bank, heads):
+    for digest in map(log.records.digest_of(bank), heads):
         if digest is not None:
             state = new(state + digest).digest()
         states.append(state)

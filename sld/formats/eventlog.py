@@ -8,7 +8,7 @@ so :func:`parse_log` walks records with ``struct.unpack_from`` (spec §4.1, §4.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from operator import itemgetter
 
@@ -187,6 +187,12 @@ class Records:
             self._starts = starts
         return self._starts
 
+    def digest_of(self, bank: str) -> Callable[[Head], bytes | None]:
+        """Reads ``bank``'s digest from a head (None where the record lacks it, or the log has no such bank)."""
+        if bank not in self.banks:
+            return lambda head: None
+        return itemgetter(4 + 2 * self.banks.index(bank))
+
     def event(self, i: int) -> Event:
         """The ``i``-th record (0-based in this run of records) as an Event."""
         starts = self.starts()
@@ -213,7 +219,7 @@ class EventLog:
 
     @property
     def banks(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.algorithms)
+        return self.records.banks
 
     @cached_property
     def startup_locality(self) -> int | None:
