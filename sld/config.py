@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sld.client import DEFAULT_SOCKET
 from sld.errors import ConfigError
 
 DEFAULT_PATH = "/etc/sld/sld.toml"
@@ -53,7 +54,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    socket: str = "/run/sld/control.sock"
+    socket: str = DEFAULT_SOCKET
     group: str = ""
 
 

@@ -11,7 +11,9 @@ import grp
 import json
 import os
 import socket
+import socketserver
 import struct
+import threading
 from typing import TYPE_CHECKING, Any
 
 from sld.errors import SourceError
@@ -28,10 +30,6 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
     return struct.unpack("3i", creds)  # pid, uid, gid
 
 
-import socketserver  # noqa: E402 - below the client helpers' imports on purpose
-import threading  # noqa: E402
-
-
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
@@ -45,18 +43,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({"error": "request too long"})
                 return
             try:
-                request = json.loads(raw)
-                if request.get("cmd") == "verify" and request.get("render") in ("json", "text"):
-                    self.wfile.write(self.server.render_verify(request["render"], request.get("colour") is True))
-                    continue
-                self._send(self.server.answer(request))
+                self._send(self.server.answer(json.loads(raw)))
             except (ValueError, AttributeError) as err:
                 self._send({"error": f"bad request: {err}"})
 
-    def _send(self, obj: dict[str, Any]) -> None:
+    def _send(self, reply: dict[str, Any] | bytes) -> None:
         from sld.report import jsonable
 
-        self.wfile.write(json.dumps(jsonable(obj)).encode() + b"\n")
+        self.wfile.write(reply if isinstance(reply, bytes) else json.dumps(jsonable(reply)).encode() + b"\n")
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -68,20 +62,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.gid = gid
         super().__init__(path, _Handler)
 
-    def render_verify(self, render: str, colour: bool) -> bytes:
-        """``verify`` for sld.client: the exit code on a line, then the verdict exactly as a local
-        ``sld verify [--json]`` prints it (so the client needs no JSON); an error stays a JSON object."""
+    def answer(self, request: dict[str, Any]) -> dict[str, Any] | bytes:
+        """One reply: a JSON object, or for ``verify`` with ``render`` (sld.client) the exit code on a line,
+        then the verdict exactly as a local ``sld verify [--json]`` prints it (the client needs no JSON)."""
         from sld.report import verdict_json, verdict_text
-
-        verdict = self.sld.verify_now()
-        if verdict is None:
-            return json.dumps({"state": self.sld.state, "error": self.sld.stats["last_error"]}).encode() + b"\n"
-        body = verdict_json(verdict) if render == "json" else verdict_text(verdict, colour)
-        return b"%d\n%s\n" % (verdict.exit_code, body.encode())
-
-    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Server side only; the client (``request``) stays import-light for ``sld verify``'s fast path."""
-        from sld.report import verdict_json
         from sld.service import journal
 
         d = self.sld
@@ -97,6 +81,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             verdict = d.verify_now()
             if verdict is None:
                 return {"state": d.state, "error": d.stats["last_error"]}
+            render = request.get("render")
+            if render in ("json", "text"):
+                colour = request.get("colour") is True
+                body = verdict_json(verdict) if render == "json" else verdict_text(verdict, colour)
+                return b"%d\n%s\n" % (verdict.exit_code, body.encode())
             return {"state": d.state, "verdict": json.loads(verdict_json(verdict)), "exit_code": verdict.exit_code}
         if cmd == "debug":
             categories = [c for c in request.get("categories", []) if c in journal.CATEGORIES]
@@ -135,18 +124,10 @@ def _reachable(path: str) -> bool:
 
 
 def request(path: str, obj: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """One request to a running daemon (``sld status``, ``sld verify`` fast path)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(path)
-        except OSError as err:
-            raise SourceError(f"no sld daemon answers: {err.strerror}", source=path) from None
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    """One JSON request to a running daemon (``sld status``), over sld.client's connection."""
+    from sld.client import ask
+
+    try:
+        return json.loads(ask(path, json.dumps(obj).encode() + b"\n", timeout))
+    except OSError as err:
+        raise SourceError(f"no sld daemon answers: {err.strerror or err}", source=path) from None
