@@ -117,14 +117,17 @@ class Tpm:
         if locality is not None:
             self.set_locality(locality)
 
+    def _require_open(self, what: str) -> None:
+        if not self._release.alive:
+            raise TpmError("unavailable", f"{what}: the TPM connection is closed")
+
     def _check(self, rc: int) -> None:
         if rc:
             raise Tss2Error(rc, self._ffi.string(self._lib.Tss2_RC_Decode(rc)).decode(errors="replace"))
 
     def set_locality(self, locality: int) -> None:
         """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
-        if not self._release.alive:
-            raise TpmError("unavailable", f"TCTI {self.tcti_string!r}: the TPM connection is closed")
+        self._require_open(f"TCTI {self.tcti_string!r}")
         common = self._ffi.cast("TSS2_TCTI_CONTEXT_COMMON_V1 *", self._tcti[0])
         try:
             if common.setLocality == self._ffi.NULL:
@@ -149,8 +152,7 @@ class Tpm:
         ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
         add the pause a self-testing TPM needs, so at most RETRY_ATTEMPTS x 5 commands are sent.
         """
-        if not self._release.alive:
-            raise TpmError("unavailable", f"{what}: the TPM connection is closed")
+        self._require_open(what)
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):
             self.commands += 1
