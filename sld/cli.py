@@ -6,14 +6,17 @@ prometheus-client (their imports cost more than the inspection itself).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
 
 from sld import __version__
-from sld.client import DEFAULT_SOCKET
+from sld.client import DEFAULT_SOCKET, fast_verify
+
+TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 EXIT_CODES = """exit codes:
   0  verified / success
@@ -45,6 +48,8 @@ def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> ar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
+
     parser = argparse.ArgumentParser(
         prog="sld",
         description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
@@ -127,8 +132,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client), else :func:`run`."""
-    from sld.client import fast_verify
-
     args = list(sys.argv[1:] if argv is None else argv)
     code = fast_verify(args)
     return run(args) if code is None else code
