@@ -36,6 +36,7 @@ class TpmConfig:
 class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
+    timeout: float = 20.0
     lock: str = "/run/sld/extend.lock"
     policy: str = ""
 
@@ -89,8 +90,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quarantine.on": ("failed", "not-launched", "degraded"),
     "log.debug": ("sources", "tpm", "replay", "metrics", "net", "control"),
 }
-RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "metrics.port": (1, 65535),
-                                          "tpm.locality": (0, 4)}
+RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
+                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
