@@ -36,7 +36,6 @@ class TpmConfig:
 class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
-    lock: str = "/run/sld/extend.lock"
     policy: str = ""
 
 
