@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sld.platform.source import open_source
 from sld.sim.builder import build_platform
-from sld.sim.proxy import TpmProxy
 from sld.sim.swtpm import Swtpm, launch
 from sld.tpm import Tpm
 from sld.verify import verify
+from tests.relay import TpmProxy
 
 RUNS = 50
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"

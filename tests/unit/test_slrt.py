@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from sld.errors import FormatError
 from sld.formats import slrt
+from sld.formats._util import Region
 from sld.sim.builder import SLRT_BASE, build_platform
 from sld.sim.scenarios import LAYOUTS
 
@@ -16,7 +17,7 @@ from sld.sim.scenarios import LAYOUTS
 @pytest.mark.parametrize("name", ["clean", "clean-tpm12", "slrt-no-log-info"])
 def test_round_trip_and_generation_detection(name: str, layout: str) -> None:
     blob = build_platform(name, layout).slrt
-    table = slrt.parse_slrt(blob, SLRT_BASE)
+    table = slrt.parse_slrt(Region(blob, SLRT_BASE))
     assert table.layout == layout and table.candidates == (layout,)
     rebuilt = slrt.build_slrt(layout, [(e.name, e.fields) for e in table.entries], max_size=table.header["max_size"])
     assert rebuilt == blob
@@ -30,7 +31,7 @@ def test_entry_sizes_follow_the_spec_tables() -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_log_info_and_policy_decode_in_every_generation(layout: str) -> None:
-    table = slrt.parse_slrt(build_platform("clean", layout).slrt, SLRT_BASE)
+    table = slrt.parse_slrt(Region(build_platform("clean", layout).slrt, SLRT_BASE))
     assert table.log_info == slrt.LogInfo("tpm20", 0x7A010000, 0x10000)
     assert [slrt.evt_info_text(p["evt_info"]) for p in table.policy][0] == "Measured SLR Table"
     assert [p["entity"] for p in table.policy] == [0x7A100000 + 0x1000 * i for i in range(5)]
@@ -38,12 +39,12 @@ def test_log_info_and_policy_decode_in_every_generation(layout: str) -> None:
 
 
 def test_missing_log_info_is_none() -> None:
-    assert slrt.parse_slrt(build_platform("slrt-no-log-info").slrt, SLRT_BASE).log_info is None
+    assert slrt.parse_slrt(Region(build_platform("slrt-no-log-info").slrt, SLRT_BASE)).log_info is None
 
 
 def test_bad_magic() -> None:
     with pytest.raises(FormatError, match="MTRD") as err:
-        slrt.parse_slrt(build_platform("slrt-bad-magic").slrt, SLRT_BASE)
+        slrt.parse_slrt(Region(build_platform("slrt-bad-magic").slrt, SLRT_BASE))
     assert err.value.offset == SLRT_BASE and err.value.field == "magic"
 
 
@@ -53,7 +54,7 @@ def test_entry_size_zero_is_an_error_not_a_loop(layout: str) -> None:
     width = 2 if layout in ("v7", "v9") else 4
     blob[16 + width : 16 + 2 * width] = bytes(width)
     with pytest.raises(FormatError) as err:
-        slrt.parse_slrt(bytes(blob), SLRT_BASE)
+        slrt.parse_slrt(Region(bytes(blob), SLRT_BASE))
     assert err.value.offset == SLRT_BASE + 16 and err.value.field == "size"
 
 
@@ -61,7 +62,7 @@ def test_size_past_max_size() -> None:
     blob = bytearray(build_platform("clean").slrt)
     blob[8:12] = (0x2000).to_bytes(4, "little")
     with pytest.raises(FormatError, match="max_size"):
-        slrt.parse_slrt(bytes(blob), SLRT_BASE)
+        slrt.parse_slrt(Region(bytes(blob), SLRT_BASE))
 
 
 SEEDS = [build_platform("clean", layout).slrt[:0x400] for layout in LAYOUTS]
@@ -74,7 +75,7 @@ def test_mutated_tables_give_only_format_errors(seed: bytes, data: st.DataObject
     for _ in range(data.draw(st.integers(1, 6))):
         blob[data.draw(st.integers(0, 0x3FF))] = data.draw(st.integers(0, 255))
     try:
-        table = slrt.parse_slrt(bytes(blob), SLRT_BASE)
+        table = slrt.parse_slrt(Region(bytes(blob), SLRT_BASE))
     except FormatError as err:
         assert err.offset is None or SLRT_BASE <= err.offset < SLRT_BASE + len(blob)
         return
