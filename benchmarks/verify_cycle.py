@@ -6,7 +6,7 @@ Prints, in one run:
 - the wall time of a verification cycle inside one process (sld.verify with an open Tpm, as the
   daemon runs it) as a ratio to one `tpm2_pcrread` process reading the same 12 PCRs over the same TCTI
   (goal <= 0.5).
-Run: .venv/bin/python benchmarks/verify_cycle.py
+Run from the checkout: PYTHONPATH=. .venv/bin/python benchmarks/verify_cycle.py (the relay lives in tests/)
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 from sld.errors import FormatError, SldError
 from sld.formats import eventlog, heap, registers, slrt
 from sld.formats._util import Region
+from sld.formats.heap import OsMleData
 from sld.platform.memory import PhysicalMemory
 from sld.platform.source import Source
 
@@ -33,7 +34,7 @@ class Snapshot:
     source_name: str
     registers: registers.TxtRegisters | None = None
     heap: heap.Heap | None = None
-    os_mle: heap.OsMleData | None = None
+    os_mle: OsMleData | None = None
     slrt: slrt.Slrt | None = None
     log_pointer: dict[str, Any] | None = None
     log: eventlog.EventLog | None = None

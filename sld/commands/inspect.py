@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
         snap = discover(source)
     stage = {"regs": "registers"}.get(args.what, args.what)
     value = _reached(snap, stage)
-    show = {"registers": _show_registers, "heap": lambda h, a, s: _show_heap(h, snap.os_mle, a, s),
-            "slrt": _show_slrt, "log": _show_log}[stage]
+    shows: dict[str, Callable[[Any, argparse.Namespace, str], None]] = {
+        "registers": _show_registers, "heap": lambda h, a, s: _show_heap(h, snap.os_mle, a, s), "slrt": _show_slrt,
+        "log": _show_log}
+    show = shows[stage]
     show(value, args, snap.source_name)
     return 0
 

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from sld.errors import FormatError
 from sld.formats import heap
-from sld.formats._util import Region
+from sld.formats._util import Region, build
 from sld.sim.builder import HEAP_BASE, HEAP_SIZE, build_platform
 from sld.sim.scenarios import LAYOUTS
+from tests.roundtrip import assert_declaration_round_trip, assert_round_trip
 
 SCENARIOS = ("clean", "clean-tpm12", "clean-sha384")
 
@@ -31,9 +32,41 @@ def rebuild(h: heap.Heap, os_mle_layout: str) -> bytes:
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_build_parse_build_is_byte_identical(name: str, layout: str) -> None:
-    blob = build_platform(name, layout).heap
-    h = heap.parse_heap(Region(blob, HEAP_BASE))
-    assert rebuild(h, heap.OS_MLE_LAYOUT_OF[layout]) == blob
+    assert_round_trip(heap.parse_heap, lambda h: rebuild(h, heap.OS_MLE_LAYOUT_OF[layout]),
+                      build_platform(name, layout).heap, HEAP_BASE)
+
+
+@pytest.mark.parametrize("name", ["BiosData", "OsSinitData", "SinitMleData"])
+def test_table_declarations_round_trip(name: str) -> None:
+    h = heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE))
+    decl, _ = heap.TABLE_DECLS[name]
+    fields = h.table(name).fields
+    assert_declaration_round_trip(decl, build(decl, fields, name), fields)
+
+
+@pytest.mark.parametrize("etype", sorted(heap.ELEMENT_DATA))
+def test_element_payload_declarations_round_trip(etype: int) -> None:
+    elements = [e for t in heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE)).tables
+                for e in t.elements if e.type == etype]
+    samples = {1: {"major": 2, "minor": 0, "revision": 0}, 2: {"num_acms": 2, "acm_addrs": [0xFFE00000, 0x1000]},
+               5: {"address": 0x7A010000},
+               7: {"count": 1, "logs": [{"hash_alg": 0xB, "reserved": 0, "address": 0x7A010000,
+                                          "allocated_size": 0x10000, "first_record_offset": 0,
+                                          "next_record_offset": 0x200}]},
+               8: {"address": 0x7A010000, "allocated_size": 0x10000, "first_record_offset": 0,
+                   "next_record_offset": 0x200}}
+    for fields in [*(e.fields for e in elements), samples[etype]]:
+        decl = heap.ELEMENT_DATA[etype]
+        assert_declaration_round_trip(decl, build(decl, fields, "element"), fields)
+
+
+@pytest.mark.parametrize("layout", sorted(heap.OS_MLE_LAYOUTS))
+def test_os_mle_declarations_round_trip(layout: str) -> None:
+    fields = {"version": 1, "boot_params_addr": 0x8C000, "reserved": 0, "slrt": 0x7A000000, "txt_info": 0x7A000400,
+              "ap_wake_block": 0x9D000, "ap_wake_block_size": 0x4000, "mle_scratch": bytes(64)}
+    decl = heap.OS_MLE_LAYOUTS[layout]
+    fields = {c.name: fields[c.name] for c in decl.subcons}
+    assert_declaration_round_trip(decl, heap.build_os_mle(layout, fields), fields)
 
 
 def test_tables_chain_and_decode() -> None:
@@ -103,3 +136,20 @@ def test_mutated_heaps_give_only_format_errors(data: st.DataObject) -> None:
         assert err.offset is None or HEAP_BASE <= err.offset <= HEAP_BASE + cut
         return
     assert sum(t.size for t in h.tables) <= cut
+
+
+def test_region_slices_keep_their_address() -> None:
+    r = Region(bytes(range(64)), 0x7B000000)
+    inner = r[8:40][4:]
+    assert (inner.base, len(inner), inner[0], inner.uint(0, 2), bytes(inner[:2])) == (0x7B00000C, 28, 12, 0x0D0C,
+                                                                                      b"\x0c\x0d")
+    with pytest.raises(FormatError) as err:
+        inner.parse(heap.ElementHeader, "probe", 24)
+    assert err.value.offset == 0x7B00000C + 24 and "truncated" in str(err.value)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_os_mle_shape_is_the_slrt_generations(layout: str) -> None:
+    h = heap.parse_heap(Region(build_platform("clean", layout).heap, HEAP_BASE))
+    chosen = heap.os_mle_for(heap.os_mle_candidates(h.os_mle_data), 0x7A000000, layout)
+    assert chosen.layout == heap.OS_MLE_LAYOUT_OF[layout] and chosen.fields["slrt"] == 0x7A000000

@@ -11,16 +11,27 @@ from sld.formats import slrt
 from sld.formats._util import Region
 from sld.sim.builder import SLRT_BASE, build_platform
 from sld.sim.scenarios import LAYOUTS
+from tests.roundtrip import assert_declaration_round_trip, assert_round_trip
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", ["clean", "clean-tpm12", "slrt-no-log-info"])
 def test_round_trip_and_generation_detection(name: str, layout: str) -> None:
-    blob = build_platform(name, layout).slrt
-    table = slrt.parse_slrt(Region(blob, SLRT_BASE))
+    def rebuild(t: slrt.Slrt) -> bytes:
+        return slrt.build_slrt(layout, [(e.name, e.fields) for e in t.entries], max_size=t.header["max_size"])
+
+    table = assert_round_trip(slrt.parse_slrt, rebuild, build_platform(name, layout).slrt, SLRT_BASE)
     assert table.layout == layout and table.candidates == (layout,)
-    rebuilt = slrt.build_slrt(layout, [(e.name, e.fields) for e in table.entries], max_size=table.header["max_size"])
-    assert rebuilt == blob
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_entry_declarations_round_trip(layout: str) -> None:
+    blob = build_platform("clean", layout).slrt
+    table = slrt.parse_slrt(Region(blob, SLRT_BASE))
+    for e in table.entries:
+        raw = blob[e.offset - SLRT_BASE : e.offset - SLRT_BASE + e.size]
+        assert_declaration_round_trip(slrt.entry_struct(layout, e.tag), raw, {"tag": e.tag, "size": e.size,
+                                                                              "body": e.fields})
 
 
 def test_entry_sizes_follow_the_spec_tables() -> None:
