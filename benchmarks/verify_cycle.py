@@ -6,7 +6,7 @@ Prints, in one run:
 - the wall time of a verification cycle inside one process (sld.verify with an open Tpm, as the
   daemon runs it) as a ratio to one `tpm2_pcrread` process reading the same 12 PCRs over the same TCTI
   (goal <= 0.5).
-Run: .venv/bin/python benchmarks/verify_cycle.py
+Run from the checkout: PYTHONPATH=. .venv/bin/python benchmarks/verify_cycle.py (the relay lives in tests/)
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sld.platform.source import open_source
 from sld.sim.builder import build_platform
-from sld.sim.proxy import TpmProxy
 from sld.sim.swtpm import Swtpm, launch
 from sld.tpm import Tpm
 from sld.verify import verify
+from tests.relay import TpmProxy
 
 RUNS = 50
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sld.service.control import request
-from sld.sim.proxy import TpmProxy
+from tests.relay import TpmProxy
 from tests.swtpm.conftest import Sim
 
 
