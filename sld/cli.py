@@ -52,6 +52,8 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
 
+    from sld.vocab import Mode
+
     ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
                          description="With no option but --json and --socket the running daemon verifies and "
                          "answers; with --local or any other option, or with no daemon answering, sld verifies "
@@ -66,7 +68,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
                      help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
                           "default: the configuration's [tpm] locality)")
-    ver.add_argument("--mode", choices=("auto", "validate", "perform"),
+    ver.add_argument("--mode", choices=tuple(Mode),
                      help="validate never extends; auto/perform extend events logged but not extended in the "
                           "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
                           "configuration's [verify] mode)")
