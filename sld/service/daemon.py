@@ -99,7 +99,7 @@ class Daemon:
         try:
             policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                    lock=self.config.verify.lock, policy=policy)
+                                    policy=policy)
         except SldError as err:
             self._degraded(err)
         except Exception as err:  # a bug must not kill the watchdog-supervised service; systemd sees STATUS

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sld.service.control import request
-from sld.sim.proxy import TpmProxy
+from tests.relay import TpmProxy
 from tests.swtpm.conftest import Sim
 
 
@@ -70,7 +70,6 @@ spec = "image:{info['image']}"
 tcti = "{proxy.tcti}"
 [verify]
 interval = 1
-lock = "{tmp_path / 'lock'}"
 [metrics]
 enabled = false
 [control]
@@ -123,8 +122,7 @@ def start(tmp_path: Path, info: dict[str, str], extra: str) -> Daemon:
     the [verify] keys (more of them, then other sections)."""
     conf = tmp_path / "sld.toml"
     conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n[control]\n'
-                    f'socket = "{tmp_path / "control.sock"}"\n[verify]\ninterval = 1\nlock = "{tmp_path / "lock"}"\n'
-                    + extra)
+                    f'socket = "{tmp_path / "control.sock"}"\n[verify]\ninterval = 1\n' + extra)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(0.2)

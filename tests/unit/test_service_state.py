@@ -31,7 +31,7 @@ def test_a_verdict_is_current_only_while_running_or_failed() -> None:
     assert degraded.verdict_age(130.0) == 30.0
     failed = DaemonStatus(state=DaemonState.FAILED, verdict=verdict(Result.NOT_LAUNCHED))
     assert not failed.stale and not failed.launch_verified and failed.exit_code == 3
-    assert DaemonStatus().exit_code == 5 and DaemonStatus().verdict_age(1.0) is None
+    assert DaemonStatus().exit_code == 4 and DaemonStatus().verdict_age(1.0) is None
 
 
 def test_failed_checks_are_the_verdicts_check_ids() -> None:
