@@ -9,6 +9,7 @@ without their PCR part.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,32 @@ def test_json_output_is_unchanged(case: tuple[Path, str, str]) -> None:
     assert _inspect(cwd, path, "--pcrs", "--json") == golden
     events_only = golden[: golden.index(b',\n  "pcrs": {')] + b"\n}\n"
     assert _inspect(cwd, path, "--json") == events_only
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "link to /dev/zero", "FIFO", "directory"])
+def test_what_is_not_a_regular_file_is_refused_with_a_typed_error(tmp_path: Path, kind: str) -> None:
+    """Once a MemoryError (exit 70) or a hang (issue 17): now exit 3 naming the file, at once."""
+    path = tmp_path / "log"
+    if kind == "/dev/zero":
+        path = Path("/dev/zero")
+    elif kind == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "log", "--file", str(path), "--json"],
+                         capture_output=True, text=True, timeout=20)
+    assert run.returncode == 3, run.stderr
+    assert f"file:{path}" not in run.stdout and str(path) in run.stderr and "not a regular file" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_record_past_the_end_of_a_streamed_file_is_a_typed_error(tmp_path: Path) -> None:
+    log = (GOLDEN / "built-agile-4banks.bin").read_bytes()
+    path = tmp_path / "cut.bin"
+    path.write_bytes(log[:700])
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "log", "--file", str(path)],
+                         capture_output=True, text=True, timeout=20)
+    assert run.returncode == 1 and "TCG_PCR_EVENT2" in run.stderr and "truncated" in run.stderr
+    assert "Traceback" not in run.stderr
