@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sld.errors import TpmError
-from sld.formats.eventlog import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
@@ -53,7 +54,8 @@ def _binding() -> tuple[Any, Any]:
         spec = (importlib.machinery.PathFinder.find_spec(name, package.submodule_search_locations)
                 if package and package.submodule_search_locations else None)
         if spec is None or spec.loader is None:
-            raise TpmError("unavailable", "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
+            raise TpmError(TpmErrorKind.UNAVAILABLE,
+                           "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
         module = importlib.util.module_from_spec(spec)
         os.environ.setdefault("TSS2_LOG", "all+NONE")  # errors are ours to report, not esys's stderr chatter
         spec.loader.exec_module(module)
@@ -86,14 +88,14 @@ def classify(err: Exception, what: str) -> TpmError:
     if isinstance(err, Tss2Error):
         rc, layer, code = err.rc, err.rc & 0xFF0000, err.error
         if layer == 0 and code == RC_LOCALITY:
-            return TpmError("locality", f"{what}: TPM_RC_LOCALITY", rc=rc)
+            return TpmError(TpmErrorKind.LOCALITY, f"{what}: TPM_RC_LOCALITY", rc=rc)
         if layer == 0 and code in RETRIABLE:
-            return TpmError("retry", f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)",
-                            rc=rc)
+            return TpmError(TpmErrorKind.RETRY,
+                            f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)", rc=rc)
         if layer in TRANSPORT_LAYERS:
-            return TpmError("unavailable", f"{what}: {err}", rc=rc)
-        return TpmError("command", f"{what}: {err}", rc=rc)
-    return TpmError("unavailable", f"{what}: {err}")
+            return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}", rc=rc)
+        return TpmError(TpmErrorKind.COMMAND, f"{what}: {err}", rc=rc)
+    return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}")
 
 
 class Tpm:
@@ -113,13 +115,13 @@ class Tpm:
             self._check(self._lib.Esys_Initialize(self._esys, self._tcti[0], self._ffi.NULL))
         except Tss2Error as err:
             self.close()
-            raise TpmError("unavailable", f"cannot open TCTI {tcti!r}: {err}") from None
+            raise TpmError(TpmErrorKind.UNAVAILABLE, f"cannot open TCTI {tcti!r}: {err}") from None
         if locality is not None:
             self.set_locality(locality)
 
     def _require_open(self, what: str) -> None:
         if not self._release.alive:
-            raise TpmError("unavailable", f"{what}: the TPM connection is closed")
+            raise TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: the TPM connection is closed")
 
     def _check(self, rc: int) -> None:
         if rc:
@@ -134,7 +136,7 @@ class Tpm:
                 raise Tss2Error(0xA0002, "tcti:not implemented")  # TSS2_TCTI_RC_NOT_IMPLEMENTED
             self._check(common.setLocality(self._tcti[0], locality))
         except Tss2Error as err:
-            raise TpmError("locality", f"TCTI {self.tcti_string!r} cannot select locality {locality}: {err}",
+            raise TpmError(TpmErrorKind.LOCALITY, f"TCTI {self.tcti_string!r} cannot select locality {locality}: {err}",
                            rc=err.rc) from None
 
     def close(self) -> None:
@@ -161,7 +163,7 @@ class Tpm:
                 return fn()
             except (Tss2Error, OSError) as err:
                 classified = classify(err, what)
-                if classified.kind != "retry" or attempt == RETRY_ATTEMPTS - 1:
+                if classified.kind != TpmErrorKind.RETRY or attempt == RETRY_ATTEMPTS - 1:
                     raise classified from None
             time.sleep(delay)
             delay *= 2
@@ -196,7 +198,8 @@ class Tpm:
                 want[bank].discard(pcr)
             if not got:
                 missing = {b: sorted(p) for b, p in want.items() if p}
-                raise TpmError("command", f"TPM2_PCR_Read returned nothing for {missing} (bank not allocated?)")
+                raise TpmError(TpmErrorKind.COMMAND,
+                               f"TPM2_PCR_Read returned nothing for {missing} (bank not allocated?)")
         return out
 
     def _pcr_read(self, want: Mapping[str, set[int]]) -> list[tuple[str, int, bytes]]:
@@ -232,7 +235,7 @@ class Tpm:
         ffi = self._ffi
         values = ffi.new("TPML_DIGEST_VALUES *")
         if len(digests) > len(values.digests) or any(len(d) != DIGEST_SIZE.get(b) for b, d in digests.items()):
-            raise TpmError("command", f"TPM2_PCR_Extend(PCR{pcr}): digests that no TPM bank takes: "
+            raise TpmError(TpmErrorKind.COMMAND, f"TPM2_PCR_Extend(PCR{pcr}): digests that no TPM bank takes: "
                            + ", ".join(f"{b} ({len(d)} bytes)" for b, d in digests.items()))
         values.count = len(digests)
         for i, (bank, digest) in enumerate(digests.items()):
@@ -242,8 +245,8 @@ class Tpm:
             self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: self._check(self._lib.Esys_PCR_Extend(
                 self._esys[0], pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, values)))
         except TpmError as err:
-            if err.kind == "locality":
+            if err.kind == TpmErrorKind.LOCALITY:
                 hint = LOCALITY_HINT["device" if self.tcti_string.startswith("device") else "other"]
                 need = PCR_EXTEND_LOCALITIES.get(pcr, "0-4")
-                raise TpmError("locality", hint.format(pcr=pcr, need=need), rc=err.rc) from None
+                raise TpmError(TpmErrorKind.LOCALITY, hint.format(pcr=pcr, need=need), rc=err.rc) from None
             raise

@@ -163,8 +163,8 @@ def decode_errorcode(value: int) -> ErrorCode:
     value &= 0xFFFFFFFF
     valid, external = bool(value >> 31 & 1), bool(value >> 30 & 1)
     type1, sw, type2 = (value >> 16) & 0x3FFF, bool(value >> 15 & 1), value & 0x7FFF
-    fields = {"value": value, "valid": valid, "external": external, "type1": type1, "software_source": sw,
-              "type2": type2}
+    fields: dict[str, Any] = {"value": value, "valid": valid, "external": external, "type1": type1,
+                              "software_source": sw, "type2": type2}
     if not valid:
         return ErrorCode(**fields, kind="none", name="none", text="no error")
     if not external:

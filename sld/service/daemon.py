@@ -156,7 +156,7 @@ class Daemon:
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
         from sld.quarantine.policy import Quarantine
-        from sld.service import control, metrics
+        from sld.service import control, http, metrics
 
         self.quarantine = Quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine.active:
@@ -165,7 +165,7 @@ class Daemon:
         self.registry = metrics.registry_for(self)
         if m.enabled and not m.textfile:
             try:
-                self._servers.append(metrics.serve(self.registry, m))
+                self._servers.append(http.serve(self.registry, m))
             except (OSError, ssl.SSLError) as err:
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group))

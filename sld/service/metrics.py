@@ -6,17 +6,10 @@ every label value comes from a fixed set (check ids, PCR numbers, bank names, Tp
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import socket
-import ssl
-import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import make_server
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, exposition, write_to_textfile
+from prometheus_client import CollectorRegistry, ProcessCollector, write_to_textfile
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,13 +21,11 @@ from prometheus_client.core import (
 
 from sld import __version__
 from sld.checks import CATALOGUE
-from sld.config import MetricsConfig
 from sld.formats.registers import E2STS_BITS, ESTS_BITS, STS_BITS
 
 if TYPE_CHECKING:
     from sld.service.daemon import Daemon
 
-BACKLOG = 256
 STATES = ("starting", "running", "degraded", "failed", "stopping")
 
 
@@ -119,48 +110,6 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     registry.register(SldCollector(daemon))
     ProcessCollector(registry=registry)
     return registry
-
-
-class _Server(exposition.ThreadingWSGIServer):
-    """prometheus-client's threading WSGI server with a listen backlog for bursts of scrapers
-    (socketserver's default of 5 resets connections when a fleet's scrapers arrive together)."""
-
-    request_queue_size = BACKLOG
-
-
-def _basic_auth(app: Any, user: str, password_sha256: str) -> Any:
-    """Require HTTP basic auth; the password is configured as its SHA-256 so the file holds no secret."""
-    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        ok = False
-        if header.startswith("Basic "):
-            try:
-                name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                name, password = "", ""
-            digest = hashlib.sha256(password.encode()).hexdigest()
-            ok = hmac.compare_digest(name, user) & hmac.compare_digest(digest, password_sha256.lower())
-        if ok:
-            return app(environ, start_response)
-        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="sld"'), ("Content-Type", "text/plain")])
-        return [b"authentication required\n"]
-
-    return guarded
-
-
-def serve(registry: CollectorRegistry, m: MetricsConfig) -> Any:
-    """prometheus-client's WSGI app and server, with TLS (cert/key) and basic auth when configured."""
-    app = exposition.make_wsgi_app(registry)
-    if m.basic_auth_user:
-        app = _basic_auth(app, m.basic_auth_user, m.basic_auth_password_sha256)
-    _Server.address_family = socket.AF_INET6 if ":" in m.listen else socket.AF_INET
-    server = make_server(m.listen, m.port, app, _Server, handler_class=exposition._SilentHandler)
-    if m.certfile and m.keyfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(m.certfile, m.keyfile)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server
 
 
 def write_textfile(registry: CollectorRegistry, path: str) -> None:
