@@ -38,6 +38,7 @@ class VerifyConfig:
     interval: float = 60.0
     lock: str = "/run/sld/extend.lock"
     policy: str = ""
+    state_dir: str = "/var/lib/sld"
 
 
 @dataclass(frozen=True)

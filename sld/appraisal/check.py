@@ -16,7 +16,8 @@ from typing import Any
 
 from sld.appraisal.create import event_text
 from sld.appraisal.model import Part, Policy
-from sld.formats.eventlog import Event, EventLog, event_type_name
+from sld.formats.eventlog import Event, EventLog
+from sld.formats.names import event_type_name
 from sld.replay import DRTM_PCRS, extends
 
 

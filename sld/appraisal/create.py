@@ -12,22 +12,31 @@ import json
 import re
 from collections.abc import Iterable
 
-from sld.appraisal.model import SECURE_LAUNCH_EVENT, Group, Part, Policy, SinitPolicy
+from sld.appraisal.model import Group, Part, Policy, SinitPolicy
 from sld.formats.acm import Acm
-from sld.formats.eventlog import Event, EventLog, event_type_name
+from sld.formats.eventlog import Event, EventLog
+from sld.formats.names import (
+    EVTYPE_CAP_VALUE,
+    EVTYPE_HASH_START,
+    EVTYPE_LCP_CONTROL_HASH,
+    EVTYPE_MLE_HASH,
+    EVTYPE_STM_HASH,
+    SLAUNCH,
+    event_type_name,
+)
 from sld.replay import extends
 
 # type -> (group, part name, what it measures)  [SDG App. E; spec §4.4]
 TYPE_PARTS: dict[int, tuple[Group, str, str]] = {
-    0x402: (Group.PLATFORM, "sinit", "the SINIT ACM: HASH_START is the DRTM's first measurement, of the SINIT's "
-            "hash and the SENTER EDX (its identity; SDG App. E)"),
+    EVTYPE_HASH_START: (Group.PLATFORM, "sinit", "the SINIT ACM: HASH_START is the DRTM's first measurement, of "
+                        "the SINIT's hash and the SENTER EDX (its identity; SDG App. E)"),
     0x40A: (Group.PLATFORM, "bios-acm", "the BIOS ACM's registers (BIOSAC_REG_DATA: BIOS ACM ID, flags)"),
     0x40B: (Group.PLATFORM, "cpu-scrtm", "the CPU S-CRTM status (CPU_SCRTM_STAT: which CRTM started the platform)"),
-    0x40C: (Group.PLATFORM, "lcp-control", "the launch control policy's control value (LCP_CONTROL_HASH; the hash "
-            "of a zero u32 means no LCP: SINIT launches any MLE)"),
+    EVTYPE_LCP_CONTROL_HASH: (Group.PLATFORM, "lcp-control", "the launch control policy's control value "
+                              "(LCP_CONTROL_HASH; the hash of a zero u32 means no LCP: SINIT launches any MLE)"),
     0x40D: (Group.PLATFORM, "lcp-elements", "the LCP policy elements (ELEMENTS_HASH)"),
-    0x40E: (Group.PLATFORM, "stm", "the SMI transfer monitor (STM_HASH; the hash of a zero byte means no STM: "
-            "SMM stays in the TCB)"),
+    EVTYPE_STM_HASH: (Group.PLATFORM, "stm", "the SMI transfer monitor (STM_HASH; the hash of a zero byte means "
+                      "no STM: SMM stays in the TCB)"),
     0x40F: (Group.PLATFORM, "os-sinit-caps", "the OsSinitData capabilities the loader asked for "
             "(OSSINITDATA_CAP_HASH; SDG C.4)"),
     0x410: (Group.PLATFORM, "sinit-pubkey", "the key that signed the SINIT (SINIT_PUBKEY_HASH)"),
@@ -35,8 +44,8 @@ TYPE_PARTS: dict[int, tuple[Group, str, str]] = {
     0x412: (Group.PLATFORM, "lcp-details", "the launch control policy details (LCP_DETAILS_HASH)"),
     0x413: (Group.PLATFORM, "lcp-authorities", "the launch control policy authorities (LCP_AUTHORITIES_HASH)"),
     0x414: (Group.PLATFORM, "nv-info", "the TPM NV indices the SINIT read (NV_INFO_HASH)"),
-    0x4FF: (Group.PLATFORM, "cap", "a cap (CAP_VALUE): the PCR was closed against further use"),
-    0x404: (Group.OS, "mle", "the MLE: the kernel image SINIT measured before jumping to it (MLE_HASH)"),
+    EVTYPE_CAP_VALUE: (Group.PLATFORM, "cap", "a cap (CAP_VALUE): the PCR was closed against further use"),
+    EVTYPE_MLE_HASH: (Group.OS, "mle", "the MLE: the kernel image SINIT measured before jumping to it (MLE_HASH)"),
 }
 # Secure Launch event text (prefix) -> (group, part name, what it measures)  [spec §6, GRUB slrt.c]
 TEXT_PARTS: tuple[tuple[str, Group, str, str], ...] = (
@@ -52,7 +61,7 @@ TEXT_PARTS: tuple[tuple[str, Group, str, str], ...] = (
 
 def event_text(event: Event) -> str | None:
     """A Secure Launch event's text (evt_info, no NUL; spec §6); None for every other type."""
-    if event.type != SECURE_LAUNCH_EVENT:
+    if event.type != SLAUNCH:
         return None
     return bytes(event.data).split(b"\0", 1)[0].decode("ascii", "replace")
 

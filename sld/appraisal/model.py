@@ -21,9 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from sld.errors import ConfigError
-from sld.formats.eventlog import DIGEST_SIZE, EVENT_TYPES, event_type_name
+from sld.formats.names import DIGEST_SIZE, EVENT_TYPES, event_type_name
 
-SECURE_LAUNCH_EVENT = 0x502  # TXT_EVTYPE_SLAUNCH / SL_EVTYPE_SECURE_LAUNCH: its data is the entity's text
 # Type names as the one event-type table spells them, and without the EVTYPE_ prefix (``type = "MLE_HASH"``).
 EVENT_TYPE_BY_NAME = {n: t for t, n in EVENT_TYPES.items()} | \
     {n.removeprefix("EVTYPE_"): t for t, n in EVENT_TYPES.items()}
