@@ -9,11 +9,8 @@ and nothing is extended.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -21,21 +18,23 @@ from sld import posture
 from sld.appraisal.model import Policy
 from sld.checks import Check
 from sld.discover import Snapshot, discover
-from sld.errors import SldError, TpmError
+from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
+from sld.lock import extend_lock
 from sld.platform.source import Source
 from sld.replay import DRTM_PCRS, extends, prefix_states
 from sld.statedir import read_record, write_record
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
-DEFAULT_LOCK = "/run/sld/extend.lock"
 SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
 RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
 class PcrDevice(Protocol):
-    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI)."""
+    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI; the extend lock is keyed to it)."""
+
+    tcti_string: str
 
     def banks(self) -> tuple[str, ...]: ...
 
@@ -128,23 +127,6 @@ def compare(log: EventLog, actual: Mapping[str, Mapping[int, bytes]], banks: Ite
     return tuple(out)
 
 
-@contextmanager
-def extend_lock(path: str) -> Iterator[None]:
-    """One extender at a time across the daemon and any CLI (flock; released by the kernel on crash)."""
-    try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise SldError(f"extend lock {path}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
 def _platform_checks(snap: Snapshot) -> list[Check]:
     """Facts from the registers, heap, SLRT and log; each with its evidence."""
     checks = []
@@ -212,11 +194,11 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
     return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
 
 
-def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -> tuple[tuple[PcrState, ...],
-                                                                                   list[int], Check]:
+def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tuple[PcrState, ...], list[int],
+                                                                             Check]:
     """Under the lock: re-read (another extender may have finished), extend what remains, re-read."""
     done: list[int] = []
-    with extend_lock(lock):
+    with extend_lock(tpm.tcti_string):
         states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         by_index = {e.index: e for e in log.events}
         # Log order across PCRs, as the kernel would have extended them.
@@ -241,8 +223,8 @@ def verify(source: Source, tpm: PcrDevice, **kwargs: Any) -> Verdict:
     return verify_snapshot(source, tpm, **kwargs)[0]
 
 
-def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, lock: str = DEFAULT_LOCK,
-                    policy: Policy | None = None, state_dir: str | None = None) -> tuple[Verdict, Snapshot]:
+def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Policy | None = None,
+                    state_dir: str | None = None) -> tuple[Verdict, Snapshot]:
     """:func:`verify`, also returning what was read (``sld policy create`` describes that launch).
 
     With ``state_dir`` the SINIT is compared with the one this host last launched with, and a verified
@@ -264,7 +246,7 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, l
                             "PCR17 was reset by a dynamic launch" if launched else
                             "PCR17 is all-ones: no dynamic launch since the TPM reset"))
         if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
-            states, extended, extend_check = _perform(tpm, snap.log, banks, lock)
+            states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
         capped = posture.unmeasured(snap.log, banks)
         states = tuple(replace(s, unmeasured=capped.get(s.pcr, ())) for s in states)

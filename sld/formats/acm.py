@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import construct as cs
 
-from sld.formats._util import build, parse_at
+from sld.formats._util import Region, build
 
 MODULE_TYPE_CHIPSET = 2  # SDG A.1: ModuleType 2 = chipset ACM (BIOS ACM and SINIT alike)
 MODULE_SUBTYPE_SINIT = 0  # 0: SINIT (run by SENTER); 1: BIOS ACM capable of running at reset
@@ -73,10 +73,10 @@ def looks_like_acm(data: bytes) -> bool:
         head.HeaderLen * 4 >= HEADER_SIZE
 
 
-def parse_acm(data: bytes, address: int) -> Acm:
-    """The header at physical ``address`` (SINIT.BASE); FormatError names the field and address."""
-    head = parse_at(AcmHeader, data, 0, "ACM header", address)
-    return Acm(address, head.TxtSvn, head.SeSvn, head.Date, head.ChipsetID, head.Flags)
+def parse_acm(region: Region) -> Acm:
+    """The header at the region's address (SINIT.BASE); FormatError names the field and address."""
+    head = region.parse(AcmHeader, "ACM header")
+    return Acm(region.base, head.TxtSvn, head.SeSvn, head.Date, head.ChipsetID, head.Flags)
 
 
 def build_acm(*, txt_svn: int, se_svn: int, date: int, size: int, chipset_id: int = 0xB00C) -> bytes:

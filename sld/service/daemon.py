@@ -73,8 +73,7 @@ class Daemon:
             try:
                 policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
                 verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                        lock=self.config.verify.lock, policy=policy,
-                                        state_dir=self.config.verify.state_dir or None)
+                                        policy=policy, state_dir=self.config.verify.state_dir or None)
             except SldError as err:
                 self._degraded(err)
                 return None

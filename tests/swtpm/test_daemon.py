@@ -56,7 +56,6 @@ tcti = "{sim.info['tcti']}"
 locality = 2
 [verify]
 interval = {interval}
-lock = "{sim.root / 'extend.lock'}"
 [metrics]
 port = {port}
 [control]
@@ -208,9 +207,13 @@ def test_load_1000_scrapes_and_100_verifies_while_it_loops(daemon: Running) -> N
 
 def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
     import base64
-    import hashlib
     import ssl
     import urllib.error
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
 
     sim.up("clean")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -219,9 +222,9 @@ def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
                    check=True, capture_output=True)
     port = free_port_pair()
     conf = tmp_path / "sld.toml"
-    secret = hashlib.sha256(b"s3cret").hexdigest()
-    conf.write_text(config(sim, port).replace("[metrics]\n", f'[metrics]\ncertfile = "{cert}"\nkeyfile = "{key}"\n'
-                    f'basic_auth_user = "prom"\nbasic_auth_password_sha256 = "{secret}"\n'))
+    secret = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    conf.write_text(config(sim, port).replace("[metrics]\n", f'[metrics]\ncertfile = "{cert}"\nkeyfile = "{key}"\n')
+                    + f'[metrics.basic_auth_users]\nprom = "{secret}"\n')
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
                             stderr=subprocess.DEVNULL)
     try:
