@@ -23,12 +23,12 @@ from sld.errors import SldError, TpmError
 from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.formats.registers import SINIT_SUCCESS
+from sld.paths import DEFAULT_LOCK
 from sld.platform.source import Source
 from sld.policy import Policy, violations
 from sld.replay import DRTM_PCRS, extends, prefix_states
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
-DEFAULT_LOCK = "/run/sld/extend.lock"
 RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from sld.vocab import LogCategory, choices
+
 MESSAGE_IDS = {
     "verified": "00113a113da54ac992c40ef820f74e5b",
     "failed": "ddc83d0bbd9a4054b8f76c4a1bde17ca",
@@ -21,7 +23,7 @@ MESSAGE_IDS = {
     "config-reloaded": "7392f52949994eb586317507450a51eb",
     "quarantine": "c0b147b3e30249af9097e27156615e6d",
 }
-CATEGORIES = ("sources", "tpm", "replay", "metrics", "net", "control")
+CATEGORIES = choices(LogCategory)
 
 log = logging.getLogger("sld")
 
