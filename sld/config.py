@@ -16,7 +16,6 @@ import grp
 import ipaddress
 import os
 import re
-import stat
 import tomllib
 import types
 import typing
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sld.errors import ConfigError
-from sld.paths import DEFAULT_CONFIG, DEFAULT_LOCK, DEFAULT_SOCKET, DEFAULT_TCTI
+from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET, DEFAULT_TCTI
 from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 
@@ -44,7 +43,6 @@ class TpmConfig:
 class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
-    lock: str = DEFAULT_LOCK
     policy: str = ""
 
 
@@ -151,15 +149,6 @@ def _validate(key: str, value: Any) -> None:
 
 
 def _check_verify(v: VerifyConfig) -> None:
-    try:
-        mode = os.lstat(v.lock).st_mode
-    except FileNotFoundError:
-        mode = stat.S_IFREG
-    except OSError as err:
-        raise ConfigError(f"{v.lock}: {err.strerror}", key="verify.lock") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{v.lock} exists and is not a regular file (the lock is only taken on a file of "
-                          "its own)", key="verify.lock")
     if v.policy and not os.path.isfile(v.policy):
         raise ConfigError(f"{v.policy}: no such file", key="verify.policy")
 

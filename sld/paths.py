@@ -3,5 +3,4 @@ client and the TPM layer, so importing the configuration never loads the client 
 
 DEFAULT_CONFIG = "/etc/sld/sld.toml"
 DEFAULT_SOCKET = "/run/sld/control.sock"
-DEFAULT_LOCK = "/run/sld/extend.lock"
 DEFAULT_TCTI = "device:/dev/tpmrm0"  # the kernel's TPM resource manager

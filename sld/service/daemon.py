@@ -73,7 +73,7 @@ class Daemon:
             try:
                 policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
                 verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                        lock=self.config.verify.lock, policy=policy)
+                                        policy=policy)
             except SldError as err:
                 self._degraded(err)
                 return None
@@ -156,8 +156,9 @@ class Daemon:
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
         from sld.quarantine.policy import Quarantine
-        from sld.service import control, http, metrics
+        from sld.service import control, http, metrics, preflight
 
+        preflight.check(self.config)
         self.quarantine = Quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine.active:
             log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
@@ -219,6 +220,9 @@ class Daemon:
         try:
             new = configuration.load(self.config.path or None)
             from sld.quarantine.policy import Quarantine
+            from sld.service import preflight
+
+            preflight.check(new)
 
             quarantine = Quarantine(new.quarantine)
         except SldError as err:
@@ -234,4 +238,7 @@ class Daemon:
         if self.config.metrics.enabled and self.config.metrics.textfile:
             from sld.service.metrics import write_textfile
 
-            write_textfile(self.registry, self.config.metrics.textfile)
+            try:
+                write_textfile(self.registry, self.config.metrics.textfile)
+            except OSError as err:  # checked at load; a directory removed since is reported, not fatal
+                log.error("cannot write [metrics] textfile %s: %s", self.config.metrics.textfile, err)

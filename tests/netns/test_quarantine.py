@@ -109,7 +109,6 @@ tcti = "{info['tcti']}"
 locality = 2
 [verify]
 interval = 1
-lock = "{tmp_path / 'extend.lock'}"
 [metrics]
 enabled = false
 [control]

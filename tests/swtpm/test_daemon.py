@@ -56,7 +56,6 @@ tcti = "{sim.info['tcti']}"
 locality = 2
 [verify]
 interval = {interval}
-lock = "{sim.root / 'extend.lock'}"
 [metrics]
 port = {port}
 [control]

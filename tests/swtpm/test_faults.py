@@ -60,7 +60,6 @@ spec = "image:{info['image']}"
 tcti = "{proxy.tcti}"
 [verify]
 interval = 1
-lock = "{tmp_path / 'lock'}"
 [metrics]
 enabled = false
 [control]
@@ -114,7 +113,7 @@ def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) ->
     tpm = Swtpm.load(sim.root / "sim.json")
     conf = tmp_path / "sld.toml"
     conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n[verify]\n'
-                    f'interval = 1\nlock = "{tmp_path / "lock"}"\n[metrics]\nenabled = false\n'
+                    f'interval = 1\n[metrics]\nenabled = false\n'
                     f'[control]\nsocket = "{tmp_path / "control.sock"}"\n')
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
