@@ -124,12 +124,15 @@ def test_control_group_without_cap_chown_is_refused_at_start(tmp_path: Path) -> 
 
 def test_sighup_with_2000_deep_nesting_is_refused_and_the_daemon_keeps_running(tmp_path: Path) -> None:
     conf = daemon_config(tmp_path)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(20)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 20
-        while not (tmp_path / "control.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while b"READY=1" not in notify.recv(4096):  # signal handlers are installed before READY
+            pass
         conf.write_text(conf.read_text() + DEEP)
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)
@@ -137,4 +140,5 @@ def test_sighup_with_2000_deep_nesting_is_refused_and_the_daemon_keeps_running(t
     finally:
         proc.terminate()
         err = proc.communicate(timeout=20)[1]
+        notify.close()
     assert "config reload refused" in err and "nested too deeply" in err and "Traceback" not in err, err
