@@ -2,7 +2,7 @@
 
 ``sld.config`` refuses what a file alone shows to be wrong; this module adds what needs another stage
 or the running process: the source spec's grammar (``sld.platform.source``), the TCTI's loader
-library, the policy file parsed by the policy loader, and whether the control socket's group can be
+library, the policy file parsed by the appraisal loader, and whether the control socket's group can be
 given at all under the capabilities the daemon holds (``units/sld.service`` grants no CAP_CHOWN).
 The daemon runs it at start-up (a failure is exit 2, naming the key) and on reload (a failure keeps
 the running configuration), so none of these surfaces later as ``degraded`` or a crash.
@@ -18,7 +18,7 @@ import re
 from sld.config import Config
 from sld.errors import ConfigError
 from sld.platform.source import parse_spec
-from sld.policy import load as load_policy
+from sld.appraisal.files import load as load_policy
 
 CAP_CHOWN = 0  # linux/capability.h
 TCTI_NAME = re.compile(r"[\w.+/-]+")  # a tpm2-tss TCTI name ("swtpm") or a library ("libtss2-tcti-x.so.0")

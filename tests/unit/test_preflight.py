@@ -94,7 +94,8 @@ def test_preflight_accepts_the_defaults_and_the_simulator_tcti() -> None:
     preflight.check(loads(b"[tpm]\ntcti = 'swtpm:host=127.0.0.1,port=2321'\n[source]\nspec = 'image:/x'\n"))
 
 
-@pytest.mark.parametrize("policy", ["[pcrs.sha256]\n17 = 'zz'\n", "[pcrs.sha256]\n99 = '00'\n", "nope = 1\n"])
+@pytest.mark.parametrize("policy", ["pcrs = 5\n", "events = [5]\n", "[pcrs.sha256]\n17 = 'zz'\n", "nope = 1\n",
+                                    "x = " + "[" * 2000 + "]" * 2000 + "\n"])
 def test_a_policy_that_does_not_parse_is_refused_at_start(tmp_path: Path, policy: str) -> None:
     (tmp_path / "policy.toml").write_text(policy)
     run = start(daemon_config(tmp_path, verify={"policy": str(tmp_path / "policy.toml")}))
