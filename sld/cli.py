@@ -27,6 +27,15 @@ EXIT_CODES = """exit codes:
   5  the TPM's extend lock could not be taken (nothing was extended; run again)
 """
 
+STATUS_EXIT_CODES = """exit codes:
+  0  running: the last verdict is verified and current
+  1  failed: the last verdict is failed
+  2  usage error; the control socket refused us (permission denied)
+  3  the last verdict is not-launched, the daemon is degraded because no source is readable, or no daemon answers
+  4  no current verdict: degraded (the TPM is unavailable or a verification stopped progressing; the
+     last verdict is stale), starting or stopping
+"""
+
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH"
 
 
@@ -116,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
-    st = sub.add_parser("status", help="the running daemon's state and last verdict")
+    st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
+                        epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
-    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH")
+    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
     _add_json(st)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")

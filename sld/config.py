@@ -37,6 +37,7 @@ class TpmConfig:
 class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
+    timeout: float = 20.0
     policy: str = ""
 
 
@@ -97,8 +98,8 @@ RETIRED = dict.fromkeys(
     ("metrics.basic_auth_user", "metrics.basic_auth_password_sha256"),
     "an unsalted SHA-256 password is no longer accepted: list users with bcrypt hashes in "
     f'[metrics.basic_auth_users] (prom = "$2y$10$..."); {MAKE_BCRYPT}')
-RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "metrics.port": (1, 65535),
-                                          "tpm.locality": (0, 4)}
+RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
+                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
