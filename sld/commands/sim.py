@@ -67,7 +67,7 @@ def run_up(args: argparse.Namespace) -> int:
     tpm.save(root / STATE_FILE, **info)
     commands = {"verify": f"sld verify --source image:{image} --tcti {tpm.tcti} --locality 2"}
     if args.daemon_config:
-        commands.update(write_daemon_config(Path(args.daemon_config), root, image, tpm.tcti, info["scenario"]))
+        commands.update(write_daemon_config(Path(args.daemon_config), root, image, tpm.tcti, platform.scenario.name))
     if args.json:
         print(dump_json("sim.up", {"tcti": tpm.tcti, **info, "commands": commands}))
     else:
