@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
-    insp.set_defaults(handler="sld.commands.inspect:run")
+    insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
     insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
     _add_source(insp)
     _add_json(insp)
