@@ -15,10 +15,10 @@ import grp
 import os
 import re
 
+from sld.appraisal.files import load as load_policy
 from sld.config import Config
 from sld.errors import ConfigError
 from sld.platform.source import parse_spec
-from sld.appraisal.files import load as load_policy
 
 CAP_CHOWN = 0  # linux/capability.h
 TCTI_NAME = re.compile(r"[\w.+/-]+")  # a tpm2-tss TCTI name ("swtpm") or a library ("libtss2-tcti-x.so.0")
