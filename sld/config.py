@@ -30,6 +30,7 @@ class SourceConfig:
 class TpmConfig:
     tcti: str = "device:/dev/tpmrm0"
     locality: int | None = None
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log.debug": ("sources", "tpm", "replay", "metrics", "net", "control"),
 }
 RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "metrics.port": (1, 65535),
-                                          "tpm.locality": (0, 4)}
+                                          "tpm.locality": (0, 4), "tpm.timeout": (0.1, 600)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
