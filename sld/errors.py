@@ -6,6 +6,8 @@ operator reading one line of a journal knows which byte of which table to look a
 
 from __future__ import annotations
 
+from sld.vocab import TpmErrorKind
+
 
 class SldError(Exception):
     """Root of sld's errors; ``exit_code`` is what the CLI returns for it (see ``sld verify --help``)."""
@@ -47,7 +49,7 @@ class TpmError(SldError):
 
     exit_code = 4
 
-    def __init__(self, kind: str, message: str, *, rc: int | None = None) -> None:
+    def __init__(self, kind: TpmErrorKind, message: str, *, rc: int | None = None) -> None:
         self.kind = kind
         self.rc = rc
         code = f" (rc 0x{rc:x})" if rc is not None else ""
@@ -64,3 +66,9 @@ class ConfigError(SldError):
         self.file = file
         where = ":".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class LockError(SldError):
+    """The extend lock (sld.lock) cannot be taken: nothing was extended, and nothing was verified false."""
+
+    exit_code = 5

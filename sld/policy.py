@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sld.errors import ConfigError
-from sld.formats.eventlog import DIGEST_SIZE, EventLog
+from sld.formats.eventlog import EventLog
+from sld.formats.names import DIGEST_SIZE
 
 
 @dataclass(frozen=True)

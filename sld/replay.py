@@ -11,15 +11,19 @@ import hashlib
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from sld.formats.eventlog import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START, EventLog, Head
+from sld.formats.eventlog import EventLog, Head
+from sld.formats.names import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class Logged(Protocol):
-        pcr: int
-        type: int
+        @property
+        def pcr(self) -> int: ...
+
+        @property
+        def type(self) -> int: ...
 
 
 DRTM_PCRS = tuple(range(17, 23))

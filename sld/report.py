@@ -16,7 +16,7 @@ def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
     if isinstance(obj, enum.Enum):
-        return obj.name
+        return obj.value if isinstance(obj, str) else obj.name  # a StrEnum (sld.vocab) is its value
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).hex()
     if isinstance(obj, Mapping):

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sld.errors import TpmError
-from sld.formats.eventlog import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
 from sld.tss import TCTI_RC_NOT_IMPLEMENTED, Tss2Error, binding, check, classify
+from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
@@ -71,7 +72,7 @@ def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[]
     with lock:
         if not outcome:
             leftover.append(abandon())
-            raise TpmError("timeout", f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
+            raise TpmError(TpmErrorKind.TIMEOUT, f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
     ok, value = outcome[0]
     if ok:
         return value  # type: ignore[no-any-return]
@@ -100,7 +101,7 @@ class Tpm:
             self._bounded("open", self._open)
         except Tss2Error as err:
             self.close()
-            raise TpmError("unavailable", f"cannot open TCTI {tcti!r}: {err}") from None
+            raise TpmError(TpmErrorKind.UNAVAILABLE, f"cannot open TCTI {tcti!r}: {err}") from None
         if locality is not None:
             self.set_locality(locality)
 
@@ -111,7 +112,7 @@ class Tpm:
 
     def _require_open(self, what: str) -> None:
         if not self._release.alive:
-            raise TpmError("unavailable", f"{what}: the TPM connection is closed")
+            raise TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: the TPM connection is closed")
 
     def _abandon(self) -> Callable[[], None]:
         """Close this Tpm without touching its contexts; the release (run later by the worker) is returned."""
@@ -134,7 +135,7 @@ class Tpm:
                 raise Tss2Error(TCTI_RC_NOT_IMPLEMENTED, "tcti:not implemented")
             self._bounded(f"{what} set locality", lambda: check(common.setLocality(self._tcti[0], locality)))
         except Tss2Error as err:
-            raise TpmError("locality", f"{what} cannot select locality {locality}: {err}", rc=err.rc) from None
+            raise TpmError(TpmErrorKind.LOCALITY, f"{what} cannot select locality {locality}: {err}", rc=err.rc) from None
 
     def close(self) -> None:
         self._release()
@@ -160,7 +161,7 @@ class Tpm:
                 return self._bounded(what, fn)
             except (Tss2Error, OSError) as err:
                 classified = classify(err, what)
-                if classified.kind != "retry" or attempt == RETRY_ATTEMPTS - 1:
+                if classified.kind != TpmErrorKind.RETRY or attempt == RETRY_ATTEMPTS - 1:
                     raise classified from None
             time.sleep(delay)
             delay *= 2
@@ -195,7 +196,8 @@ class Tpm:
                 want[bank].discard(pcr)
             if not got:
                 missing = {b: sorted(p) for b, p in want.items() if p}
-                raise TpmError("command", f"TPM2_PCR_Read returned nothing for {missing} (bank not allocated?)")
+                raise TpmError(TpmErrorKind.COMMAND,
+                               f"TPM2_PCR_Read returned nothing for {missing} (bank not allocated?)")
         return out
 
     def _pcr_read(self, want: Mapping[str, set[int]]) -> list[tuple[str, int, bytes]]:
@@ -231,7 +233,7 @@ class Tpm:
         ffi = self._ffi
         values = ffi.new("TPML_DIGEST_VALUES *")
         if len(digests) > len(values.digests) or any(len(d) != DIGEST_SIZE.get(b) for b, d in digests.items()):
-            raise TpmError("command", f"TPM2_PCR_Extend(PCR{pcr}): digests that no TPM bank takes: "
+            raise TpmError(TpmErrorKind.COMMAND, f"TPM2_PCR_Extend(PCR{pcr}): digests that no TPM bank takes: "
                            + ", ".join(f"{b} ({len(d)} bytes)" for b, d in digests.items()))
         values.count = len(digests)
         for i, (bank, digest) in enumerate(digests.items()):
@@ -241,8 +243,8 @@ class Tpm:
             self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: check(self._lib.Esys_PCR_Extend(
                 self._esys[0], pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, values)))
         except TpmError as err:
-            if err.kind == "locality":
+            if err.kind == TpmErrorKind.LOCALITY:
                 hint = LOCALITY_HINT["device" if self.tcti_string.startswith("device") else "other"]
                 need = PCR_EXTEND_LOCALITIES.get(pcr, "0-4")
-                raise TpmError("locality", hint.format(pcr=pcr, need=need), rc=err.rc) from None
+                raise TpmError(TpmErrorKind.LOCALITY, hint.format(pcr=pcr, need=need), rc=err.rc) from None
             raise

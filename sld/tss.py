@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from sld.errors import TpmError
+from sld.vocab import TpmErrorKind
 
 BINDING = "tpm2_pytss._libtpm2_pytss"
 # tpm2-pytss releases whose binding sld's tests ran against (tests/swtpm/test_binding.py): Debian 12's
@@ -47,14 +48,14 @@ def classify(err: Exception, what: str) -> TpmError:
     if isinstance(err, Tss2Error):
         rc, layer, code = err.rc, err.rc & 0xFF0000, err.error
         if layer == 0 and code == RC_LOCALITY:
-            return TpmError("locality", f"{what}: TPM_RC_LOCALITY", rc=rc)
+            return TpmError(TpmErrorKind.LOCALITY, f"{what}: TPM_RC_LOCALITY", rc=rc)
         if layer == 0 and code in RETRIABLE:
-            return TpmError("retry", f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)",
+            return TpmError(TpmErrorKind.RETRY, f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)",
                             rc=rc)
         if layer in TRANSPORT_LAYERS:
-            return TpmError("unavailable", f"{what}: {err}", rc=rc)
-        return TpmError("command", f"{what}: {err}", rc=rc)
-    return TpmError("unavailable", f"{what}: {err}")
+            return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}", rc=rc)
+        return TpmError(TpmErrorKind.COMMAND, f"{what}: {err}", rc=rc)
+    return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}")
 
 
 def installed_version(package_dir: str) -> str | None:
@@ -89,10 +90,10 @@ def _load() -> tuple[Any, Any]:
     locations = package.submodule_search_locations if package else None
     spec = importlib.machinery.PathFinder.find_spec(BINDING, locations) if locations else None
     if not locations or spec is None or spec.loader is None:
-        raise TpmError("unavailable", "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
+        raise TpmError(TpmErrorKind.UNAVAILABLE, "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
     version = installed_version(list(locations)[0])
     if version not in SUPPORTED:
-        raise TpmError("unavailable", f"tpm2-pytss {version or '(version unknown)'} in {list(locations)[0]}: "
+        raise TpmError(TpmErrorKind.UNAVAILABLE, f"tpm2-pytss {version or '(version unknown)'} in {list(locations)[0]}: "
                        f"sld is tested with its binding in releases {', '.join(SUPPORTED)} only")
     module = sys.modules.get(BINDING)
     if module is None:

@@ -9,30 +9,30 @@ and nothing is extended.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sld.checks import CHECKS
 from sld.discover import Snapshot, discover
-from sld.errors import SldError, TpmError
-from sld.formats.eventlog import SLAUNCH_END, SLAUNCH_START, Event, EventLog, digest_mismatches
+from sld.errors import TpmError
+from sld.formats.eventlog import Event, EventLog, digest_mismatches
+from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.formats.registers import SINIT_SUCCESS
+from sld.lock import extend_lock
 from sld.platform.source import Source
 from sld.policy import Policy, violations
 from sld.replay import DRTM_PCRS, extends, prefix_states
+from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
-MODES = ("auto", "validate", "perform")
-DEFAULT_LOCK = "/run/sld/extend.lock"
-RESULT_EXIT = {"verified": 0, "failed": 1, "not-launched": 3}
+RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
 class PcrDevice(Protocol):
-    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI)."""
+    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI; the extend lock is keyed to it)."""
+
+    tcti_string: str
 
     def banks(self) -> tuple[str, ...]: ...
 
@@ -43,8 +43,8 @@ class PcrDevice(Protocol):
 
 @dataclass(frozen=True)
 class Check:
-    id: str
-    status: str  # pass | fail | skip
+    id: CheckId
+    status: CheckStatus
     detail: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
@@ -58,7 +58,7 @@ class PcrState:
     """Where one PCR stands against its events: ``held`` of them are in the TPM in every bank."""
 
     pcr: int
-    status: str  # match | resumable | mismatch | not-launched
+    status: PcrStatus
     events: tuple[int, ...]  # log indices of the events extended into this PCR
     held: int | None
     expected: dict[str, bytes]
@@ -71,10 +71,10 @@ class PcrState:
 
 @dataclass(frozen=True)
 class Verdict:
-    result: str  # verified | failed | not-launched
+    result: Result
     summary: str
     source: str
-    mode: str
+    mode: Mode
     checks: tuple[Check, ...]
     pcrs: tuple[PcrState, ...]
     banks: tuple[str, ...]
@@ -89,7 +89,7 @@ class Verdict:
     def exit_code(self) -> int:
         return RESULT_EXIT[self.result]
 
-    def check(self, check_id: str) -> Check | None:
+    def check(self, check_id: CheckId) -> Check | None:
         return next((c for c in self.checks if c.id == check_id), None)
 
 
@@ -118,7 +118,7 @@ def compare(log: EventLog, actual: Mapping[str, Mapping[int, bytes]], banks: Ite
         expected = {b: states[b][-1] for b in banks}
         indices = tuple(e.index for e in evs)
         if now and all(v == b"\xff" * len(v) for v in now.values()):
-            out.append(PcrState(pcr, "not-launched", indices, None, expected, now))
+            out.append(PcrState(pcr, PcrStatus.NOT_LAUNCHED, indices, None, expected, now))
             continue
         first_window = next((i for i, e in enumerate(evs) if e.index in inside), len(evs))
         tail_in_window = all(e.index in inside for e in evs[first_window:])
@@ -127,30 +127,13 @@ def compare(log: EventLog, actual: Mapping[str, Mapping[int, bytes]], banks: Ite
                      for b in banks]
         common = set.intersection(*held_sets) if held_sets else set()
         if len(evs) in common or not banks:
-            out.append(PcrState(pcr, "match", indices, len(evs), expected, now))
+            out.append(PcrState(pcr, PcrStatus.MATCH, indices, len(evs), expected, now))
         elif common:
             # The largest common prefix: extending fewer events can only leave a mismatch, never a double extend.
-            out.append(PcrState(pcr, "resumable", indices, max(common), expected, now))
+            out.append(PcrState(pcr, PcrStatus.RESUMABLE, indices, max(common), expected, now))
         else:
-            out.append(PcrState(pcr, "mismatch", indices, None, expected, now))
+            out.append(PcrState(pcr, PcrStatus.MISMATCH, indices, None, expected, now))
     return tuple(out)
-
-
-@contextmanager
-def extend_lock(path: str) -> Iterator[None]:
-    """One extender at a time across the daemon and any CLI (flock; released by the kernel on crash)."""
-    try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise SldError(f"extend lock {path}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 def _platform_checks(snap: Snapshot) -> list[Check]:
@@ -158,36 +141,38 @@ def _platform_checks(snap: Snapshot) -> list[Check]:
     checks = []
     regs = snap.registers
     if regs is None:
-        checks.append(Check("txt.registers", "fail", str(snap.errors.get("registers", "no registers"))))
+        checks.append(Check(CheckId.TXT_REGISTERS, CheckStatus.FAIL, str(snap.errors.get("registers", "no registers"))))
     else:
         sts, err = regs.sts, regs.errorcode
         launched = sts["senter_done"] and not sts["sexit_done"]
-        checks.append(Check("txt.launched", "pass" if launched else "fail",
+        checks.append(Check(CheckId.TXT_LAUNCHED, CheckStatus.PASS if launched else CheckStatus.FAIL,
                             "SENTER.DONE set, SEXIT.DONE clear" if launched else
                             f"STS 0x{regs['STS']:x}: senter_done={sts['senter_done']} sexit_done={sts['sexit_done']}",
                             {"STS": regs["STS"]}))
         clean = regs["ERRORCODE"] in (0, SINIT_SUCCESS)
-        checks.append(Check("txt.errorcode", "pass" if clean else "fail",
+        checks.append(Check(CheckId.TXT_ERRORCODE, CheckStatus.PASS if clean else CheckStatus.FAIL,
                             f"0x{regs['ERRORCODE']:08x} {err.name}" + ("" if clean else f": {err.text}"),
                             {"ERRORCODE": regs["ERRORCODE"], "kind": err.kind, "name": err.name}))
-        checks.append(Check("txt.reset", "fail" if regs.ests["txt_reset"] else "pass", f"ESTS 0x{regs['ESTS']:x}",
+        checks.append(Check(CheckId.TXT_RESET, CheckStatus.FAIL if regs.ests["txt_reset"] else CheckStatus.PASS,
+                            f"ESTS 0x{regs['ESTS']:x}",
                             {"ESTS": regs["ESTS"]}))
-    for check_id, stage, what in (("heap.valid", "heap", snap.heap), ("slrt.valid", "slrt", snap.slrt)):
+    for check_id, stage, what in ((CheckId.HEAP_VALID, "heap", snap.heap), (CheckId.SLRT_VALID, "slrt", snap.slrt)):
         if stage in snap.errors:
-            checks.append(Check(check_id, "fail", str(snap.errors[stage])))
+            checks.append(Check(check_id, CheckStatus.FAIL, str(snap.errors[stage])))
         elif what is not None:
-            checks.append(Check(check_id, "pass", _stage_detail(snap, stage)))
+            checks.append(Check(check_id, CheckStatus.PASS, _stage_detail(snap, stage)))
         elif snap.source_kind == "securityfs":
-            checks.append(Check(check_id, "skip", "securityfs exports no heap or SLRT"))
+            checks.append(Check(check_id, CheckStatus.SKIP, "securityfs exports no heap or SLRT"))
     if "log" in snap.errors:
-        checks.append(Check("log.valid", "fail", str(snap.errors["log"])))
+        checks.append(Check(CheckId.LOG_VALID, CheckStatus.FAIL, str(snap.errors["log"])))
     elif snap.log is not None:
         log = snap.log
         banks = ", ".join(log.banks)
-        checks.append(Check("log.valid", "pass", f"{log.format}, {len(log.events)} events, banks {banks}",
+        checks.append(Check(CheckId.LOG_VALID, CheckStatus.PASS,
+                            f"{log.format}, {len(log.events)} events, banks {banks}",
                             {"format": log.format, "events": len(log.events), "banks": list(log.banks)}))
         bad = digest_mismatches(log)
-        checks.append(Check("log.digests", "fail" if bad else "pass",
+        checks.append(Check(CheckId.LOG_DIGESTS, CheckStatus.FAIL if bad else CheckStatus.PASS,
                             "; ".join(f"event {e.index} ({e.type_name}) {bank} digest is not H(data)"
                                       for e, bank in bad) or "every data-covering digest matches",
                             {"events": sorted({e.index for e, _ in bad})}))
@@ -201,47 +186,50 @@ def _stage_detail(snap: Snapshot, stage: str) -> str:
     return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {len(snap.slrt.entries)} entries"
 
 
-def _pcr_check(states: tuple[PcrState, ...], mode: str) -> Check:
-    bad = [s for s in states if s.status != "match"]
+def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
+    bad = [s for s in states if s.status != PcrStatus.MATCH]
     if not bad:
-        return Check("pcr.match", "pass", f"PCR{','.join(str(s.pcr) for s in states)} equal the replay in every bank")
+        return Check(CheckId.PCR_MATCH, CheckStatus.PASS,
+                     f"PCR{','.join(str(s.pcr) for s in states)} equal the replay in every bank")
     parts = []
     for s in bad:
-        if s.status == "resumable":
-            hint = "" if mode != "validate" else "; `sld verify --mode perform` extends them"
+        if s.status == PcrStatus.RESUMABLE:
+            hint = "" if mode != Mode.VALIDATE else "; `sld verify --mode perform` extends them"
             parts.append(f"PCR{s.pcr}: {len(s.remaining)} logged events not extended{hint}")
         else:
             banks = [b for b in s.expected if s.expected[b] != s.actual[b]]
             parts.append(f"PCR{s.pcr} {s.status} in {', '.join(banks)} (events {list(s.events)})")
-    return Check("pcr.match", "fail", "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
+    return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
 
 
-def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -> tuple[tuple[PcrState, ...],
-                                                                                   list[int], Check]:
+def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tuple[PcrState, ...], list[int],
+                                                                             Check]:
     """Under the lock: re-read (another extender may have finished), extend what remains, re-read."""
     done: list[int] = []
-    with extend_lock(lock):
+    with extend_lock(tpm.tcti_string):
         states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         by_index = {e.index: e for e in log.events}
         # Log order across PCRs, as the kernel would have extended them.
-        plan = sorted((i, s.pcr) for s in states if s.status == "resumable" for i in s.remaining)
+        plan = sorted((i, s.pcr) for s in states if s.status == PcrStatus.RESUMABLE for i in s.remaining)
         try:
             for index, pcr in plan:
                 tpm.extend(pcr, {b: d for b, d in by_index[index].digests.items() if b in banks})
                 done.append(index)
         except TpmError as err:
             after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
-            return after, done, Check("tpm.extend", "fail", f"{err}; extended {len(done)} events before it",
+            return after, done, Check(CheckId.TPM_EXTEND, CheckStatus.FAIL,
+                                      f"{err}; extended {len(done)} events before it",
                                       {"kind": err.kind, "extended": done})
         after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
-    return after, done, Check("tpm.extend", "pass", f"extended {len(done)} deferred events exactly once",
+    return after, done, Check(CheckId.TPM_EXTEND, CheckStatus.PASS,
+                              f"extended {len(done)} deferred events exactly once",
                               {"extended": done})
 
 
-def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DEFAULT_LOCK,
-           policy: Policy | None = None) -> Verdict:
+def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Policy | None = None) -> Verdict:
     """Read the platform and the TPM, perform deferred extends if allowed, and decide."""
     t0 = time.monotonic()
+    mode = Mode(mode)  # a str from argparse or the config becomes the vocabulary word (ValueError: a bug)
     snap = discover(source)
     checks = _platform_checks(snap)
     states: tuple[PcrState, ...] = ()
@@ -250,12 +238,12 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
     if snap.log is not None:
         banks = tuple(b for b in tpm.banks() if b in snap.log.banks)
         states = compare(snap.log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
-        launched = not any(s.status == "not-launched" for s in states if s.pcr == 17)
-        checks.append(Check("tpm.launched", "pass" if launched else "fail",
+        launched = not any(s.status == PcrStatus.NOT_LAUNCHED for s in states if s.pcr == 17)
+        checks.append(Check(CheckId.TPM_LAUNCHED, CheckStatus.PASS if launched else CheckStatus.FAIL,
                             "PCR17 was reset by a dynamic launch" if launched else
                             "PCR17 is all-ones: no dynamic launch since the TPM reset"))
-        if mode != "validate" and any(s.status == "resumable" for s in states):
-            states, extended, extend_check = _perform(tpm, snap.log, banks, lock)
+        if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
+            states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
         if launched:
             checks.append(_pcr_check(states, mode))
@@ -267,7 +255,7 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
                 for b, values in extra.items():
                     actual.setdefault(b, {}).update(values)
             bad = violations(policy, snap.log, actual)
-            checks.append(Check("policy.match", "fail" if bad else "pass", "; ".join(bad) or
+            checks.append(Check(CheckId.POLICY_MATCH, CheckStatus.FAIL if bad else CheckStatus.PASS, "; ".join(bad) or
                                 f"{policy.path}: every expected PCR value and event holds", {"violations": bad}))
     result, summary = _decide(checks)
     regs = {k: v for k, v in snap.registers.values.items() if isinstance(v, int)} if snap.registers else {}
@@ -276,23 +264,23 @@ def verify(source: Source, tpm: PcrDevice, *, mode: str = "auto", lock: str = DE
                    snap.log.format if snap.log else "", len(snap.log.events) if snap.log else 0)
 
 
-def _decide(checks: list[Check]) -> tuple[str, str]:
+def _decide(checks: list[Check]) -> tuple[Result, str]:
     """An error anywhere fails; no launch is "not-launched", never "mismatch"; verified needs every fact."""
     status = {c.id: c.status for c in checks}
-    failed = [c for c in checks if c.status == "fail"]
-    if status.get("txt.errorcode") == "fail" or status.get("txt.registers") == "fail":
-        c = next(c for c in failed if c.id in ("txt.errorcode", "txt.registers"))
-        return "failed", f"{c.title}: {c.detail}"
-    no_heap = "heap.valid" not in status and status.get("txt.launched") is not None
-    if status.get("txt.launched") == "fail" or status.get("tpm.launched") == "fail" or \
-            (no_heap and "log.valid" not in status):
-        c = next((c for c in failed if c.id in ("txt.launched", "tpm.launched")), None)
-        return "not-launched", f"not a secure-launched platform: {c.detail if c else 'HEAP.BASE is 0'}"
+    failed = [c for c in checks if c.status == CheckStatus.FAIL]
+    if status.get(CheckId.TXT_ERRORCODE) == CheckStatus.FAIL or status.get(CheckId.TXT_REGISTERS) == CheckStatus.FAIL:
+        first = next(c for c in failed if c.id in (CheckId.TXT_ERRORCODE, CheckId.TXT_REGISTERS))
+        return Result.FAILED, f"{first.title}: {first.detail}"
+    no_heap = CheckId.HEAP_VALID not in status and status.get(CheckId.TXT_LAUNCHED) is not None
+    if status.get(CheckId.TXT_LAUNCHED) == CheckStatus.FAIL or status.get(CheckId.TPM_LAUNCHED) == CheckStatus.FAIL or \
+            (no_heap and CheckId.LOG_VALID not in status):
+        c = next((c for c in failed if c.id in (CheckId.TXT_LAUNCHED, CheckId.TPM_LAUNCHED)), None)
+        return Result.NOT_LAUNCHED, f"not a secure-launched platform: {c.detail if c else 'HEAP.BASE is 0'}"
     if failed:
-        return "failed", f"{failed[0].title}: {failed[0].detail}"
-    if status.get("pcr.match") != "pass":
-        return "failed", "no event log to verify the PCRs against"
-    return "verified", "dynamic launch verified: PCRs equal the replayed DRTM log"
+        return Result.FAILED, f"{failed[0].title}: {failed[0].detail}"
+    if status.get(CheckId.PCR_MATCH) != CheckStatus.PASS:
+        return Result.FAILED, "no event log to verify the PCRs against"
+    return Result.VERIFIED, "dynamic launch verified: PCRs equal the replayed DRTM log"
 
 
 def verify_source(source_spec: str, tpm: PcrDevice, **kwargs: Any) -> Verdict:

@@ -12,14 +12,14 @@ import construct as cs
 
 from sld.errors import FormatError
 from sld.formats._util import build, parse_at
-from sld.formats.eventlog import (
+from sld.formats.eventlog import detect_format
+from sld.formats.names import (
     ALG_ID,
     ALGORITHMS,
     DIGEST_SIZE,
     EV_NO_ACTION,
     SPEC_ID_SIGNATURE,
     TXT_CONTAINER_SIGNATURE,
-    detect_format,
 )
 
 TcgPcrEvent = cs.Struct(  # TCG_PCR_EVENT: SHA-1 format record [SDG Table E-4]

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sld.errors import SldError
+from sld.formats.names import EVTYPE_HASH_START
 from sld.replay import extends
 from sld.sim.builder import Platform
 
 HOST = "127.0.0.1"
 STATE_FILE = "sim.json"
-HASH_START = 0x402
 ACM_LOCALITY = 3
 KERNEL_LOCALITY = 2
 
@@ -153,7 +153,7 @@ def launch(tpm: Swtpm, platform: Platform) -> dict[str, int]:
     if not spec.launched:
         return {"drtm": 0, "sinit": 0, "kernel": 0}
     events = platform.events
-    start = next(e for e in events if e.type == HASH_START)
+    start = next(e for e in events if e.type == EVTYPE_HASH_START)
     tpm.drtm(start.data)
     sinit = [e for e in events if not e.window and e is not start and extends(e)]
     window = [e for e in events if e.window]

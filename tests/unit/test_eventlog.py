@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
-from sld.formats.eventlog import ALG_ID, DIGEST_SIZE, parse_log
+from sld.formats.eventlog import parse_log
+from sld.formats.names import ALG_ID, DIGEST_SIZE
 from sld.formats.tcg import (
     NewEvent,
     SpecIdEvent,

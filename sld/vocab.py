@@ -1,0 +1,111 @@
+"""The one vocabulary of sld: every word a verdict, a metric label, a journal field or a configuration
+choice can hold, as a StrEnum.
+
+A StrEnum member *is* its string (``CheckStatus.PASS == "pass"``, ``json.dumps`` and f-strings give the
+value), so JSON schema 1, Prometheus labels and journal fields keep their spelling while the code
+names each word once. Configuration choices (``[verify] mode``, ``[quarantine] on``) are derived from
+these lists, never re-typed. Ground floor: imports nothing of sld.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CheckId(StrEnum):
+    """Ids of the facts a verdict is made of (the catalogue in :mod:`sld.checks` describes each)."""
+
+    TXT_REGISTERS = "txt.registers"
+    TXT_LAUNCHED = "txt.launched"
+    TXT_ERRORCODE = "txt.errorcode"
+    TXT_RESET = "txt.reset"
+    HEAP_VALID = "heap.valid"
+    SLRT_VALID = "slrt.valid"
+    LOG_VALID = "log.valid"
+    LOG_DIGESTS = "log.digests"
+    TPM_LAUNCHED = "tpm.launched"
+    TPM_EXTEND = "tpm.extend"
+    POLICY_MATCH = "policy.match"
+    PCR_MATCH = "pcr.match"
+
+
+class CheckStatus(StrEnum):
+    """The outcome of one check. ``warn`` is a failed check whose severity is only a warning."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+class Severity(StrEnum):
+    """What a failed check does to the verdict: ``fail`` fails it, ``warn`` is reported and counted only."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class Result(StrEnum):
+    """The verdict. ``not-launched`` is never reported as a mismatch: there was nothing to measure."""
+
+    VERIFIED = "verified"
+    FAILED = "failed"
+    NOT_LAUNCHED = "not-launched"
+
+
+class PcrStatus(StrEnum):
+    """Where one DRTM PCR stands against its logged events (:func:`sld.verify.compare`)."""
+
+    MATCH = "match"
+    RESUMABLE = "resumable"  # a prefix inside the Secure Launch window is held: the rest can be extended
+    MISMATCH = "mismatch"
+    NOT_LAUNCHED = "not-launched"  # all-ones: no dynamic launch reset it
+
+
+class DaemonState(StrEnum):
+    """The service's state (``sld status``, ``sld_daemon_state``, STATUS= to systemd)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+class TpmErrorKind(StrEnum):
+    """How a TPM failure is classified once (``TpmError.kind``), so callers never match message text."""
+
+    LOCALITY = "locality"
+    RETRY = "retry"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"  # no answer within [tpm] timeout: the session is abandoned (sld.tpm.bounded)
+    COMMAND = "command"
+
+
+class Mode(StrEnum):
+    """``sld verify --mode``: validate never extends; auto and perform extend deferred events exactly once."""
+
+    AUTO = "auto"
+    VALIDATE = "validate"
+    PERFORM = "perform"
+
+
+class LogFormat(StrEnum):
+    """The three DRTM event-log formats (TXT SDG App. G; TCG PC Client PFP §10)."""
+
+    TPM12_CONTAINER = "tpm12-container"
+    TCG_SHA1 = "tcg-sha1"
+    CRYPTO_AGILE = "crypto-agile"
+
+
+class SourceKind(StrEnum):
+    """Where platform bytes were read from (``--source``)."""
+
+    SECURITYFS = "securityfs"
+    DEVMEM = "devmem"
+    IMAGE = "image"
+
+
+def choices(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """The values of a vocabulary, in declaration order (argparse ``choices``, configuration checks)."""
+    return tuple(member.value for member in vocabulary)
