@@ -72,7 +72,8 @@ def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[]
     with lock:
         if not outcome:
             leftover.append(abandon())
-            raise TpmError(TpmErrorKind.TIMEOUT, f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
+            raise TpmError(TpmErrorKind.TIMEOUT,
+                           f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
     ok, value = outcome[0]
     if ok:
         return value  # type: ignore[no-any-return]
@@ -135,7 +136,8 @@ class Tpm:
                 raise Tss2Error(TCTI_RC_NOT_IMPLEMENTED, "tcti:not implemented")
             self._bounded(f"{what} set locality", lambda: check(common.setLocality(self._tcti[0], locality)))
         except Tss2Error as err:
-            raise TpmError(TpmErrorKind.LOCALITY, f"{what} cannot select locality {locality}: {err}", rc=err.rc) from None
+            raise TpmError(TpmErrorKind.LOCALITY, f"{what} cannot select locality {locality}: {err}",
+                           rc=err.rc) from None
 
     def close(self) -> None:
         self._release()

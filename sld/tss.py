@@ -50,8 +50,8 @@ def classify(err: Exception, what: str) -> TpmError:
         if layer == 0 and code == RC_LOCALITY:
             return TpmError(TpmErrorKind.LOCALITY, f"{what}: TPM_RC_LOCALITY", rc=rc)
         if layer == 0 and code in RETRIABLE:
-            return TpmError(TpmErrorKind.RETRY, f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)",
-                            rc=rc)
+            return TpmError(TpmErrorKind.RETRY,
+                            f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)", rc=rc)
         if layer in TRANSPORT_LAYERS:
             return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}", rc=rc)
         return TpmError(TpmErrorKind.COMMAND, f"{what}: {err}", rc=rc)
@@ -91,9 +91,10 @@ def _load() -> tuple[Any, Any]:
     spec = importlib.machinery.PathFinder.find_spec(BINDING, locations) if locations else None
     if not locations or spec is None or spec.loader is None:
         raise TpmError(TpmErrorKind.UNAVAILABLE, "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
-    version = installed_version(list(locations)[0])
+    where = list(locations)[0]
+    version = installed_version(where)
     if version not in SUPPORTED:
-        raise TpmError(TpmErrorKind.UNAVAILABLE, f"tpm2-pytss {version or '(version unknown)'} in {list(locations)[0]}: "
+        raise TpmError(TpmErrorKind.UNAVAILABLE, f"tpm2-pytss {version or '(version unknown)'} in {where}: "
                        f"sld is tested with its binding in releases {', '.join(SUPPORTED)} only")
     module = sys.modules.get(BINDING)
     if module is None:

@@ -43,6 +43,6 @@ def test_each_supported_release_verifies_and_extends(sim: Sim, python: str, vers
     assert probe.stdout.strip() == version, probe.stderr
     info = sim.up("partial-extend")
     run = _sld(python, "verify", "--local", "--source", f"image:{info['image']}", "--tcti", info["tcti"],
-               "--locality", "2", "--mode", "perform", "--lock", str(sim.root / "extend.lock"), "--json")
+               "--locality", "2", "--mode", "perform", "--json")
     verdict = json.loads(run.stdout)
     assert run.returncode == 0 and verdict["result"] == "verified" and len(verdict["extended"]) == 17, run.stderr
