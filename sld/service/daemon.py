@@ -24,8 +24,8 @@ from dataclasses import replace
 from typing import Any
 
 from sld import config as configuration
+from sld.appraisal.files import load as load_policy
 from sld.errors import ConfigError, SldError, TpmError
-from sld.policy import load as load_policy
 from sld.service import journal
 from sld.service.journal import event, log
 from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
@@ -100,7 +100,7 @@ class Daemon:
         try:
             policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                    policy=policy)
+                                    policy=policy, state_dir=self.config.verify.state_dir or None)
         except SldError as err:
             self._degraded(err)
         except Exception as err:  # a bug must not kill the watchdog-supervised service; systemd sees STATUS
