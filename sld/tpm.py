@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 from sld.errors import TpmError
 from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.paths import DEFAULT_TCTI
 from sld.tss import TCTI_RC_NOT_IMPLEMENTED, Tss2Error, binding, check, classify
 from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
-DEFAULT_TCTI = "device:/dev/tpmrm0"
 DEFAULT_TIMEOUT = 5.0  # seconds one TPM command may take (TPM PTP's longest, TPM2_CreatePrimary RSA, ~2 s)
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
