@@ -88,7 +88,8 @@ class Daemon:
         if self._tpm is None:
             from sld.tpm import Tpm
 
-            self._tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality)
+            self._tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
+                            timeout=self.config.tpm.timeout)
         return self._tpm
 
     def _verify(self) -> Verdict | None:
