@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sld.discover import STAGES, Snapshot, discover
@@ -13,6 +12,8 @@ from sld.formats.eventlog import EventLog, parse_log
 from sld.formats.heap import Heap, HeapTable, OsMleData
 from sld.formats.registers import TxtRegisters
 from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
+from sld.platform.files import read_bounded
+from sld.platform.securityfs import MAX_EVENTLOG
 from sld.platform.source import open_source
 from sld.replay import replay
 from sld.report import dump_json, jsonable, table
@@ -20,10 +21,7 @@ from sld.report import dump_json, jsonable, table
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "log" and args.file:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as err:
-            raise SourceError(f"cannot read: {err.strerror}", source=args.file) from None
+        data = read_bounded(args.file, MAX_EVENTLOG, args.file, follow=True)
         _show_log(parse_log(data), args, f"file:{args.file}")
         return 0
     with open_source(args.source) as source:

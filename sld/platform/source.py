@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from sld.errors import ConfigError, SourceError
-from sld.platform.memory import DEV_MEM, MappedMemory, PhysicalMemory
+from sld.platform.memory import DEV_MEM, FileMemory, ImageMemory, MappedMemory, PhysicalMemory
 from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs
 
 
@@ -23,7 +23,7 @@ class Source:
     securityfs: SecurityFs | None = None
 
     def close(self) -> None:
-        if isinstance(self.memory, MappedMemory):
+        if isinstance(self.memory, FileMemory):
             self.memory.close()
 
     def __enter__(self) -> Source:
@@ -55,5 +55,5 @@ def open_source(spec: str = "auto") -> Source:
     if kind == "image":
         if not arg:
             raise ConfigError("image: needs a path, e.g. image:/var/tmp/sld.img", key="source")
-        return Source("image", f"image:{arg}", memory=MappedMemory(arg, name=f"image:{arg}"))
+        return Source("image", f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))
     raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem or image:PATH", key="source")
