@@ -27,6 +27,12 @@ class CheckId(StrEnum):
     TPM_EXTEND = "tpm.extend"
     POLICY_MATCH = "policy.match"
     PCR_MATCH = "pcr.match"
+    TXT_PREVIOUS_ERROR = "txt.previous-error"
+    POSTURE_LCP = "posture.lcp"
+    POSTURE_STM = "posture.stm"
+    SINIT_POLICY = "sinit.policy"
+    SINIT_DOWNGRADE = "sinit.downgrade"
+    PCR_CAPPED = "pcr.capped"
 
 
 class CheckStatus(StrEnum):
@@ -60,6 +66,7 @@ class PcrStatus(StrEnum):
     RESUMABLE = "resumable"  # a prefix inside the Secure Launch window is held: the rest can be extended
     MISMATCH = "mismatch"
     NOT_LAUNCHED = "not-launched"  # all-ones: no dynamic launch reset it
+    NOT_MEASURED = "not-measured"  # (per bank) capped: 0x01-then-zeros digests or CAP_VALUE events, never a match
 
 
 class DaemonState(StrEnum):

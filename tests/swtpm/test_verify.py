@@ -85,8 +85,7 @@ def test_kill_9_after_each_extend_then_rerun_extends_each_event_exactly_once(sim
     while remaining is None or k <= remaining:
         info = sim.up("partial-extend")
         expected = manifest_pcrs(sim)
-        args = ["verify", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--locality", "2",
-                "--json", "--lock", str(sim.root / "extend.lock")]
+        args = ["verify", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--locality", "2", "--json"]
         env = dict(os.environ, SLD_TEST_KILL_AFTER=str(k))
         killed = subprocess.run([sys.executable, "-c", KILL_AFTER, *args], capture_output=True, text=True, env=env)
         assert killed.returncode == -9, killed.stdout + killed.stderr
@@ -125,7 +124,7 @@ def test_policy_of_known_good_values_and_required_digests(sim: Sim, tmp_path: Pa
     run = sim.verify("--locality", "2", "--policy", bad)
     verdict = json.loads(run.stdout)
     check = next(c for c in verdict["checks"] if c["id"] == "policy.match")
-    assert run.returncode == 1 and verdict["result"] == "failed" and len(check["evidence"]["violations"]) == 2
+    assert run.returncode == 1 and verdict["result"] == "failed" and len(check["evidence"]["findings"]) == 2
 
 
 def test_malformed_policy_is_a_usage_error(sim: Sim, tmp_path: Path) -> None:

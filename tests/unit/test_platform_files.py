@@ -97,12 +97,3 @@ def test_securityfs_register_file_linked_elsewhere_is_refused(securityfs: Path) 
     with open_source(f"securityfs:{securityfs}") as source:
         snap = discover(source)
     assert isinstance(snap.errors["registers"], SourceError) and "symbolic link" in str(snap.errors["registers"])
-
-
-@pytest.mark.parametrize("path", ["/dev/zero", "fifo"])
-def test_inspect_log_file_refuses_devices_and_fifos(tmp_path: Path, path: str) -> None:
-    if path == "fifo":
-        path = str(tmp_path / "fifo")
-        os.mkfifo(path)
-    run = sld("inspect", "log", "--file", path)
-    assert run.returncode == 3 and "not a regular file" in run.stderr and "Traceback" not in run.stderr, run.stderr
