@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 from sld.errors import TpmError
 from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.paths import DEFAULT_TCTI
 from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
-DEFAULT_TCTI = "device:/dev/tpmrm0"
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
 RETRY_FIRST_DELAY = 0.05

@@ -112,6 +112,17 @@ class SourceKind(StrEnum):
     IMAGE = "image"
 
 
+class LogCategory(StrEnum):
+    """``[log] debug`` categories: each turns on debug records of one logger (``sld.<category>``)."""
+
+    SOURCES = "sources"
+    TPM = "tpm"
+    REPLAY = "replay"
+    METRICS = "metrics"
+    NET = "net"
+    CONTROL = "control"
+
+
 def choices(vocabulary: type[StrEnum]) -> tuple[str, ...]:
     """The values of a vocabulary, in declaration order (argparse ``choices``, configuration checks)."""
     return tuple(member.value for member in vocabulary)

@@ -200,8 +200,9 @@ class Daemon:
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
-        from sld.service import control, http, metrics
+        from sld.service import control, http, metrics, preflight
 
+        preflight.check(self.config)
         _reserve_descriptors()
         self.quarantine = _quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine is not None and self.quarantine.active:
@@ -267,6 +268,9 @@ class Daemon:
         """SIGHUP: a bad new config is refused and the old one kept."""
         try:
             new = configuration.load(self.config.path or None)
+            from sld.service import preflight
+
+            preflight.check(new)
             quarantine = _quarantine(new.quarantine)
         except SldError as err:
             log.error("config reload refused, keeping the running one: %s", err)
