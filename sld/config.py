@@ -37,6 +37,7 @@ class SourceConfig:
 class TpmConfig:
     tcti: str = DEFAULT_TCTI
     locality: int | None = None
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ RETIRED = dict.fromkeys(
     "an unsalted SHA-256 password is no longer accepted: list users with bcrypt hashes in "
     f'[metrics.basic_auth_users] (prom = "$2y$10$..."); {MAKE_BCRYPT}')
 RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
-                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4)}
+                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4),
+                                          "tpm.timeout": (0.1, 600)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -85,6 +85,7 @@ class TpmErrorKind(StrEnum):
     LOCALITY = "locality"
     RETRY = "retry"
     UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"  # no answer within [tpm] timeout: the session is abandoned (sld.tpm.bounded)
     COMMAND = "command"
 
 
