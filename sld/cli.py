@@ -47,6 +47,17 @@ def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> ar
     return p
 
 
+def _add_evidence(ver: argparse.ArgumentParser) -> None:
+    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence)."""
+    ver.add_argument("--evidence", metavar="FILE", help="verify this evidence file (sld attest) instead of this host")
+    ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
+    ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
+    ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
+                     "must be newer (TPM clock, reset and restart counts)")
+    ver.add_argument("--format", choices=("text", "json", "ear"),
+                     help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
 
@@ -86,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="verify in this process; without it, and with no option but --json and --socket, "
                           "the running daemon answers over its control socket")
     ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
+    _add_evidence(ver)
 
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")

@@ -27,6 +27,18 @@ class CheckId(StrEnum):
     TPM_EXTEND = "tpm.extend"
     POLICY_MATCH = "policy.match"
     PCR_MATCH = "pcr.match"
+    # remote verification of an evidence file (sld verify --evidence), in the order they are checked
+    EVIDENCE_SIGNATURE = "evidence.signature"
+    EVIDENCE_AK = "evidence.ak"
+    EVIDENCE_MAGIC = "evidence.magic"
+    EVIDENCE_TYPE = "evidence.type"
+    EVIDENCE_NONCE = "evidence.nonce"
+    EVIDENCE_SELECTION = "evidence.selection"
+    EVIDENCE_DIGEST = "evidence.digest"
+    EVIDENCE_BANKS = "evidence.banks"
+    EVIDENCE_REPLAY = "evidence.replay"
+    EVIDENCE_MEASURED = "evidence.measured"
+    EVIDENCE_FRESHNESS = "evidence.freshness"
 
 
 class CheckStatus(StrEnum):
@@ -60,6 +72,7 @@ class PcrStatus(StrEnum):
     RESUMABLE = "resumable"  # a prefix inside the Secure Launch window is held: the rest can be extended
     MISMATCH = "mismatch"
     NOT_LAUNCHED = "not-launched"  # all-ones: no dynamic launch reset it
+    NOT_MEASURED = "not-measured"  # a capped bank: the launch put no measurement in it, it never matches
 
 
 class DaemonState(StrEnum):
@@ -103,6 +116,14 @@ class SourceKind(StrEnum):
     SECURITYFS = "securityfs"
     DEVMEM = "devmem"
     IMAGE = "image"
+
+
+class EarStatus(StrEnum):
+    """``ear_status`` of an EAT Attestation Result (draft-ietf-rats-ear-04 §3; AR4SI trust tiers)."""
+
+    AFFIRMING = "affirming"
+    WARNING = "warning"
+    CONTRAINDICATED = "contraindicated"
 
 
 def choices(vocabulary: type[StrEnum]) -> tuple[str, ...]:

@@ -8,6 +8,10 @@ import sys
 
 def run(args: argparse.Namespace) -> int:
     """Verify in this process (a plain ``sld verify`` was offered to the running daemon first: sld.client)."""
+    if args.evidence or args.ak or args.nonce or args.previous or args.format:
+        from sld.commands.evidence import run as verify_evidence
+
+        return verify_evidence(args)
     from sld.policy import load as load_policy
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
