@@ -33,6 +33,6 @@ def daemon_config(root: Path, info: dict[str, Any], metrics_port: int | None = N
     metrics = f"port = {metrics_port}" if metrics_port else "enabled = false"
     conf = root / "sld.toml"
     conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
-                    f'[verify]\nlock = "{root / "lock"}"\n[metrics]\n{metrics}\n'
+                    f'[metrics]\n{metrics}\n'
                     f'[control]\nsocket = "{root / "control.sock"}"\n')
     return conf

@@ -45,7 +45,7 @@ def main() -> None:
             eventlog = median(["tpm2_eventlog", str(log)])
             pcrread = median(["tpm2_pcrread", "-T", info["tcti"], PCRS])
             cold = median([*sld, "verify", "--local", "--json", "--source", f"image:{info['image']}", "--tcti",
-                           info["tcti"], "--lock", str(root / "lock")])
+                           info["tcti"]])
             via = median([*sld, "verify", "--json", "--socket", str(root / "control.sock")])
         finally:
             daemon.terminate()

@@ -17,6 +17,7 @@ with atheris.instrument_imports(include=["sld"]):
     from sld import config
     from sld.errors import SldError
     from sld.formats import eventlog, heap, registers, slrt
+    from sld.formats._util import Region
     from sld.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +32,11 @@ def _log(data: bytes, end: int | None) -> object:
 
 
 TARGETS: dict[str, Callable[[bytes], object]] = {
-    "heap": lambda d: heap.parse_heap(d, 0x7BE00000),
-    "slrt": lambda d: slrt.parse_slrt(d, 0x7A000000),
+    "heap": lambda d: heap.parse_heap(Region(d, 0x7BE00000)),
+    "slrt": lambda d: slrt.parse_slrt(Region(d, 0x7A000000)),
     "tpm12": lambda d: _log(d, None),
     "agile": lambda d: _log(d, len(d) - 7 if len(d) > 7 else None),
-    "registers": lambda d: registers.parse_registers(d[: registers.TXT_SPACE_SIZE], registers.TXT_PUB_BASE),
+    "registers": lambda d: registers.parse_registers(Region(d[: registers.TXT_SPACE_SIZE], registers.TXT_PUB_BASE)),
     "config": lambda d: config.loads(d),
 }
 

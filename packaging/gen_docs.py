@@ -74,7 +74,8 @@ def man_sld() -> str:
     for line in EXIT_CODES.strip().splitlines()[1:]:
         code, text = line.strip().split(None, 1)
         lines += [".TP", f".B {code}", _esc(text)]
-    lines += [".SH FILES", "/etc/sld/sld.toml, /run/sld/control.sock, /run/sld/extend.lock",
+    lines += [".SH FILES", "/etc/sld/sld.toml, /run/sld/control.sock, "
+              "/run/sld/extend:TPM.lock (with the abstract socket @sld-extend:TPM: the extend lock of one TPM)",
               ".SH SEE ALSO",
               "\\fBsld.toml\\fR(5), \\fBjournalctl\\fR(1), \\fBtpm2_pcrread\\fR(1), \\fBtxt-stat\\fR(8)"]
     return "\n".join(lines) + "\n"

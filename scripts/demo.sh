@@ -14,6 +14,6 @@ for scenario in clean tampered-log partial-extend; do
   $sld sim up --scenario "$scenario" --dir "$dir"
   tcti=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tcti"])' "$dir/sim.json")
   echo
-  $sld verify --source "image:$dir/phys.img" --tcti "$tcti" --locality 2 --lock "$dir/extend.lock" \
+  $sld verify --source "image:$dir/phys.img" --tcti "$tcti" --locality 2 \
     && echo "(exit 0)" || echo "(exit $?)"
 done

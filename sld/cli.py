@@ -24,13 +24,23 @@ EXIT_CODES = """exit codes:
   2  usage or configuration error
   3  not a secure-launched platform, or no source readable
   4  TPM unavailable
+  5  the TPM's extend lock could not be taken (nothing was extended; run again)
 """
 
-SOURCE_HELP = "where platform bytes come from: auto (default), securityfs[:DIR], devmem, image:PATH"
+STATUS_EXIT_CODES = """exit codes:
+  0  running: the last verdict is verified and current
+  1  failed: the last verdict is failed
+  2  usage error; the control socket refused us (permission denied)
+  3  the last verdict is not-launched, the daemon is degraded because no source is readable, or no daemon answers
+  4  no current verdict: degraded (the TPM is unavailable or a verification stopped progressing; the
+     last verdict is stale), starting or stopping
+"""
+
+SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH"
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="auto", metavar="SOURCE", help=SOURCE_HELP)
+    p.add_argument("--source", default="auto", metavar="SOURCE", help=f"{SOURCE_HELP} (default auto)")
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -48,14 +58,58 @@ def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> ar
 
 
 def _add_evidence(ver: argparse.ArgumentParser) -> None:
-    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence)."""
-    ver.add_argument("--evidence", metavar="FILE", help="verify this evidence file (sld attest) instead of this host")
+    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence,
+    dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
+    import argparse
+
+    class Evidence(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                     option_string: str | None = None) -> None:
+            namespace.evidence = values
+            namespace.handler = "sld.commands.evidence:run"
+
+    ver.add_argument("--evidence", metavar="FILE", action=Evidence,
+                     help="verify this evidence file (sld attest) instead of this host")
     ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
     ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
     ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
                      "must be newer (TPM clock, reset and restart counts)")
     ver.add_argument("--format", choices=("text", "json", "ear"),
                      help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
+
+
+def _verify_parser(sub: argparse._SubParsersAction) -> None:
+    """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
+    import argparse
+
+    from sld.vocab import Mode
+
+    ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
+                         description="With no option but --json and --socket the running daemon verifies and "
+                         "answers; with --local or any other option, or with no daemon answering, sld verifies "
+                         "in this process with the daemon's configuration file (--config), says so on stderr, "
+                         "and the options override its keys.",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ver.set_defaults(handler="sld.commands.verify:run")
+    ver.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    _add_json(ver)
+    ver.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti; the simulator "
+                     "prints its own)")
+    ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
+                     help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
+                          "default: the configuration's [tpm] locality)")
+    ver.add_argument("--mode", choices=tuple(Mode),
+                     help="validate never extends; auto/perform extend events logged but not extended in the "
+                          "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
+                          "configuration's [verify] mode)")
+    ver.add_argument("--policy", metavar="FILE", help="TOML of known-good PCR values and required event digests "
+                     "(default: the configuration's [verify] policy)")
+    ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
+                     "/etc/sld/sld.toml; when that does not exist, built-in defaults)")
+    ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
+    ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    _add_evidence(ver)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,27 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
     insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
 
-    ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
-                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ver.set_defaults(handler="sld.commands.verify:run")
-    _add_source(ver)
-    _add_json(ver)
-    ver.add_argument("--tcti", default="device:/dev/tpmrm0",
-                     help="tpm2-tss TCTI string (default device:/dev/tpmrm0; the simulator prints its own)")
-    ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
-                     help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2)")
-    ver.add_argument("--mode", choices=("auto", "validate", "perform"), default="auto",
-                     help="validate never extends; auto/perform extend events logged but not extended in the "
-                          "SLAUNCH window, exactly once")
-    ver.add_argument("--lock", default="/run/sld/extend.lock", metavar="PATH",
-                     help="exclusive lock held while extending (shared with the daemon)")
-    ver.add_argument("--policy", metavar="FILE", help="TOML of known-good PCR values and required event digests")
-    ver.add_argument("--local", action="store_true",
-                     help="verify in this process; without it, and with no option but --json and --socket, "
-                          "the running daemon answers over its control socket")
-    ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
-    _add_evidence(ver)
-
+    _verify_parser(sub)
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
     dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
@@ -113,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
-    st = sub.add_parser("status", help="the running daemon's state and last verdict")
+    st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
+                        epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
-    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH")
+    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
     _add_json(st)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")

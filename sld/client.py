@@ -2,8 +2,10 @@
 
 Only builtin modules: on a slow interpreter argparse, json and socket.py each cost more than the
 daemon's whole verification, and this path exists so that a monitoring check asking every few
-seconds pays for nothing but the process start. Anything it does not understand (another option, no
-daemon, an error answer) returns None and the full command runs, in this process.
+seconds pays for nothing but the process start. Another option, or no daemon answering, returns None
+and the full command runs in this process (sld.commands.verify, which says so). A daemon that answers
+but cannot verify (degraded) is reported as it is: its state and reason, never replaced by a verdict
+made here with other settings.
 """
 
 from __future__ import annotations
@@ -60,8 +62,31 @@ def fast_verify(argv: list[str]) -> int | None:
     except OSError:
         return None
     code, _, body = answer.partition(b"\n")
-    if not code.isdigit():  # a JSON error object: the daemon is degraded; verify here instead
-        return None
+    if not code.isdigit():
+        return refusal(path, answer, render)
     sys.stdout.buffer.write(body)
     sys.stdout.flush()
     return int(code)
+
+
+def refusal(path: str, answer: bytes, render: str) -> int:
+    """The daemon answered without a verdict (a JSON error object): say its state and reason, exit non-zero.
+
+    The exit code is the one the daemon's error has (4 for the TPM, 3 for the source, ...); an answer
+    that carries none is a usage error (2): the socket is not an sld daemon of this version.
+    """
+    import json
+
+    try:
+        reply = json.loads(answer)
+        state, error = str(reply.get("state", "unknown")), str(reply["error"])
+        code = int(reply.get("exit_code", 2))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        state, error, code = "unknown", f"unexpected answer {answer[:80]!r}", 2
+    if render == "json":
+        from sld.report import dump_json
+
+        print(dump_json("error", {"state": state, "error": error, "exit_code": code, "socket": path}))
+    print(f"sld: the daemon on {path} is {state} and did not verify: {error} (sld status for more; "
+          "sld verify --local verifies in this process)", file=sys.stderr)
+    return code

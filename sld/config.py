@@ -7,6 +7,7 @@ The dataclasses are the schema: each field's type and default is what ``conf/sld
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -36,7 +37,7 @@ class TpmConfig:
 class VerifyConfig:
     mode: str = "auto"
     interval: float = 60.0
-    lock: str = "/run/sld/extend.lock"
+    timeout: float = 20.0
     policy: str = ""
 
 
@@ -48,8 +49,9 @@ class MetricsConfig:
     textfile: str = ""
     certfile: str = ""
     keyfile: str = ""
-    basic_auth_user: str = ""
-    basic_auth_password_sha256: str = ""
+    client_ca: str = ""
+    basic_auth_users: dict[str, str] = field(default_factory=dict)
+    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quarantine.on": ("failed", "not-launched", "degraded"),
     "log.debug": ("sources", "tpm", "replay", "metrics", "net", "control"),
 }
-RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "metrics.port": (1, 65535),
-                                          "tpm.locality": (0, 4)}
+BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+MAKE_BCRYPT = ("make one with `htpasswd -nBC 10 USER` (Debian apache2-utils) or python3 -c 'import crypt, "
+               "getpass; print(crypt.crypt(getpass.getpass(), crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024)))'")
+RETIRED = dict.fromkeys(
+    ("metrics.basic_auth_user", "metrics.basic_auth_password_sha256"),
+    "an unsalted SHA-256 password is no longer accepted: list users with bcrypt hashes in "
+    f'[metrics.basic_auth_users] (prom = "$2y$10$..."); {MAKE_BCRYPT}')
+RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
+                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -100,6 +109,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None:
             return None
         return _coerce(value, next(a for a in typing.get_args(hint) if a is not type(None)), key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a table, got {type(value).__name__}", key=key)
+        return {_coerce(k, str, key): _coerce(v, typing.get_args(hint)[1], f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"expected an array, got {type(value).__name__}", key=key)
@@ -112,8 +125,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _validate(key: str, value: Any) -> None:
-    if key == "metrics.basic_auth_password_sha256" and value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise ConfigError("expected the password's SHA-256 as 64 hex digits", key=key)
+    if key == "metrics.basic_auth_users":
+        for user, hashed in value.items():
+            if not BCRYPT.fullmatch(hashed):
+                raise ConfigError(f"user {user!r}: expected a bcrypt hash ($2y$10$...); {MAKE_BCRYPT}", key=key)
+    if key == "metrics.allow":
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{network!r} is not an address or CIDR network", key=key) from None
     allowed = CHOICES.get(key)
     for item in value if isinstance(value, tuple) else (value,):
         if allowed and item not in allowed:
@@ -135,6 +156,8 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
         values = {}
         for key, value in table.items():
             full = f"{name}.{key}"
+            if full in RETIRED:
+                raise ConfigError(RETIRED[full], key=full, file=path)
             if key not in fields:
                 raise ConfigError(f"unknown key (known: {', '.join(fields)})", key=full, file=path)
             try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sld.errors import FormatError, SldError
 from sld.formats import eventlog, heap, registers, slrt
+from sld.formats._util import Region
+from sld.formats.heap import OsMleData
 from sld.platform.memory import PhysicalMemory
 from sld.platform.source import Source
 
@@ -32,8 +34,7 @@ class Snapshot:
     source_name: str
     registers: registers.TxtRegisters | None = None
     heap: heap.Heap | None = None
-    os_mle_layout: str | None = None
-    os_mle: dict[str, Any] | None = None
+    os_mle: OsMleData | None = None
     slrt: slrt.Slrt | None = None
     log_pointer: dict[str, Any] | None = None
     log: eventlog.EventLog | None = None
@@ -42,6 +43,11 @@ class Snapshot:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def os_mle_layout(self) -> str | None:
+        """The OsMleData shape the SLRT's generation chose (None before the SLRT stage succeeded)."""
+        return self.os_mle.layout if self.os_mle is not None else None
 
 
 def _stage(snap: Snapshot, name: str, fn: Callable[[], None]) -> bool:
@@ -85,7 +91,7 @@ def discover(source: Source) -> Snapshot:
 
 def _read_registers(snap: Snapshot, mem: PhysicalMemory) -> None:
     page = mem.read(registers.TXT_PUB_BASE, registers.TXT_SPACE_SIZE, "TXT public config space")
-    snap.registers = registers.parse_registers(page, registers.TXT_PUB_BASE)
+    snap.registers = registers.parse_registers(Region(page, registers.TXT_PUB_BASE))
 
 
 def _read_heap(snap: Snapshot, mem: PhysicalMemory) -> None:
@@ -94,43 +100,40 @@ def _read_heap(snap: Snapshot, mem: PhysicalMemory) -> None:
     if size > MAX_HEAP:
         raise FormatError("TXT registers", f"HEAP.SIZE 0x{size:x} exceeds {MAX_HEAP >> 20} MiB", field="HEAP.SIZE",
                           offset=registers.TXT_PUB_BASE + registers.REGISTERS["HEAP.SIZE"][0])
-    snap.heap = heap.parse_heap(mem.read(base, size, "TXT heap"), base)
+    snap.heap = heap.parse_heap(Region(mem.read(base, size, "TXT heap"), base))
 
 
 def _read_slrt(snap: Snapshot, mem: PhysicalMemory) -> None:
-    """Probe each OsMleData shape's slrt pointer for the magic (spec §2.3, §7.1), newest first."""
+    """Find the SLRT through OsMleData, parse it, and let its generation fix OsMleData's shape (spec §7.1)."""
     assert snap.heap is not None
     table = snap.heap.os_mle_data
     candidates = heap.os_mle_candidates(table)
     if not candidates:
         raise FormatError("OsMleData", "no Secure Launch layout fits (version is not 1 or the table is short)",
                           field="version", offset=table.data_address)
-    probes = []
-    for layout, fields in candidates:
-        addr = fields["slrt"]
-        try:
-            magic = int.from_bytes(mem.read(addr, 4, f"SLRT via OsMleData ({layout} layout)"), "little")
-        except SldError as err:
-            probes.append(f"{layout} slrt=0x{addr:x} unreadable ({err})")
-            continue
-        if magic == slrt.MAGIC:
-            snap.os_mle_layout, snap.os_mle = layout, fields
-            break
-        probes.append(f"{layout} slrt=0x{addr:x} reads magic 0x{magic:08x}")
-    else:
-        raise FormatError("OsMleData", f"no layout points at an SLRT (magic 0x{slrt.MAGIC:08x} 'MTRD'): "
-                          + "; ".join(probes), field="slrt", offset=table.data_address)
-    address = snap.os_mle["slrt"]
+    address = _probe_slrt(candidates, mem, table)
     size = int.from_bytes(mem.read(address + 8, 4, "SLRT header"), "little")
     if not slrt.HEADER_SIZE <= size <= MAX_SLRT:
         raise FormatError("SLRT", f"size {size} is implausible", field="size", offset=address)
-    snap.slrt = slrt.parse_slrt(mem.read(address, size, "SLRT"), address)
-    # v7 and v12 OsMleData put the slrt pointer at the same offset; the SLRT's generation decides.
-    shape = heap.OS_MLE_LAYOUT_OF[snap.slrt.layout]
-    snap.os_mle_layout = next((lay for lay, f in candidates if lay == shape and f["slrt"] == address),
-                              snap.os_mle_layout)
-    os_mle = replace(table, fields={"layout": snap.os_mle_layout, **dict(candidates)[snap.os_mle_layout]})
-    snap.heap = replace(snap.heap, tables=tuple(os_mle if t is table else t for t in snap.heap.tables))
+    snap.slrt = slrt.parse_slrt(Region(mem.read(address, size, "SLRT"), address))
+    snap.os_mle = heap.os_mle_for(candidates, address, snap.slrt.layout)
+
+
+def _probe_slrt(candidates: tuple[heap.OsMleData, ...], mem: PhysicalMemory, table: heap.HeapTable) -> int:
+    """The first candidate's slrt pointer (newest shape first) at which the SLRT magic reads."""
+    probes = []
+    for cand in candidates:
+        addr = cand.fields["slrt"]
+        try:
+            magic = int.from_bytes(mem.read(addr, 4, f"SLRT via OsMleData ({cand.layout} layout)"), "little")
+        except SldError as err:
+            probes.append(f"{cand.layout} slrt=0x{addr:x} unreadable ({err})")
+            continue
+        if magic == slrt.MAGIC:
+            return int(addr)
+        probes.append(f"{cand.layout} slrt=0x{addr:x} reads magic 0x{magic:08x}")
+    raise FormatError("OsMleData", f"no layout points at an SLRT (magic 0x{slrt.MAGIC:08x} 'MTRD'): "
+                      + "; ".join(probes), field="slrt", offset=table.data_address)
 
 
 def _read_log(snap: Snapshot, mem: PhysicalMemory) -> None:

@@ -66,3 +66,9 @@ class ConfigError(SldError):
         self.file = file
         where = ":".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class LockError(SldError):
+    """The extend lock (sld.lock) cannot be taken: nothing was extended, and nothing was verified false."""
+
+    exit_code = 5

@@ -9,31 +9,30 @@ and nothing is extended.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sld.checks import CHECKS
 from sld.discover import Snapshot, discover
-from sld.errors import SldError, TpmError
+from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.formats.registers import SINIT_SUCCESS
+from sld.lock import extend_lock
 from sld.platform.source import Source
 from sld.policy import Policy, violations
 from sld.replay import DRTM_PCRS, extends, prefix_states
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
-DEFAULT_LOCK = "/run/sld/extend.lock"
 RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
 class PcrDevice(Protocol):
-    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI)."""
+    """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI; the extend lock is keyed to it)."""
+
+    tcti_string: str
 
     def banks(self) -> tuple[str, ...]: ...
 
@@ -137,23 +136,6 @@ def compare(log: EventLog, actual: Mapping[str, Mapping[int, bytes]], banks: Ite
     return tuple(out)
 
 
-@contextmanager
-def extend_lock(path: str) -> Iterator[None]:
-    """One extender at a time across the daemon and any CLI (flock; released by the kernel on crash)."""
-    try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise SldError(f"extend lock {path}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
 def _platform_checks(snap: Snapshot) -> list[Check]:
     """Facts from the registers, heap, SLRT and log; each with its evidence."""
     checks = []
@@ -220,11 +202,11 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
     return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
 
 
-def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -> tuple[tuple[PcrState, ...],
-                                                                                   list[int], Check]:
+def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tuple[PcrState, ...], list[int],
+                                                                             Check]:
     """Under the lock: re-read (another extender may have finished), extend what remains, re-read."""
     done: list[int] = []
-    with extend_lock(lock):
+    with extend_lock(tpm.tcti_string):
         states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         by_index = {e.index: e for e in log.events}
         # Log order across PCRs, as the kernel would have extended them.
@@ -244,8 +226,7 @@ def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...], lock: str) -
                               {"extended": done})
 
 
-def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, lock: str = DEFAULT_LOCK,
-           policy: Policy | None = None) -> Verdict:
+def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Policy | None = None) -> Verdict:
     """Read the platform and the TPM, perform deferred extends if allowed, and decide."""
     t0 = time.monotonic()
     mode = Mode(mode)  # a str from argparse or the config becomes the vocabulary word (ValueError: a bug)
@@ -262,7 +243,7 @@ def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, lock: str 
                             "PCR17 was reset by a dynamic launch" if launched else
                             "PCR17 is all-ones: no dynamic launch since the TPM reset"))
         if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
-            states, extended, extend_check = _perform(tpm, snap.log, banks, lock)
+            states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
         if launched:
             checks.append(_pcr_check(states, mode))

@@ -13,8 +13,8 @@ from pathlib import Path
 from sld.discover import discover
 from sld.errors import SourceError
 from sld.formats.registers import TXT_PUB_BASE, TXT_SPACE_SIZE
+from sld.platform.image import write_image
 from sld.platform.source import open_source
-from sld.sim.image import write_image
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sld.discover import STAGES, Snapshot, discover
 from sld.errors import SourceError
 from sld.formats.eventlog import EventLog, parse_log
-from sld.formats.heap import Heap, HeapTable
+from sld.formats.heap import Heap, HeapTable, OsMleData
 from sld.formats.registers import TxtRegisters
 from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
 from sld.platform.source import open_source
@@ -29,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
         snap = discover(source)
     stage = {"regs": "registers"}.get(args.what, args.what)
     value = _reached(snap, stage)
-    show = {"registers": _show_registers, "heap": _show_heap, "slrt": _show_slrt, "log": _show_log}[stage]
+    shows: dict[str, Callable[[Any, argparse.Namespace, str], None]] = {
+        "registers": _show_registers, "heap": lambda h, a, s: _show_heap(h, snap.os_mle, a, s), "slrt": _show_slrt,
+        "log": _show_log}
+    show = shows[stage]
     show(value, args, snap.source_name)
     return 0
 
@@ -71,28 +75,32 @@ def _show_registers(regs: TxtRegisters, args: argparse.Namespace, source: str) -
     print(table(rows, ("REGISTER", "VALUE", "DECODED")))
 
 
-def _show_heap(heap: Heap, args: argparse.Namespace, source: str) -> None:
+def _show_heap(heap: Heap, os_mle: OsMleData | None, args: argparse.Namespace, source: str) -> None:
+    """The four tables; OsMleData in the shape discovery chose through the SLRT (raw when none was found)."""
+    fields = {t.name: t.fields for t in heap.tables}
+    if os_mle is not None:
+        fields["OsMleData"] = {"layout": os_mle.layout, **os_mle.fields}
     if args.json:
         print(dump_json("inspect.heap", {"source": source, "base": heap.base, "size": heap.size,
-                                         "tables": [_table_json(t) for t in heap.tables]}))
+                                         "tables": [_table_json(t, fields[t.name]) for t in heap.tables]}))
         return
     print(f"TXT heap from {source}: 0x{heap.base:x}, 0x{heap.size:x} bytes")
     for t in heap.tables:
         print(f"\n{t.name} @0x{t.address:x}, size 0x{t.size:x}")
-        rows = [(k, _scalar(v)) for k, v in t.fields.items()]
+        rows = [(k, _scalar(v)) for k, v in fields[t.name].items()]
         rows += [(f"element {e.name} @0x{e.offset:x}", _scalar(e.fields) if e.fields else f"{len(e.data)} bytes")
                  for e in t.elements if e.type != 0]
         rows += [(f"MDR {i}", "0x{address:x} +0x{length:x} type {type}".format(**m)) for i, m in enumerate(t.mdrs)]
-        if not t.fields:
+        if not fields[t.name]:
             rows.append(("(raw)", t.data[:32].hex() + ("..." if len(t.data) > 32 else "")))
         print(table(rows))
 
 
-def _table_json(t: HeapTable) -> dict[str, Any]:
-    return {"name": t.name, "address": t.address, "size": t.size, "fields": t.fields,
+def _table_json(t: HeapTable, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"name": t.name, "address": t.address, "size": t.size, "fields": fields,
             "elements": [{"type": e.type, "name": e.name, "offset": e.offset, "fields": e.fields,
                           "data": e.data} for e in t.elements], "mdrs": t.mdrs,
-            **({"raw": t.data} if not t.fields else {})}
+            **({"raw": t.data} if not fields else {})}
 
 
 def _scalar(value: Any) -> str:

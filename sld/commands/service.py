@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from sld.errors import SldError
 from sld.report import dump_json
 
 
@@ -15,13 +17,30 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from sld.service.control import request
+    """The daemon's state, its last verdict (with age, stale or not) and its current error, apart."""
+    from sld.service.control import AccessDenied, request
 
-    answer = request(args.socket, {"cmd": "status"})
-    if args.json:
-        print(dump_json("status", answer))
+    try:
+        answer = request(args.socket, {"cmd": "status"})
+        if "state" not in answer:  # an error reply: the daemon refused us (peer credentials): a usage problem
+            raise AccessDenied(answer["error"])
+    except SldError as err:
+        if not args.json:
+            raise
+        print(dump_json("error", {"error": str(err), "exit_code": err.exit_code}))
+        return err.exit_code
+    print(dump_json("status", answer) if args.json else _status_text(answer))
+    return int(answer["exit_code"])
+
+
+def _status_text(answer: dict[str, Any]) -> str:
+    verdict, lines = answer["verdict"], [f"state: {answer['state']}"]
+    if verdict is None:
+        lines.append("last verdict: none yet")
     else:
-        print(f"state: {answer['state']}")
-        print(f"verdict: {answer['result'] or '-'}: {answer['summary'] or ''}")
-        print(f"quarantine: {'active' if answer['quarantined'] else 'not active'}")
-    return 0
+        age = f"{'stale, ' if verdict['stale'] else ''}{verdict['age_seconds']:.0f} s ago"
+        lines.append(f"last verdict: {verdict['result']} ({age}): {verdict['summary']}")
+    if answer["error"]:
+        lines.append(f"error: {answer['error']} (since {answer['error_age_seconds']:.0f} s)")
+    lines.append(f"quarantine: {'active' if answer['quarantined'] else 'not active'}")
+    return "\n".join(lines)

@@ -1,24 +1,68 @@
-"""``sld verify``: one verification, printed for people or machines; the exit code is the verdict."""
+"""``sld verify``: one verification, printed for people or machines; the exit code is the verdict.
+
+A plain ``sld verify [--json] [--socket PATH]`` is answered by the running daemon (sld.client). This
+module runs when it is not: with ``--local`` or any other option, or when no daemon answers. It then
+verifies with the daemon's own configuration file (sld.config; the options override its keys), so an
+operator never gets a verdict for a TCTI or source nobody configured, and says so on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
+
+from sld.config import DEFAULT_PATH, Config
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a local verification uses: each from an option, else the configuration file, else its default."""
+
+    source: str
+    tcti: str
+    locality: int | None
+    mode: str
+    policy: str
+
+
+def settings(args: argparse.Namespace, config: Config) -> Settings:
+    """Options over the configuration's keys ([source] spec, [tpm] tcti/locality, [verify] mode/policy)."""
+    return Settings(source=args.source or config.source.spec, tcti=args.tcti or config.tpm.tcti,
+                    locality=config.tpm.locality if args.locality is None else args.locality,
+                    mode=args.mode or config.verify.mode, policy=args.policy or config.verify.policy)
+
+
+def _daemon_was_asked(args: argparse.Namespace) -> bool:
+    """sld.client offers exactly these invocations to the daemon; reaching here means none answered."""
+    return not args.local and not any((args.source, args.tcti, args.mode, args.policy, args.config)) \
+        and args.locality is None
+
+
+def notice(args: argparse.Namespace, config: Config) -> str:
+    """The stderr line that says where this verdict comes from and which configuration it used."""
+    why = f"no sld daemon answers on {args.socket}: " if _daemon_was_asked(args) else ""
+    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_PATH}, built-in defaults"
+    return f"sld: {why}verifying in this process ({used})"
 
 
 def run(args: argparse.Namespace) -> int:
-    """Verify in this process (a plain ``sld verify`` was offered to the running daemon first: sld.client)."""
-    if args.evidence or args.ak or args.nonce or args.previous or args.format:
+    """Verify in this process with the configuration file's settings under the options."""
+    if args.ak or args.nonce or args.previous or args.format:  # evidence options without --evidence
         from sld.commands.evidence import run as verify_evidence
 
         return verify_evidence(args)
+    from sld.config import load
     from sld.policy import load as load_policy
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
     from sld.verify import verify_source
 
-    policy = load_policy(args.policy) if args.policy else None
-    with Tpm(args.tcti, locality=args.locality) as tpm:
-        verdict = verify_source(args.source, tpm, mode=args.mode, lock=args.lock, policy=policy)
+    config = load(args.config)
+    use = settings(args, config)
+    print(notice(args, config), file=sys.stderr)
+    policy = load_policy(use.policy) if use.policy else None
+    with Tpm(use.tcti, locality=use.locality) as tpm:
+        verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))
     return verdict.exit_code

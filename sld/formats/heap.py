@@ -21,7 +21,7 @@ import construct as cs
 from construct import this
 
 from sld.errors import FormatError
-from sld.formats._util import build, parse_at
+from sld.formats._util import Region, build
 
 TABLES = ("BiosData", "OsMleData", "OsSinitData", "SinitMleData")
 
@@ -201,43 +201,49 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def parse_elements(data: bytes, offset: int, table: str, base: int) -> tuple[ExtElement, ...]:
-    """Walk ``data[offset:]`` element by element until END; a size below 8 or past the table is an error."""
+def parse_elements(table: Region, offset: int, name: str) -> tuple[ExtElement, ...]:
+    """Walk ``table`` from ``offset`` element by element until END (SDG C.1).
+
+    Each element is parsed from its own bounded slice, so the walk is linear in the table size; a
+    size below the 8-byte header or past the table is an error naming the element's address.
+    """
     out = []
     pos = offset
     while True:
-        if pos + 8 > len(data):
-            raise FormatError(table, "extended elements run past the table without an END element",
-                              field="ExtDataElements", offset=base + pos)
-        head = parse_at(ElementHeader, data, pos, f"{table} element", base)
-        if head.size < 8 or pos + head.size > len(data):
-            raise FormatError(f"{table} element", f"size {head.size} does not fit the {len(data) - pos} bytes left "
-                              "in the table", field="size", offset=base + pos)
-        payload = data[pos + 8 : pos + head.size]
+        if pos + 8 > len(table):
+            raise FormatError(name, "extended elements run past the table without an END element",
+                              field="ExtDataElements", offset=table.address(pos))
+        head = table.parse(ElementHeader, f"{name} element", pos)
+        if head.size < 8 or pos + head.size > len(table):
+            raise FormatError(f"{name} element", f"size {head.size} does not fit the {len(table) - pos} bytes "
+                              "left in the table", field="size", offset=table.address(pos))
+        payload = table[pos + 8 : pos + head.size]
         decl = ELEMENT_DATA.get(head.type)
-        fields = plain(parse_at(decl, payload, 0, f"{table} {ELEMENT_TYPES[head.type]} element", base + pos + 8)) \
+        fields = plain(payload.parse(decl, f"{name} {ELEMENT_TYPES[head.type]} element")) \
             if decl is not None else None
-        out.append(ExtElement(head.type, base + pos, payload, fields))
+        out.append(ExtElement(head.type, table.address(pos), bytes(payload), fields))
         if head.type == ELEMENT_END:
             return tuple(out)
         pos += head.size
 
 
-def _parse_table(name: str, address: int, size: int, data: bytes) -> HeapTable:
-    data_addr = address + 8
+def _parse_table(name: str, record: Region) -> HeapTable:
+    """One size-prefixed record: ``record`` starts at its u64 size field (spec §2.1)."""
+    data = record[8:]
+    raw = bytes(data)
     if name not in TABLE_DECLS:
-        return HeapTable(name, address, size, data)
+        return HeapTable(name, record.base, len(record), raw)
     decl, elements_at = TABLE_DECLS[name]
-    fields = plain(parse_at(decl, data, 0, name, data_addr))
+    fields = plain(data.parse(decl, name))
     start = elements_at(fields["version"])
-    elements = parse_elements(data, start, name, data_addr) if start is not None else ()
+    elements = parse_elements(data, start, name) if start is not None else ()
     mdrs: tuple[dict[str, Any], ...] = ()
     if name == "SinitMleData":
-        mdrs = _parse_mdrs(fields, data, data_addr)
-    return HeapTable(name, address, size, data, fields, elements, mdrs)
+        mdrs = _parse_mdrs(fields, data)
+    return HeapTable(name, record.base, len(record), raw, fields, elements, mdrs)
 
 
-def _parse_mdrs(fields: Mapping[str, Any], data: bytes, data_addr: int) -> tuple[dict[str, Any], ...]:
+def _parse_mdrs(fields: Mapping[str, Any], data: Region) -> tuple[dict[str, Any], ...]:
     """SinitMdrTableOffset counts from the table's size field, 8 bytes before the data (spec §2.5)."""
     count, off = fields["num_mdrs"], fields["mdrs_off"]
     if count == 0:
@@ -245,39 +251,59 @@ def _parse_mdrs(fields: Mapping[str, Any], data: bytes, data_addr: int) -> tuple
     start = off - 8
     if start < 0 or start + 24 * count > len(data):
         raise FormatError("SinitMleData", f"{count} MDRs at offset {off} overrun the {len(data) + 8}-byte table",
-                          field="SinitMdrTableOffset", offset=data_addr)
-    table = parse_at(cs.Array(count, Mdr), data, start, "SinitMleData MDR table", data_addr)
+                          field="SinitMdrTableOffset", offset=data.base)
+    table = data[start : start + 24 * count].parse(cs.Array(count, Mdr), "SinitMleData MDR table")
     return tuple(plain(m) for m in table)
 
 
-def parse_heap(data: bytes | memoryview, base: int) -> Heap:
-    """Split the heap into its four tables with tboot's checks (spec §2.1), then decode each one."""
+def parse_heap(heap: Region) -> Heap:
+    """Split the heap (HEAP.BASE, HEAP.SIZE bytes) into its four tables with tboot's checks (spec §2.1)."""
     tables = []
     pos = 0
     for name in TABLES:
-        if pos + 8 > len(data):
-            raise FormatError("TXT heap", f"{name} size field lies past HEAP.SIZE 0x{len(data):x}", field=name,
-                              offset=base + pos)
-        size = int.from_bytes(data[pos : pos + 8], "little")
-        if size < 8 or size > len(data) - pos:
+        if pos + 8 > len(heap):
+            raise FormatError("TXT heap", f"{name} size field lies past HEAP.SIZE 0x{len(heap):x}", field=name,
+                              offset=heap.address(pos))
+        size = heap.uint(pos, 8)
+        if size < 8 or size > len(heap) - pos:
             raise FormatError("TXT heap", f"{name} size 0x{size:x} is below 8 or past the end of the heap "
-                              f"(0x{len(data) - pos:x} bytes left)", field=f"{name}.size", offset=base + pos)
-        tables.append(_parse_table(name, base + pos, size, bytes(data[pos + 8 : pos + size])))
+                              f"(0x{len(heap) - pos:x} bytes left)", field=f"{name}.size", offset=heap.address(pos))
+        tables.append(_parse_table(name, heap[pos : pos + size]))
         pos += size
-    return Heap(base, len(data), tuple(tables))
+    return Heap(heap.base, len(heap), tuple(tables))
 
 
-def os_mle_candidates(table: HeapTable) -> list[tuple[str, dict[str, Any]]]:
+@dataclass(frozen=True)
+class OsMleData:
+    """OsMleData decoded in one Secure Launch shape (spec §2.3): ``layout`` names it, ``fields`` hold it."""
+
+    layout: str
+    fields: dict[str, Any]
+
+
+def os_mle_candidates(table: HeapTable) -> tuple[OsMleData, ...]:
     """Every OsMleData shape the bytes fit (version 1, long enough), newest first (spec §7.1)."""
     out = []
     for layout in ("v12", "v10", "v7"):
         decl = OS_MLE_LAYOUTS[layout]
         if len(table.data) >= decl.sizeof():
             try:
-                out.append((layout, plain(decl.parse(table.data))))
+                out.append(OsMleData(layout, plain(decl.parse(table.data))))
             except cs.ConstructError:
                 continue
-    return out
+    return tuple(out)
+
+
+def os_mle_for(candidates: Sequence[OsMleData], slrt_address: int, generation: str) -> OsMleData:
+    """The one decision of OsMleData's shape: the candidate pointing at the SLRT found, in its generation's shape.
+
+    v7 and v12 put the slrt pointer at the same offset (spec §2.3), so the pointer alone cannot tell
+    them apart; the SLRT's generation, told apart by its own structure, does. ``candidates`` must
+    hold at least one shape whose ``slrt`` is ``slrt_address`` (the one the magic was found through).
+    """
+    pointing = [c for c in candidates if c.fields["slrt"] == slrt_address]
+    shape = OS_MLE_LAYOUT_OF[generation]
+    return next((c for c in pointing if c.layout == shape), pointing[0])
 
 
 def event_log_pointer(table: HeapTable) -> dict[str, Any] | None:

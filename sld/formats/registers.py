@@ -7,13 +7,15 @@ the simulator writes. ERRORCODE decodes both by SDG field and into the same word
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import construct as cs
 
 from sld.errors import FormatError
-from sld.formats._util import build, parse_at
+from sld.formats._util import Region, build
 
 TXT_PRIV_BASE = 0xFED20000
 TXT_PUB_BASE = 0xFED30000
@@ -106,8 +108,9 @@ def _bits(value: int, table: dict[str, int]) -> dict[str, bool]:
     return {name: bool(value >> bit & 1) for name, bit in table.items()}
 
 
-def parse_registers(page: bytes, base: int = TXT_PUB_BASE) -> TxtRegisters:
-    parsed = parse_at(ConfigPage, page, 0, "TXT config space", base)
+def parse_registers(page: Region) -> TxtRegisters:
+    """The config page as mapped at ``page.base`` (TXT_PUB_BASE on a real platform; SDG B.1)."""
+    parsed = page.parse(ConfigPage, "TXT config space")
     return TxtRegisters({k: v for k, v in parsed.items() if k in REGISTERS})
 
 
@@ -198,17 +201,19 @@ def format_securityfs_value(name: str, value: int) -> bytes:
     return b"0x%0*x\n\x00" % (SECURITYFS_WIDTH[name], value)
 
 
+_SECURITYFS_TEXT = {name: re.compile(rb"0x[0-9a-f]{%d}\n\x00" % width) for name, width in SECURITYFS_WIDTH.items()}
+"""Exactly what the kernel's ``%#0Nx\\n`` writes, NUL included: lowercase digits, no sign, no ``_``."""
+
+
 def parse_securityfs_value(name: str, raw: bytes) -> int:
+    """One ``slaunch/txt/NAME`` file's bytes as the register value, in the kernel's exact grammar (spec §1.5)."""
     width = SECURITYFS_WIDTH[name]
-    if len(raw) != width + 4 or raw[:2] != b"0x" or raw[-2:] != b"\n\x00":
-        raise FormatError(f"securityfs slaunch/txt/{name}", f"expected '0x' + {width} hex digits + newline + NUL, "
-                          f"got {raw[:40]!r}")
-    try:
-        return int(raw[2:-2], 16)
-    except ValueError:
-        raise FormatError(f"securityfs slaunch/txt/{name}", f"not hexadecimal: {raw[:40]!r}") from None
+    if not _SECURITYFS_TEXT[name].fullmatch(raw):
+        raise FormatError(f"securityfs slaunch/txt/{name}", f"expected '0x' + {width} lowercase hex digits + "
+                          f"newline + NUL, got {raw[:40]!r}")
+    return int(raw[2:-2], 16)
 
 
-def from_securityfs(values: dict[str, int]) -> TxtRegisters:
-    """Registers as securityfs exports them (a subset of the page; no heap pointers)."""
-    return TxtRegisters({SECURITYFS_REGISTER[k]: v for k, v in values.items()})
+def from_securityfs(files: Mapping[str, bytes]) -> TxtRegisters:
+    """Registers from the bytes of securityfs's ``slaunch/txt/*`` files (a subset of the page; no heap pointers)."""
+    return TxtRegisters({SECURITYFS_REGISTER[k]: parse_securityfs_value(k, raw) for k, raw in files.items()})

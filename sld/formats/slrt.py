@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import construct as cs
 from construct import this
 
 from sld.errors import FormatError
-from sld.formats._util import build, parse_at
+from sld.formats._util import Region, build
 from sld.formats.heap import plain
 
 MAGIC = 0x4452544D  # "MTRD" in memory
@@ -114,6 +115,7 @@ def _uefi_config_entry(layout: str) -> cs.Struct:
     return cs.Struct("pcr" / cs.Int16ul, "reserved" / cs.Int16ul, *where, "evt_info" / EvtInfo)
 
 
+@cache
 def entry_struct(layout: str, tag: int) -> cs.Struct:
     """The whole entry (header included) as the generation ``layout`` declares it."""
     return cs.Struct(*_entry_header(layout, tag), "body" / cs.Struct(*_body(layout, tag)))
@@ -171,7 +173,7 @@ class Slrt:
         return list(e.fields["entries"]) if e is not None else []
 
 
-def _walk(data: bytes, size: int, wide: bool, base: int) -> list[tuple[int, int, int]]:
+def _walk(table: Region, size: int, wide: bool) -> list[tuple[int, int, int]]:
     """(tag, offset, size) of each entry before END; bounded by the header's ``size``."""
     hsize = 8 if wide else 4
     width = 4 if wide else 2
@@ -179,64 +181,64 @@ def _walk(data: bytes, size: int, wide: bool, base: int) -> list[tuple[int, int,
     pos = HEADER_SIZE
     while pos < size:
         if pos + hsize > size:
-            raise FormatError("SLRT entry", f"header at table offset {pos} runs past size {size}", offset=base + pos)
-        tag = int.from_bytes(data[pos : pos + width], "little")
-        esize = int.from_bytes(data[pos + width : pos + 2 * width], "little")
+            raise FormatError("SLRT entry", f"header at table offset {pos} runs past size {size}",
+                              offset=table.address(pos))
+        tag, esize = table.uint(pos, width), table.uint(pos + width, width)
         if tag == TAG["END"]:
             break
         if esize < hsize or pos + esize > size:
             raise FormatError(f"SLRT {TAGS.get(tag, f'tag 0x{tag:x}')} entry",
                               f"size {esize} is below its {hsize}-byte header or runs past the table size {size}",
-                              field="size", offset=base + pos)
+                              field="size", offset=table.address(pos))
         out.append((tag, pos, esize))
         pos += esize
     return out
 
 
-def _shape_is_wide(data: bytes, size: int, base: int) -> bool:
+def _shape_is_wide(table: Region, size: int) -> bool:
     """u32/u32 entry headers have a small tag in the first u32; u16/u16 ones a non-zero u16 size (§7.2)."""
     if size < HEADER_SIZE + 4:
-        raise FormatError("SLRT", f"size {size} leaves no room for an entry", field="size", offset=base)
-    tag32 = int.from_bytes(data[16:20], "little")
+        raise FormatError("SLRT", f"size {size} leaves no room for an entry", field="size", offset=table.base)
+    tag32 = table.uint(16, 4)
     if 1 <= tag32 <= 8 or tag32 == TAG["END"]:
         return True
-    tag16, size16 = int.from_bytes(data[16:18], "little"), int.from_bytes(data[18:20], "little")
+    tag16, size16 = table.uint(16, 2), table.uint(18, 2)
     if (1 <= tag16 <= 8 or tag16 == TAG["END"]) and size16 >= 4:
         return False
     raise FormatError("SLRT", f"first entry header 0x{tag32:08x} is neither u32 nor u16 tag/size",
-                      field="entries", offset=base + HEADER_SIZE)
+                      field="entries", offset=table.address(HEADER_SIZE))
 
 
-def parse_slrt(data: bytes | memoryview, base: int) -> Slrt:
-    """Parse a whole SLRT (``data`` holds at least ``size`` bytes from the table start)."""
-    data = bytes(data)
-    header = plain(parse_at(Header, data, 0, "SLRT", base))
+def parse_slrt(table: Region) -> Slrt:
+    """Parse a whole SLRT (``table`` holds at least ``size`` bytes from the table start; SL v16 slr_table)."""
+    header = plain(table.parse(Header, "SLRT"))
     if header["magic"] != MAGIC:
         raise FormatError("SLRT", f"magic 0x{header['magic']:08x}, expected 0x{MAGIC:08x} ('MTRD')", field="magic",
-                          offset=base)
+                          offset=table.base)
     size = header["size"]
-    if size > len(data) or size > header["max_size"]:
-        raise FormatError("SLRT", f"size {size} exceeds max_size {header['max_size']} or the {len(data)} bytes read",
-                          field="size", offset=base)
-    wide = _shape_is_wide(data, size, base)
-    walked = _walk(data, size, wide, base)
+    if size > len(table) or size > header["max_size"]:
+        raise FormatError("SLRT", f"size {size} exceeds max_size {header['max_size']} or the {len(table)} bytes "
+                          "read", field="size", offset=table.base)
+    wide = _shape_is_wide(table, size)
+    walked = _walk(table, size, wide)
     family = ("v16", "v12", "v10") if wide else ("v9", "v7")
     candidates = tuple(lay for lay in family
                        if all(esize == FIXED_SIZES[lay][tag] for tag, _, esize in walked if tag in FIXED_SIZES[lay]))
     if not candidates:
         sizes = ", ".join(f"{TAGS.get(t, t)}={s}" for t, _, s in walked if t in (1, 2, 4))
         raise FormatError("SLRT", f"entry sizes ({sizes}) match no Secure Launch generation", field="entries",
-                          offset=base)
+                          offset=table.base)
     layout = candidates[0]
     entries = []
     for tag, pos, esize in walked:
         name = f"SLRT {TAGS.get(tag, f'tag 0x{tag:x}')} entry"
-        parsed = plain(parse_at(entry_struct(layout, tag) if tag in TAGS else _opaque(layout), data[pos : pos + esize],
-                                0, name, base + pos))
-        entries.append(Entry(tag, base + pos, esize, parsed["body"]))
-    return Slrt(base, layout, candidates, header, tuple(entries))
+        decl = entry_struct(layout, tag) if tag in TAGS else _opaque(layout)
+        parsed = plain(table[pos : pos + esize].parse(decl, name))
+        entries.append(Entry(tag, table.address(pos), esize, parsed["body"]))
+    return Slrt(table.base, layout, candidates, header, tuple(entries))
 
 
+@cache
 def _opaque(layout: str) -> cs.Struct:
     width = cs.Int32ul if _wide(layout) else cs.Int16ul
     return cs.Struct("tag" / width, "size" / width, "body" / cs.Struct("payload" / cs.GreedyBytes))

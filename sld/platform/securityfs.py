@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sld.errors import SourceError
-from sld.formats.registers import parse_securityfs_value
 
 SLAUNCH_DIR = "/sys/kernel/security/slaunch"
 SECURITYFS_REGISTERS = ("sts", "ests", "errorcode", "didvid", "ver_emif", "scratchpad", "e2sts")
@@ -32,9 +31,9 @@ class SecurityFs:
         except OSError as err:
             raise SourceError(f"cannot read {rel}: {err.strerror}", source=self.name) from None
 
-    def registers(self) -> dict[str, int]:
-        """Every exported register, decoded strictly from the kernel's ``%#0Nx\\n\\0`` text (§1.5)."""
-        return {name: parse_securityfs_value(name, self._read(f"txt/{name}")) for name in SECURITYFS_REGISTERS}
+    def registers(self) -> dict[str, bytes]:
+        """Every exported register file's bytes (the kernel's ``%#0Nx\\n\\0`` text, spec §1.5), undecoded."""
+        return {name: self._read(f"txt/{name}") for name in SECURITYFS_REGISTERS}
 
     def eventlog(self) -> bytes:
         """The whole log buffer (LOG_INFO.size bytes, zero-filled after the last record)."""

@@ -1,19 +1,25 @@
 """``sld daemon``: verify at start-up and every interval, tell systemd the truth, serve metrics and
 the control socket, and report PCRs that change after they were verified.
 
-States: starting -> running (verified) | failed (verification failed) | degraded (a source or the TPM
-is unavailable for now, retried every interval) -> stopping. READY=1 is sent after the first
-verification completes (pass or fail), WATCHDOG=1 only from the main loop when it is not stuck.
+States (sld.vocab.DaemonState): starting -> running (verified) | failed (verification failed) |
+degraded (a source or the TPM is unavailable for now, retried every interval) -> stopping.
+Verification runs on the worker thread (sld.service.worker) with a deadline ([verify] timeout); the
+main loop only schedules, watches and feeds the watchdog. READY=1 follows the first verdict (pass or
+fail) or the first deadline; WATCHDOG=1 (sd_notify(3)) is sent only while no verification has run
+past its deadline, so a TPM that stops answering makes systemd restart the service, never a stuck
+loop that still says it is alive.
+
+Everything others read is one frozen DaemonStatus (sld.service.state), replaced under ``_lock``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
+import resource
 import ssl
 import threading
 import time
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from typing import Any
 
@@ -22,10 +28,12 @@ from sld.errors import ConfigError, SldError, TpmError
 from sld.policy import load as load_policy
 from sld.service import journal
 from sld.service.journal import event, log
+from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
+from sld.service.worker import Worker
 from sld.verify import Verdict, verify_source
+from sld.vocab import DaemonState, Result
 
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-RESULT_STATE = {"verified": "running", "failed": "failed", "not-launched": "failed"}
+TICK = 5.0  # the main loop's longest sleep: a fifth of the unit's WatchdogSec=30s at most
 
 
 def notify(message: str) -> None:
@@ -36,28 +44,46 @@ def notify(message: str) -> None:
 
 
 class Daemon:
+    """The service: owns the configuration, the TPM connection, the quarantine and the published status."""
+
     def __init__(self, config: configuration.Config) -> None:
         self.config = config
-        self.state = "starting"
-        self.verdict: Verdict | None = None
-        self.stats: dict[str, Any] = {"verifications": 0, "failures": 0, "pcr_changes": 0, "tpm_errors": {},
-                                      "extends": {}, "last_success": 0.0, "last_verification": 0.0,
-                                      "last_error": "", "durations": [0] * len(DURATION_BUCKETS),
-                                      "duration_sum": 0.0, "duration_count": 0}
+        self._status = DaemonStatus()
+        self._lock = threading.Lock()  # guards replacing _status; verification itself is the worker's
         self._tpm: Any = None
-        self._lock = threading.Lock()  # one verification at a time (main loop, control socket)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._verified_pcrs: dict[tuple[int, str], bytes] = {}
         self._servers: list[Any] = []
+        self._worker: Worker[Verdict | None] = Worker(self._verify)
+        self._stuck = False
+        self._enforcing = threading.Lock()  # the worker and the watch may both act on the quarantine
         self.quarantine: Any = None
+        self.registry: Any = None
 
-    @property
-    def quarantined(self) -> bool:
-        return bool(self.quarantine and self.quarantine.active)
+    # --- what the control socket and the collector see (sld.service.control.Service) ----------------
 
-    # --- verification ------------------------------------------------------------------------------
+    def status(self) -> DaemonStatus:
+        """The latest published state (a frozen value: read it without a lock)."""
+        return self._status
+
+    def verify(self) -> Future[Verdict | None]:
+        """A fresh verification on the worker; None as its result means the daemon is degraded."""
+        return self._worker.submit()
+
+    def attest(self, nonce: bytes) -> Future[Any]:
+        """Evidence bound to ``nonce``: not available until the attestation key work lands."""
+        future: Future[Any] = Future()
+        future.set_exception(SldError("attest: not available (this daemon has no attestation key)"))
+        return future
+
+    def _publish(self, **changes: Any) -> DaemonStatus:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+            return self._status
+
+    # --- verification (on the worker thread) --------------------------------------------------------
 
     def _open_tpm(self) -> Any:
         if self._tpm is None:
@@ -66,149 +92,173 @@ class Daemon:
             self._tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality)
         return self._tpm
 
-    def verify_now(self) -> Verdict | None:
+    def _verify(self) -> Verdict | None:
         """One verification; a TPM or source failure makes the daemon degraded, not dead."""
-        with self._lock:
-            self.stats["verifications"] += 1
-            try:
-                policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
-                verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                        lock=self.config.verify.lock, policy=policy)
-            except SldError as err:
-                self._degraded(err)
-                return None
-            except Exception as err:  # a bug must not kill the watchdog-supervised loop; systemd sees STATUS
-                log.exception("internal error during verification")
-                self._degraded(SldError(f"internal error: {type(err).__name__}: {err}"))
-                return None
+        self._publish(verifications=self._status.verifications + 1)
+        verdict: Verdict | None = None
+        try:
+            policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
+            verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
+                                    policy=policy)
+        except SldError as err:
+            self._degraded(err)
+        except Exception as err:  # a bug must not kill the watchdog-supervised service; systemd sees STATUS
+            log.exception("internal error during verification")
+            self._degraded(SldError(f"internal error: {type(err).__name__}: {err}"))
+        else:
             self._record(verdict)
-            return verdict
+        self._export()
+        return verdict
 
     def _degraded(self, err: SldError) -> None:
-        self.stats["failures"] += 1
-        self.stats["last_error"] = str(err)
+        s = self._status
+        tpm_errors = s.tpm_errors
         if isinstance(err, TpmError):
-            self.stats["tpm_errors"][err.kind] = self.stats["tpm_errors"].get(err.kind, 0) + 1
+            tpm_errors = counted(tpm_errors, err.kind)
             event("tpm-error", f"TPM unavailable: {err}", logging.WARNING, kind=err.kind)
             if self._tpm is not None:
                 self._tpm.close()
             self._tpm = None  # reopen next time: swtpm or the device may come back
         else:
             log.warning("source unavailable: %s", err)
-        self.state = "degraded"
+        self._publish(state=DaemonState.DEGRADED, failures=s.failures + 1, error=str(err), error_time=time.time(),
+                      error_exit_code=err.exit_code, tpm_errors=tpm_errors)
         notify(f"STATUS=degraded: {err}")
-        self._enforce("degraded")
+        self._enforce(DaemonState.DEGRADED)
 
     def _enforce(self, state: str) -> None:
+        """Let the quarantine policy act on a verdict or on degraded (the worker's or the watch's)."""
         if self.quarantine is None:
             return
         try:
-            done = self.quarantine.decide(state)
+            with self._enforcing:
+                done = self.quarantine.decide(state)
         except SldError as err:
             log.error("quarantine: %s", err)
             return
+        self._publish(quarantine_active=bool(self.quarantine.active), quarantine_changes=self.quarantine.changes)
         if done:
             interfaces = ", ".join(self.config.quarantine.interfaces)
             level = logging.WARNING if self.quarantine.active else logging.INFO
             event("quarantine", f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
 
     def _record(self, verdict: Verdict) -> None:
-        now = time.time()
-        for i, bound in enumerate(DURATION_BUCKETS):
-            self.stats["durations"][i] += verdict.duration_s <= bound
-        self.stats["duration_sum"] += verdict.duration_s
-        self.stats["duration_count"] += 1
-        self.stats["last_verification"] = now
+        s, now = self._status, time.time()
+        extends = s.extends
         for index in verdict.extended:
-            pcr = next(s.pcr for s in verdict.pcrs if index in s.events)
-            self.stats["extends"][pcr] = self.stats["extends"].get(pcr, 0) + 1
+            extends = counted(extends, next(p.pcr for p in verdict.pcrs if index in p.events))
         if verdict.extended:
             event("extended", f"extended {len(verdict.extended)} deferred events", count=len(verdict.extended))
-        self._pcr_changes(verdict)
-        if verdict.result == "verified":
-            self.stats["last_success"] = now
-        else:
-            self.stats["failures"] += 1
-        changed = self.verdict is None or self.verdict.result != verdict.result
-        self.verdict = verdict
-        self.state = RESULT_STATE[verdict.result]
-        level = logging.INFO if verdict.result == "verified" else logging.ERROR
+        passed = verdict.result == Result.VERIFIED
+        changed = s.verdict is None or s.verdict.result != verdict.result
+        self._publish(state=RESULT_STATE[verdict.result], verdict=verdict, verdict_time=now, error="", error_time=0.0,
+                      error_exit_code=0, extends=extends, durations=s.durations.observe(verdict.duration_s),
+                      pcr_changes=s.pcr_changes + self._pcr_changes(verdict),
+                      failures=s.failures + (not passed), last_success=now if passed else s.last_success)
         if changed:
-            event(verdict.result, f"{verdict.result}: {verdict.summary}", level, verdict=verdict.result,
-                  source=verdict.source)
+            event(verdict.result, f"{verdict.result}: {verdict.summary}", logging.INFO if passed else logging.ERROR,
+                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed_checks(verdict)))
         notify(f"STATUS={verdict.result}: {verdict.summary}")
         self._enforce(verdict.result)
 
-    def _pcr_changes(self, verdict: Verdict) -> None:
+    def _pcr_changes(self, verdict: Verdict) -> int:
         """A PCR that moves after it was verified is an event of its own, never a silent re-baseline."""
+        changes = 0
         for s in verdict.pcrs:
             for bank, actual in s.actual.items():
                 before = self._verified_pcrs.get((s.pcr, bank))
                 if before is not None and before != actual:
-                    self.stats["pcr_changes"] += 1
+                    changes += 1
                     event("pcr-changed", f"PCR{s.pcr} {bank} changed after it was verified", logging.ERROR,
                           pcr=s.pcr, bank=bank, expected=before.hex(), actual=actual.hex())
-                if verdict.result == "verified" or before is not None:
+                if verdict.result == Result.VERIFIED or before is not None:
                     self._verified_pcrs[(s.pcr, bank)] = actual  # reported once, as its own event
+        return changes
 
-    # --- lifecycle ---------------------------------------------------------------------------------
+    # --- the main loop: schedule, watch the deadline, feed the watchdog ------------------------------
+
+    def _watch(self) -> bool:
+        """True while verification progresses; past the deadline, degraded (once) with the reason."""
+        took = self._worker.running_for(time.monotonic())
+        timeout = self.config.verify.timeout
+        if took <= timeout:
+            self._stuck = False
+            return True
+        if not self._stuck:
+            self._stuck = True
+            reason = f"verification has not finished after {took:.0f} s (TPM or source not answering)"
+            event("verification-stuck", reason, logging.ERROR, seconds=round(took))
+            self._publish(state=DaemonState.DEGRADED, error=reason, error_time=time.time(), error_exit_code=4)
+            notify(f"STATUS=degraded: {reason}")
+            self._enforce(DaemonState.DEGRADED)
+        return False
+
+    def _await(self, future: Future[Verdict | None]) -> None:
+        """Wait for one verification while it progresses (start-up: READY=1 follows it or its deadline)."""
+        while not future.done() and self._watch() and not self._stop.is_set():
+            wait((future,), timeout=1.0)
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
         from sld.quarantine.policy import Quarantine
         from sld.service import control, http, metrics
 
+        _reserve_descriptors()
         self.quarantine = Quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine.active:
             log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
+        self._publish(quarantine_active=bool(self.quarantine.active))
+        self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
+                                           self.config.verify.timeout))
         m = self.config.metrics
-        self.registry = metrics.registry_for(self)
+        self.registry = metrics.registry_for(self.status)
         if m.enabled and not m.textfile:
             try:
                 self._servers.append(http.serve(self.registry, m))
             except (OSError, ssl.SSLError) as err:
+                self._close_servers()
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
-        self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group))
-
-    def request_verify(self) -> None:
-        self._wake.set()
 
     def run(self) -> int:
+        import signal
+
         journal.setup(self.config.log.debug)
         self.start_servers()
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: (self._reload.set(), self._wake.set()))
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         log.info("sld starting: source %s, tcti %s, interval %gs", self.config.source.spec, self.config.tpm.tcti,
                  self.config.verify.interval)
-        self.verify_now()
-        self._export()
+        self._await(self.verify())
         notify("READY=1")
         next_run = time.monotonic() + self.config.verify.interval
         while not self._stop.is_set():
-            notify("WATCHDOG=1")
-            timeout = max(0.0, min(next_run - time.monotonic(), 5.0))
-            if self._wake.wait(timeout):
+            if self._watch():
+                notify("WATCHDOG=1")
+            if self._wake.wait(max(0.0, min(next_run - time.monotonic(), TICK))):
                 self._wake.clear()
-                if self._stop.is_set():
-                    break
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
-                    continue
+                continue
             if time.monotonic() >= next_run:
-                self.verify_now()
-                self._export()
+                self.verify()
                 next_run = time.monotonic() + self.config.verify.interval
-        self.state = "stopping"
+        self._publish(state=DaemonState.STOPPING)
         notify("STOPPING=1")
+        self._close_servers()
+        log.info("sld stopped")
+        return 0
+
+    def _close_servers(self) -> None:
         for server in self._servers:
             server.shutdown()
             server.server_close()
-        if os.path.exists(self.config.control.socket):
-            os.unlink(self.config.control.socket)
-        log.info("sld stopped")
-        return 0
+        self._servers.clear()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -224,14 +274,31 @@ class Daemon:
         except SldError as err:
             log.error("config reload refused, keeping the running one: %s", err)
             return
+        if new.control.socket != self.config.control.socket:
+            log.warning("[control] socket changed: the new path is used after a restart")
         self.config = replace(new, path=self.config.path)
         self.quarantine = quarantine
         journal.set_debug(new.log.debug)
         event("config-reloaded", f"configuration reloaded from {self.config.path or 'defaults'}")
-        self._wake.set()
 
     def _export(self) -> None:
-        if self.config.metrics.enabled and self.config.metrics.textfile:
-            from sld.service.metrics import write_textfile
+        """node_exporter's textfile: a write that fails is journaled and counted, never fatal."""
+        path = self.config.metrics.textfile
+        if not (self.config.metrics.enabled and path and self.registry is not None):
+            return
+        from sld.service.metrics import write_textfile
 
-            write_textfile(self.registry, self.config.metrics.textfile)
+        try:
+            write_textfile(self.registry, path)
+        except OSError as err:
+            event("output-error", f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
+                  output="textfile", path=path)
+            self._publish(output_errors=counted(self._status.output_errors, "textfile"))
+
+
+def _reserve_descriptors() -> None:
+    """Raise the soft open-files limit to the hard one: listeners are bounded (control.MAX_CONNECTIONS),
+    and what the limit leaves above them stays for verification (the TPM, the source, the lock)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

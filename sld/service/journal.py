@@ -20,6 +20,8 @@ MESSAGE_IDS = {
     "tpm-error": "a83ebdb0b5074275b6da50aaf379ea12",
     "config-reloaded": "7392f52949994eb586317507450a51eb",
     "quarantine": "c0b147b3e30249af9097e27156615e6d",
+    "verification-stuck": "777779a29b834762a851beb5104eb4e8",
+    "output-error": "987ae6c1ef654be6b65545fd7f72df29",
 }
 CATEGORIES = ("sources", "tpm", "replay", "metrics", "net", "control")
 

@@ -6,8 +6,9 @@ every label value comes from a fixed set (check ids, PCR numbers, bank names, Tp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, write_to_textfile
 from prometheus_client.core import (
@@ -22,92 +23,113 @@ from prometheus_client.core import (
 from sld import __version__
 from sld.checks import CATALOGUE
 from sld.formats.registers import E2STS_BITS, ESTS_BITS, STS_BITS
+from sld.service.state import DaemonStatus
+from sld.vocab import CheckStatus, DaemonState, PcrStatus, TpmErrorKind, choices
 
 if TYPE_CHECKING:
-    from sld.service.daemon import Daemon
-
-STATES = ("starting", "running", "degraded", "failed", "stopping")
+    from sld.verify import Verdict
 
 
 class SldCollector:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    """Renders one published DaemonStatus per scrape (``status`` returns it; ``clock`` gives wall time),
+    the way client_python's ProcessCollector takes ``proc=``: inputs injected, nothing read behind them.
+
+    ``sld_launch_verified`` follows DaemonStatus.launch_verified: 1 only for a current verified verdict,
+    0 while degraded (the verdict is then stale; ``sld_last_verdict_age_seconds`` says how stale).
+    """
+
+    def __init__(self, status: Callable[[], DaemonStatus], clock: Callable[[], float] = time.time) -> None:
+        self.status = status
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        d = self.daemon
-        stats = d.stats
-        info = InfoMetricFamily("sld_build", "sld build information")
-        info.add_metric([], {"version": __version__})
-        yield info
-        state = StateSetMetricFamily("sld_daemon_state", "daemon state")
-        state.add_metric([], {s: s == d.state for s in STATES})
-        yield state
-        for name, doc, value in (
-            ("sld_verifications_total", "verifications run", stats["verifications"]),
-            ("sld_verification_failures_total", "verifications whose verdict was not verified", stats["failures"]),
-            ("sld_pcr_changes_total", "PCRs that changed after they were verified", stats["pcr_changes"]),
-        ):
-            yield CounterMetricFamily(name.removesuffix("_total"), doc, value=value)
-        tpm_errors = CounterMetricFamily("sld_tpm_errors", "TPM errors by kind", labels=["kind"])
-        for kind in ("locality", "retry", "unavailable", "command"):
-            tpm_errors.add_metric([kind], stats["tpm_errors"].get(kind, 0))
-        yield tpm_errors
-        extends = CounterMetricFamily("sld_extends_performed", "deferred events extended by sld", labels=["pcr"])
-        for pcr, n in sorted(stats["extends"].items()):
-            extends.add_metric([str(pcr)], n)
-        yield extends
-        yield GaugeMetricFamily("sld_quarantine_active", "network quarantine installed (0/1)",
-                                value=int(d.quarantined))
-        yield CounterMetricFamily("sld_quarantine_changes", "quarantine applied or lifted",
-                                  value=d.quarantine.changes if d.quarantine else 0)
-        if stats["last_success"]:
-            yield GaugeMetricFamily("sld_last_success_timestamp_seconds", "end of the last passing verification",
-                                    value=stats["last_success"])
-        verdict = d.verdict
-        if verdict is None:
-            return
-        yield GaugeMetricFamily("sld_launch_verified", "1 when the last verdict was verified",
-                                value=int(verdict.result == "verified"))
-        yield GaugeMetricFamily("sld_last_verification_timestamp_seconds", "end of the last verification",
-                                value=stats["last_verification"])
-        from sld.service.daemon import DURATION_BUCKETS
+        """The metric families of one status value (prometheus_client's Collector protocol)."""
+        s = self.status()
+        yield from _daemon(s)
+        age = s.verdict_age(self.clock())
+        if s.verdict is not None and age is not None:
+            yield GaugeMetricFamily("sld_launch_verified", "1 when the current verdict is verified (0 when stale)",
+                                    value=int(s.launch_verified))
+            yield GaugeMetricFamily("sld_last_verdict_age_seconds", "seconds since the last verdict was made",
+                                    value=age)
+            yield GaugeMetricFamily("sld_last_verification_timestamp_seconds", "end of the last verification",
+                                    value=s.verdict_time)
+            yield from _verdict(s.verdict)
 
-        buckets = [(f"{b:g}", n) for b, n in zip(DURATION_BUCKETS, stats["durations"], strict=True)]
+
+def _daemon(s: DaemonStatus) -> Iterator[Metric]:
+    """What the service itself did: state, counters, durations, quarantine."""
+    info = InfoMetricFamily("sld_build", "sld build information")
+    info.add_metric([], {"version": __version__})
+    yield info
+    state = StateSetMetricFamily("sld_daemon_state", "daemon state")
+    state.add_metric([], {name: name == s.state for name in choices(DaemonState)})
+    yield state
+    for name, doc, value in (
+        ("sld_verifications_total", "verifications run", s.verifications),
+        ("sld_verification_failures_total", "verifications whose verdict was not verified", s.failures),
+        ("sld_pcr_changes_total", "PCRs that changed after they were verified", s.pcr_changes),
+    ):
+        yield CounterMetricFamily(name.removesuffix("_total"), doc, value=value)
+    yield _counts("sld_tpm_errors", "TPM errors by kind", "kind", s.tpm_errors, choices(TpmErrorKind))
+    yield _counts("sld_output_errors", "outputs that could not be written (textfile)", "output", s.output_errors,
+                  ("textfile",))
+    yield _counts("sld_extends_performed", "deferred events extended by sld", "pcr", s.extends, sorted(s.extends))
+    yield GaugeMetricFamily("sld_quarantine_active", "network quarantine installed (0/1)",
+                            value=int(s.quarantine_active))
+    yield CounterMetricFamily("sld_quarantine_changes", "quarantine applied or lifted", value=s.quarantine_changes)
+    if s.last_success:
+        yield GaugeMetricFamily("sld_last_success_timestamp_seconds", "end of the last passing verification",
+                                value=s.last_success)
+    if s.verdict is not None:
+        h = s.durations
+        buckets = [(f"{b:g}", n) for b, n in zip(h.bounds, h.counts, strict=True)]
         yield HistogramMetricFamily("sld_verification_duration_seconds", "verification durations",
-                                    buckets=[*buckets, ("+Inf", stats["duration_count"])],
-                                    sum_value=stats["duration_sum"])
-        platform = InfoMetricFamily("sld_platform", "what was verified", labels=[])
-        platform.add_metric([], {"log_format": verdict.log_format, "layout": verdict.layout or "",
-                                 "didvid": f"0x{verdict.registers.get('DIDVID', 0):x}"})
-        yield platform
-        yield GaugeMetricFamily("sld_event_log_events", "records in the DRTM event log", value=verdict.log_events)
-        flags = GaugeMetricFamily("sld_txt_flag", "TXT status register bits (0/1)", labels=["register", "flag"])
-        for register, table in (("STS", STS_BITS), ("ESTS", ESTS_BITS), ("E2STS", E2STS_BITS)):
-            if register in verdict.registers:
-                for flag, bit in table.items():
-                    flags.add_metric([register, flag], verdict.registers[register] >> bit & 1)
-        yield flags
-        passed = GaugeMetricFamily("sld_check_passed", "1 when a verdict check passed", labels=["check"])
-        status = {c.id: c.status for c in verdict.checks}
-        for check in CATALOGUE:
-            if check.id in status and status[check.id] != "skip":
-                passed.add_metric([check.id], int(status[check.id] == "pass"))
-        yield passed
-        match = GaugeMetricFamily("sld_pcr_match", "1 when the PCR equals the replayed log", labels=["pcr", "bank"])
-        for s in verdict.pcrs:
-            for bank in verdict.banks:
-                ok = s.status == "match" and s.expected.get(bank) == s.actual.get(bank)
-                match.add_metric([str(s.pcr), bank], int(ok))
-        yield match
-        if "ERRORCODE" in verdict.registers:
-            yield GaugeMetricFamily("sld_txt_errorcode", "raw TXT ERRORCODE register",
-                                    value=verdict.registers["ERRORCODE"] & 0xFFFFFFFF)
+                                    buckets=[*buckets, ("+Inf", h.count)], sum_value=h.total)
 
 
-def registry_for(daemon: Daemon) -> CollectorRegistry:
+def _counts(name: str, doc: str, label: str, counts: Mapping[Any, int], keys: Sequence[Any]) -> CounterMetricFamily:
+    """A counter family with one sample per key (every key listed, 0 when never counted)."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key in keys:
+        family.add_metric([str(key)], counts.get(key, 0))
+    return family
+
+
+def _verdict(verdict: Verdict) -> Iterator[Metric]:
+    """What the last verdict found (kept while stale, so a dashboard still shows which check failed)."""
+    platform = InfoMetricFamily("sld_platform", "what was verified", labels=[])
+    platform.add_metric([], {"log_format": verdict.log_format, "layout": verdict.layout or "",
+                             "didvid": f"0x{verdict.registers.get('DIDVID', 0):x}"})
+    yield platform
+    yield GaugeMetricFamily("sld_event_log_events", "records in the DRTM event log", value=verdict.log_events)
+    flags = GaugeMetricFamily("sld_txt_flag", "TXT status register bits (0/1)", labels=["register", "flag"])
+    for register, table in (("STS", STS_BITS), ("ESTS", ESTS_BITS), ("E2STS", E2STS_BITS)):
+        if register in verdict.registers:
+            for flag, bit in table.items():
+                flags.add_metric([register, flag], verdict.registers[register] >> bit & 1)
+    yield flags
+    passed = GaugeMetricFamily("sld_check_passed", "1 when a verdict check passed", labels=["check"])
+    status = {c.id: c.status for c in verdict.checks}
+    for check in CATALOGUE:
+        if status.get(check.id, CheckStatus.SKIP) != CheckStatus.SKIP:
+            passed.add_metric([check.id], int(status[check.id] == CheckStatus.PASS))
+    yield passed
+    match = GaugeMetricFamily("sld_pcr_match", "1 when the PCR equals the replayed log", labels=["pcr", "bank"])
+    for p in verdict.pcrs:
+        for bank in verdict.banks:
+            ok = p.status == PcrStatus.MATCH and p.expected.get(bank) == p.actual.get(bank)
+            match.add_metric([str(p.pcr), bank], int(ok))
+    yield match
+    if "ERRORCODE" in verdict.registers:
+        yield GaugeMetricFamily("sld_txt_errorcode", "raw TXT ERRORCODE register",
+                                value=verdict.registers["ERRORCODE"] & 0xFFFFFFFF)
+
+
+def registry_for(status: Callable[[], DaemonStatus]) -> CollectorRegistry:
     """sld's own registry (not the global one): exactly what the daemon exports, plus process_*."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(SldCollector(daemon))
+    registry.register(SldCollector(status))
     ProcessCollector(registry=registry)
     return registry
 

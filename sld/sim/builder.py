@@ -16,6 +16,7 @@ from typing import Any
 
 from sld.errors import ConfigError
 from sld.formats import heap, slrt
+from sld.formats._util import Region
 from sld.formats.eventlog import parse_log
 from sld.formats.registers import (
     SECURITYFS_REGISTER,
@@ -26,8 +27,9 @@ from sld.formats.registers import (
     format_securityfs_value,
 )
 from sld.formats.tcg import NewEvent, build_crypto_agile, build_tpm12_container
+from sld.platform.image import write_image
 from sld.replay import DRTM_PCRS, replay
-from sld.sim.image import write_image, write_manifest
+from sld.sim.image import write_manifest
 from sld.sim.scenarios import LAYOUTS, WINDOW_ENTITIES, PlatformSpec, Scenario, SimEvent, events_for, scenario
 
 LOG_BUFFER_SIZE = 0x10000
@@ -169,7 +171,7 @@ def _slrt(spec: PlatformSpec, layout: str, log_size: int) -> bytes:
 
 
 def _intel_info_address(table: bytes, layout: str) -> int:
-    parsed = slrt.parse_slrt(table, SLRT_BASE) if table[:4] == slrt.MAGIC.to_bytes(4, "little") else None
+    parsed = slrt.parse_slrt(Region(table, SLRT_BASE)) if table[:4] == slrt.MAGIC.to_bytes(4, "little") else None
     entry = parsed.entry("INTEL_INFO") if parsed else None
     return entry.offset if entry else 0
 

@@ -8,13 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from sld.quarantine import tc
 from sld.quarantine.pcap import tc_program
+from tests.netns.net import namespaces, veth
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -24,37 +24,23 @@ ALLOWED, BLOCKED = 2222, 8080
 SERVER, CLIENT = "192.0.2.2", "192.0.2.1"
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def pair() -> Iterator[tuple[str, str]]:
     """(client netns, server netns) with veth vA (client) <-> vB (server) and TCP listeners on vB's side."""
-    tag = uuid.uuid4().hex[:6]
-    a, b = f"sldA{tag}", f"sldB{tag}"
-    ip("netns", "add", a)
-    ip("netns", "add", b)
-    listeners = []
-    try:
-        ip("-n", a, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns", b)
-        for ns, dev, addr in ((a, "vA", CLIENT), (b, "vB", SERVER)):
-            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-        for port in (ALLOWED, BLOCKED):
-            listeners.append(subprocess.Popen(
-                ["ip", "netns", "exec", b, sys.executable, "-c",
-                 f"import socket; s=socket.create_server(('{SERVER}', {port})); "
-                 "[c.close() for c, _ in iter(s.accept, None)]"]))
-        assert connects(a, ALLOWED, timeout=5) and connects(a, BLOCKED, timeout=5)
-        yield a, b
-    finally:
-        for p in listeners:
-            p.kill()
-            p.wait()
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+    with namespaces("client", "server") as ns:
+        a, b = ns["client"], ns["server"]
+        veth(a, "vA", CLIENT, b, "vB", SERVER)
+        listeners = [subprocess.Popen(
+            ["ip", "netns", "exec", b, sys.executable, "-c",
+             f"import socket; s=socket.create_server(('{SERVER}', {port})); "
+             "[c.close() for c, _ in iter(s.accept, None)]"]) for port in (ALLOWED, BLOCKED)]
+        try:
+            assert connects(a, ALLOWED, timeout=5) and connects(a, BLOCKED, timeout=5)
+            yield a, b
+        finally:
+            for p in listeners:
+                p.kill()
+                p.wait()
 
 
 def connects(ns: str, port: int, timeout: float = 1.0) -> bool:
@@ -123,7 +109,6 @@ tcti = "{info['tcti']}"
 locality = 2
 [verify]
 interval = 1
-lock = "{tmp_path / 'extend.lock'}"
 [metrics]
 enabled = false
 [control]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from sld.formats.registers import TXT_PRIV_BASE, TXT_PUB_BASE, build_registers
+from sld.platform.image import write_image
 from sld.sim.builder import build_platform
-from sld.sim.image import write_image
 from sld.sim.scenarios import LAYOUTS, SCENARIOS
 from tests.txtstat import STS_NAMES, parse_bios_data, parse_txt_stat
 

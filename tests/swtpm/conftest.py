@@ -45,8 +45,7 @@ class Sim:
         return self.info
 
     def verify(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return sld("verify", "--source", f"image:{self.info['image']}", "--tcti", self.info["tcti"], "--json",
-                   "--lock", str(self.root / "extend.lock"), *extra)
+        return sld("verify", "--source", f"image:{self.info['image']}", "--tcti", self.info["tcti"], "--json", *extra)
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from sld.errors import SldError
 from sld.service.control import request
 from sld.sim.swtpm import free_port_pair
 from sld.tpm import Tpm
@@ -56,7 +57,6 @@ tcti = "{sim.info['tcti']}"
 locality = 2
 [verify]
 interval = {interval}
-lock = "{sim.root / 'extend.lock'}"
 [metrics]
 port = {port}
 [control]
@@ -119,11 +119,12 @@ def test_control_socket_status_stats_verify_debug(daemon: Running) -> None:
     daemon.wait_for("READY=1")
     assert daemon.ask("status")["state"] == "running"
     stats = daemon.ask("stats")
-    assert stats["stats_version"] == 1 and stats["verifications"] >= 1
+    assert stats["stats_version"] == 2 and stats["verifications"] >= 1 and stats["durations"]["count"] >= 1
     answer = daemon.ask("verify")
     assert answer["exit_code"] == 0 and answer["verdict"]["kind"] == "verdict"
     assert daemon.ask("debug", categories=["tpm", "bogus"]) == {"debug": ["tpm"]}
     assert "unknown cmd" in daemon.ask("reboot")["error"]
+    assert daemon.ask("attest", nonce="00ff")["error"].startswith("attest: not available")
 
 
 def test_pcr_changed_after_verification_is_its_own_event(daemon: Running, sim: Sim) -> None:
@@ -208,9 +209,13 @@ def test_load_1000_scrapes_and_100_verifies_while_it_loops(daemon: Running) -> N
 
 def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
     import base64
-    import hashlib
     import ssl
     import urllib.error
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
 
     sim.up("clean")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -219,9 +224,9 @@ def test_metrics_over_tls_with_basic_auth(sim: Sim, tmp_path: Path) -> None:
                    check=True, capture_output=True)
     port = free_port_pair()
     conf = tmp_path / "sld.toml"
-    secret = hashlib.sha256(b"s3cret").hexdigest()
-    conf.write_text(config(sim, port).replace("[metrics]\n", f'[metrics]\ncertfile = "{cert}"\nkeyfile = "{key}"\n'
-                    f'basic_auth_user = "prom"\nbasic_auth_password_sha256 = "{secret}"\n'))
+    secret = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    conf.write_text(config(sim, port).replace("[metrics]\n", f'[metrics]\ncertfile = "{cert}"\nkeyfile = "{key}"\n')
+                    + f'[metrics.basic_auth_users]\nprom = "{secret}"\n')
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
                             stderr=subprocess.DEVNULL)
     try:
@@ -290,3 +295,221 @@ def test_textfile_for_node_exporter_instead_of_serving(sim: Sim, tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait()
+
+
+def _raw(path: str, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as a hostile client would, then read whatever the daemon answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:  # the daemon may refuse the rest of a flood: what it said is still readable
+            pass
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def test_hostile_control_clients_get_error_replies_and_bound_the_daemon(daemon: Running) -> None:
+    """Malformed requests get a JSON error (the serving thread survives); a 400 MB line without a newline
+    is refused without growing the daemon; 1,100 idle connections leave `sld status` and a verification
+    working (connections are bounded and the oldest idle one is evicted)."""
+    import resource
+
+    daemon.wait_for("READY=1")
+    sock = str(daemon.root / "control.sock")
+    for bad in (b'{"cmd":"debug","categories":5}\n', b"[" * 5000 + b"]" * 5000 + b"\n", b"[1, 2]\n", b"\xff\xfe\n",
+                b'{"cmd": "attest", "nonce": 7}\n', b"5\n"):
+        reply = json.loads(_raw(sock, bad))
+        assert set(reply) == {"error"} and "bad request" in reply["error"], (bad[:40], reply)
+    before = _rss_kib(daemon.proc.pid)
+    reply = json.loads(_raw(sock, b"x" * 400 * 1024 * 1024, timeout=60))
+    assert "request too long" in reply["error"]
+    assert _rss_kib(daemon.proc.pid) - before < 20 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    idle = []
+    try:
+        while len(idle) < 1100:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(sock)
+                idle.append(s)
+            except BlockingIOError:  # the backlog is full for a moment: the daemon accepts (and evicts) on
+                s.close()
+                time.sleep(0.001)
+        status = subprocess.run([sys.executable, "-m", "sld.cli", "status", "--socket", sock], capture_output=True,
+                                text=True, timeout=30)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert status.stdout.startswith("state: running\nlast verdict: verified (")
+        assert daemon.ask("verify")["exit_code"] == 0
+        assert len(os.listdir(f"/proc/{daemon.proc.pid}/fd")) < 200
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert daemon.ask("status")["state"] == "running"
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    assert "Traceback" not in daemon.proc.stderr.read()
+
+
+def test_only_a_socket_is_ever_removed(sim: Sim, tmp_path: Path) -> None:
+    """A regular file at [control] socket stops start-up (exit 2) and stays; after a reload that names a
+    regular file, stopping removes only the daemon's own socket."""
+    sim.up("clean")
+    victim = tmp_path / "precious"
+    victim.write_text("not sld's\n")
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, free_port_pair()).replace(str(sim.root / "control.sock"), str(victim)))
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "is not a socket: refusing to remove it" in run.stderr
+    assert victim.read_text() == "not sld's\n"
+    conf.write_text(config(sim, free_port_pair()))
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+    own = sim.root / "control.sock"
+    deadline = time.monotonic() + 20
+    while not own.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = subprocess.run([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 2 and "another sld daemon answers" in again.stderr
+    conf.write_text(config(sim, free_port_pair()).replace(str(own), str(victim)))
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert victim.read_text() == "not sld's\n" and not own.exists()
+    assert "Traceback" not in proc.stderr.read()
+
+
+def _as_nobody(groups: list[int], *argv: str) -> tuple[int, str, str]:
+    """``sld ARGV`` in a forked child that is uid/gid 65534 with ``groups`` as supplementary groups (the
+    interpreter under root's home is not executable for nobody, so the child runs sld.cli in-process)."""
+    import sld.cli
+    import sld.commands.service
+    import sld.report  # noqa: F401 - loaded before the child loses the right to read them
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        sys.stdout, sys.stderr = os.fdopen(out_w, "w"), os.fdopen(err_w, "w")  # not pytest's capture
+        os.setgroups(groups)
+        os.setgid(65534)
+        os.setuid(65534)
+        code = sld.cli.run(list(argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
+        stdout, stderr = out.read(), err.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), stdout, stderr
+
+
+def test_supplementary_groups_and_permission_denied(sim: Sim, tmp_path: Path) -> None:
+    """[control] group admits a client that holds the group only as a supplementary group; anyone else
+    hears "permission denied" (from the kernel at mode 0660, from the daemon when the mode lets it in),
+    `sld status` prints that (exit 2), and `--json` prints it as a JSON error object."""
+    import grp
+    import tempfile
+
+    sim.up("clean")
+    group = grp.getgrnam("adm")
+    public = Path(tempfile.mkdtemp(prefix="sld-ctl-"))
+    public.chmod(0o755)
+    sock = public / "control.sock"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, free_port_pair()).replace(str(sim.root / "control.sock"), str(sock))
+                    + f'group = "{group.gr_name}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+
+    def status(*extra: str, groups: list[int]) -> tuple[int, str, str]:
+        return _as_nobody(groups, "status", "--socket", str(sock), *extra)
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not sock.exists() or request(str(sock), {"cmd": "status"})["state"]
+                                               == "starting"):
+            time.sleep(0.1)
+        code, out, err = status(groups=[group.gr_gid])
+        assert code == 0 and out.startswith("state: running"), out + err
+        code, out, err = status(groups=[])
+        assert code == 2 and "permission denied" in err and "no sld daemon answers" not in err
+        sock.chmod(0o666)  # the kernel lets everyone in: the daemon's own peer check refuses
+        code, out, err = status("--json", groups=[])
+        answer = json.loads(out)
+        assert code == 2 and answer["kind"] == "error" and "permission denied" in answer["error"], out + err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def _until(sock: str, cmd: str, done: Callable[[dict], bool], timeout: float = 20) -> None:
+    """Ask ``cmd`` until ``done(answer)`` (the socket appears once the daemon is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if done(request(sock, {"cmd": cmd})):
+                return
+        except SldError:
+            pass
+        time.sleep(0.2)
+
+
+def test_a_textfile_that_cannot_be_written_is_journaled_and_counted(sim: Sim, tmp_path: Path) -> None:
+    sim.up("clean")
+    prom = tmp_path / "missing" / "sld.prom"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, free_port_pair()).replace("[metrics]\n", f'[metrics]\ntextfile = "{prom}"\n'))
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+    sock = str(sim.root / "control.sock")
+    try:
+        _until(sock, "stats", lambda a: a["output_errors"].get("textfile", 0) >= 2)
+        assert request(sock, {"cmd": "status"})["state"] == "running"
+        assert request(sock, {"cmd": "stats"})["output_errors"]["textfile"] >= 2  # every interval, not fatal
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    err = proc.stderr.read()
+    assert f"cannot write the metrics textfile {prom}" in err and "Traceback" not in err
+
+
+def test_failed_check_ids_are_the_same_in_json_metrics_and_journal(sim: Sim, tmp_path: Path) -> None:
+    sim.up("tampered-log")
+    port = free_port_pair()
+    conf = tmp_path / "sld.toml"
+    conf.write_text(config(sim, port))
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+    sock = str(sim.root / "control.sock")
+    try:
+        _until(sock, "status", lambda a: a["state"] == "failed")
+        verdict = request(sock, {"cmd": "verify"})["verdict"]
+        failed = [c["id"] for c in verdict["checks"] if c["status"] == "fail"]
+        assert failed and request(sock, {"cmd": "status"})["verdict"]["failed_checks"] == failed
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert all(f'sld_check_passed{{check="{check}"}} 0.0' in text for check in failed)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert f"failed_checks={','.join(failed)}" in proc.stderr.read()  # SLD_FAILED_CHECKS in the journal

@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sld.service.control import request
-from sld.sim.proxy import TpmProxy
+from tests.relay import TpmProxy
 from tests.swtpm.conftest import Sim
 
 
@@ -36,6 +37,15 @@ class Daemon:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"never {state}: {self.status()}")
+
+    def drain(self) -> None:
+        self.notify.setblocking(False)
+        try:
+            while self.notify.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        self.notify.settimeout(0.2)
 
     def watchdogs(self, seconds: float) -> int:
         end, n = time.monotonic() + seconds, 0
@@ -60,7 +70,6 @@ spec = "image:{info['image']}"
 tcti = "{proxy.tcti}"
 [verify]
 interval = 1
-lock = "{tmp_path / 'lock'}"
 [metrics]
 enabled = false
 [control]
@@ -86,7 +95,10 @@ def test_tpm_cut_then_restored(proxied: tuple[Daemon, TpmProxy, Path]) -> None:
     daemon, proxy, _ = proxied
     proxy.stop()
     daemon.wait_state("degraded")
-    assert "TPM unavailable" in daemon.status()["summary"]
+    status = daemon.status()
+    assert "TPM unavailable" in status["error"] and status["exit_code"] == 4
+    assert status["verdict"]["result"] == "verified" and status["verdict"]["stale"] is True
+    assert status["launch_verified"] is False
     assert daemon.watchdogs(2.5) >= 1  # the main loop stays healthy while the TPM is gone
     proxy.start()
     assert daemon.wait_state("running") < 3  # within one interval (1 s) plus a verification
@@ -98,10 +110,26 @@ def test_source_removed_then_restored(proxied: tuple[Daemon, TpmProxy, Path]) ->
     image.rename(hidden)
     try:
         daemon.wait_state("degraded")
-        assert "image" in daemon.status()["summary"]
+        status = daemon.status()
+        assert "image" in status["error"] and status["exit_code"] == 3 and status["verdict"]["stale"]
     finally:
         hidden.rename(image)
     assert daemon.wait_state("running") < 3
+
+
+def start(tmp_path: Path, info: dict[str, str], extra: str) -> Daemon:
+    """A daemon on the simulator's TPM directly (no proxy), verifying every second; ``extra`` follows
+    the [verify] keys (more of them, then other sections)."""
+    conf = tmp_path / "sld.toml"
+    conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n[control]\n'
+                    f'socket = "{tmp_path / "control.sock"}"\n[verify]\ninterval = 1\n' + extra)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.2)
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            env=dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify")), stderr=subprocess.PIPE,
+                            text=True)
+    return Daemon(proc, notify, str(tmp_path / "control.sock"))
 
 
 def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) -> None:
@@ -112,17 +140,8 @@ def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) ->
 
     info = sim.up("clean")
     tpm = Swtpm.load(sim.root / "sim.json")
-    conf = tmp_path / "sld.toml"
-    conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n[verify]\n'
-                    f'interval = 1\nlock = "{tmp_path / "lock"}"\n[metrics]\nenabled = false\n'
-                    f'[control]\nsocket = "{tmp_path / "control.sock"}"\n')
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(0.2)
-    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
-                            env=dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify")), stderr=subprocess.PIPE,
-                            text=True)
-    daemon = Daemon(proc, notify, str(tmp_path / "control.sock"))
+    daemon = start(tmp_path, info, "[metrics]\nenabled = false\n")
+    proc, notify = daemon.proc, daemon.notify
     try:
         daemon.wait_state("running")
         os.kill(tpm.pid, signal.SIGKILL)
@@ -137,3 +156,46 @@ def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) ->
         err = proc.communicate(timeout=10)[1]
         notify.close()
     assert "Traceback" not in err and "TPM unavailable" in err
+
+
+def test_a_tpm_that_stops_answering_makes_it_degraded_and_starves_the_watchdog(sim: Sim, tmp_path: Path) -> None:
+    """swtpm under SIGSTOP: the verification hangs inside a TPM command. Within [verify] timeout plus one
+    loop tick the daemon is degraded and says why, the last verdict is shown stale (not a pass: status exit
+    4, sld_launch_verified 0 beside its age), and no WATCHDOG=1 is sent while it stays stuck. SIGCONT: it
+    verifies again on its own."""
+    from sld.sim.swtpm import Swtpm, free_port_pair
+
+    info = sim.up("clean")
+    tpm = Swtpm.load(sim.root / "sim.json")
+    port = free_port_pair()
+    daemon = start(tmp_path, info, f"timeout = 2\n[metrics]\nport = {port}\n")
+    proc, notify = daemon.proc, daemon.notify
+    stopped = False
+    try:
+        daemon.wait_state("running")
+        os.kill(tpm.pid, signal.SIGSTOP)
+        stopped = True
+        assert daemon.wait_state("degraded", timeout=2 + 5 + 3) < 2 + 5 + 2  # timeout + TICK + a verification
+        status = daemon.status()
+        assert "has not finished" in status["error"] or "TPM" in status["error"]
+        assert status["verdict"]["stale"] and status["exit_code"] == 4 and not status["launch_verified"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert "sld_launch_verified 0.0" in text and "sld_last_verdict_age_seconds" in text
+        shown = subprocess.run([sys.executable, "-m", "sld.cli", "status", "--socket", daemon.sock],
+                               capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 4, shown.stdout + shown.stderr
+        assert "last verdict: verified (stale, " in shown.stdout and "\nerror: " in shown.stdout
+        if "has not finished" in daemon.status()["error"]:
+            daemon.drain()  # what was sent while it still progressed
+            assert daemon.watchdogs(2.5) == 0  # stuck: systemd's watchdog will restart the service
+        os.kill(tpm.pid, signal.SIGCONT)
+        stopped = False
+        assert daemon.wait_state("running", timeout=40) < 40
+    finally:
+        if stopped:
+            os.kill(tpm.pid, signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1]
+        notify.close()
+    assert "Traceback" not in err

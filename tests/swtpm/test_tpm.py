@@ -73,7 +73,7 @@ def test_closed_port_is_unavailable(swtpm: Swtpm) -> None:
 
 @pytest.mark.parametrize(("rc", "name"), [(0x922, "RETRY"), (0x90A, "TESTING"), (0x908, "YIELDED")])
 def test_retry_answers_are_retried_with_bounded_backoff(swtpm: Swtpm, rc: int, name: str) -> None:
-    from sld.sim.proxy import TpmProxy
+    from tests.relay import TpmProxy
 
     proxy = TpmProxy(swtpm.port)
     try:

@@ -85,8 +85,7 @@ def test_kill_9_after_each_extend_then_rerun_extends_each_event_exactly_once(sim
     while remaining is None or k <= remaining:
         info = sim.up("partial-extend")
         expected = manifest_pcrs(sim)
-        args = ["verify", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--locality", "2",
-                "--json", "--lock", str(sim.root / "extend.lock")]
+        args = ["verify", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--locality", "2", "--json"]
         env = dict(os.environ, SLD_TEST_KILL_AFTER=str(k))
         killed = subprocess.run([sys.executable, "-c", KILL_AFTER, *args], capture_output=True, text=True, env=env)
         assert killed.returncode == -9, killed.stdout + killed.stderr

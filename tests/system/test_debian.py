@@ -57,8 +57,7 @@ def test_packaged_tree_verifies_the_simulated_platform(deb: Path, tmp_path: Path
     assert up.returncode == 0, up.stderr
     try:
         info = json.loads(up.stdout.split("\n", 1)[1])
-        run = sld("verify", "--local", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--json",
-                  "--lock", str(tmp_path / "lock"))
+        run = sld("verify", "--local", "--source", f"image:{info['image']}", "--tcti", info["tcti"], "--json")
         assert str(root) in run.stdout.splitlines()[0]  # the packaged module ran, not the checkout
         assert run.returncode == 0 and json.loads(run.stdout.split("\n", 1)[1])["result"] == "verified"
     finally:
@@ -86,7 +85,7 @@ def test_installed_on_a_clean_bookworm_root_it_verifies(deb: Path, rootfs: Path,
         (root / "srv").mkdir(exist_ok=True)
         shutil.copy(info["image"], root / "srv" / "phys.img")
         run = subprocess.run(["chroot", str(root), "sld", "verify", "--local", "--json", "--source",
-                              "image:/srv/phys.img", "--tcti", info["tcti"], "--lock", "/tmp/lock"],
+                              "image:/srv/phys.img", "--tcti", info["tcti"]],
                              capture_output=True, text=True, env=env, timeout=60)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["result"] == "verified"

@@ -46,11 +46,11 @@ mount -t tmpfs none /newroot/run
 echo "SLD-PCR17-SYSFS $(cat /sys/class/tpm/tpm0/pcr-sha256/17)"
 echo SLD-BEGIN
 chroot /newroot {python} -m sld.cli verify --local --json --mode validate --source image:{image} \\
-  --tcti device:/dev/tpmrm0 --lock /run/extend.lock
+  --tcti device:/dev/tpmrm0
 echo "SLD-END $?"
 echo SLD-BEGIN-PERFORM
 chroot /newroot {python} -m sld.cli verify --local --json --mode perform --source image:{image} \\
-  --tcti device:/dev/tpmrm0 --lock /run/extend.lock
+  --tcti device:/dev/tpmrm0
 echo "SLD-END-PERFORM $?"
 poweroff -f
 """

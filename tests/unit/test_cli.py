@@ -153,9 +153,12 @@ def test_only_a_plain_verify_is_offered_to_the_daemon(argv: list[str], expected:
 
 
 def test_verify_without_a_daemon_runs_locally(tmp_path: Path) -> None:
-    """No daemon on the socket: the full command runs here (no TPM device here: exit 4, named, no traceback)."""
+    """No daemon on the socket: the full command runs here with the daemon's configuration and says so."""
     script = Path(sys.executable).parent / "sld"
     run = subprocess.run([str(script), "verify", "--json", "--socket", str(tmp_path / "none.sock")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode in (3, 4), run.stderr
     assert "Traceback" not in run.stderr and run.stderr.startswith("sld: ")
+    notice = run.stderr.splitlines()[0]
+    assert f"no sld daemon answers on {tmp_path / 'none.sock'}: verifying in this process" in notice
+    assert "/etc/sld/sld.toml" in notice  # the daemon's configuration, or that there is none

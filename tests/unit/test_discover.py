@@ -9,10 +9,11 @@ import pytest
 from sld.discover import discover
 from sld.errors import FormatError
 from sld.formats import heap
+from sld.formats._util import Region
 from sld.formats.eventlog import parse_log
+from sld.platform.image import write_image
 from sld.platform.source import open_source
 from sld.sim.builder import HEAP_BASE, build_platform
-from sld.sim.image import write_image
 from sld.sim.scenarios import LAYOUTS
 
 BROKEN = {"slrt-bad-magic": "slrt", "slrt-no-log-info": "log", "truncated-log": "log"}
@@ -45,7 +46,7 @@ def test_each_scenario_reaches_the_stage_it_should(tmp_path: Path, name: str, la
 
 def test_slrt_pointer_past_the_image_is_a_typed_error(tmp_path: Path) -> None:
     platform = build_platform("clean")
-    h = heap.parse_heap(platform.heap, HEAP_BASE)
+    h = heap.parse_heap(Region(platform.heap, HEAP_BASE))
     os_mle = h.os_mle_data
     blob = bytearray(platform.heap)
     rel = os_mle.data_address - HEAP_BASE
@@ -59,7 +60,7 @@ def test_slrt_pointer_past_the_image_is_a_typed_error(tmp_path: Path) -> None:
 
 def test_log_pointer_disagreeing_with_log_info_is_refused(tmp_path: Path) -> None:
     platform = build_platform("clean")
-    h = heap.parse_heap(platform.heap, HEAP_BASE)
+    h = heap.parse_heap(Region(platform.heap, HEAP_BASE))
     el = h.os_sinit_data.element(heap.ELEMENT_LOG_PTR2_1)
     blob = bytearray(platform.heap)
     rel = el.offset - HEAP_BASE + 8

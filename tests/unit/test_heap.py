@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from sld.errors import FormatError
 from sld.formats import heap
+from sld.formats._util import Region, build
 from sld.sim.builder import HEAP_BASE, HEAP_SIZE, build_platform
 from sld.sim.scenarios import LAYOUTS
+from tests.roundtrip import assert_declaration_round_trip, assert_round_trip
 
 SCENARIOS = ("clean", "clean-tpm12", "clean-sha384")
 
@@ -18,7 +20,7 @@ def rebuild(h: heap.Heap, os_mle_layout: str) -> bytes:
     tables = []
     for t in h.tables:
         if t.name == "OsMleData":
-            fields = dict(heap.os_mle_candidates(t))[os_mle_layout]
+            fields = {c.layout: c.fields for c in heap.os_mle_candidates(t)}[os_mle_layout]
             tables.append(heap.build_os_mle(os_mle_layout, fields))
             continue
         elements = [(e.type, e.data) for e in t.elements if e.type != heap.ELEMENT_END]
@@ -30,13 +32,45 @@ def rebuild(h: heap.Heap, os_mle_layout: str) -> bytes:
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_build_parse_build_is_byte_identical(name: str, layout: str) -> None:
-    blob = build_platform(name, layout).heap
-    h = heap.parse_heap(blob, HEAP_BASE)
-    assert rebuild(h, heap.OS_MLE_LAYOUT_OF[layout]) == blob
+    assert_round_trip(heap.parse_heap, lambda h: rebuild(h, heap.OS_MLE_LAYOUT_OF[layout]),
+                      build_platform(name, layout).heap, HEAP_BASE)
+
+
+@pytest.mark.parametrize("name", ["BiosData", "OsSinitData", "SinitMleData"])
+def test_table_declarations_round_trip(name: str) -> None:
+    h = heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE))
+    decl, _ = heap.TABLE_DECLS[name]
+    fields = h.table(name).fields
+    assert_declaration_round_trip(decl, build(decl, fields, name), fields)
+
+
+@pytest.mark.parametrize("etype", sorted(heap.ELEMENT_DATA))
+def test_element_payload_declarations_round_trip(etype: int) -> None:
+    elements = [e for t in heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE)).tables
+                for e in t.elements if e.type == etype]
+    samples = {1: {"major": 2, "minor": 0, "revision": 0}, 2: {"num_acms": 2, "acm_addrs": [0xFFE00000, 0x1000]},
+               5: {"address": 0x7A010000},
+               7: {"count": 1, "logs": [{"hash_alg": 0xB, "reserved": 0, "address": 0x7A010000,
+                                          "allocated_size": 0x10000, "first_record_offset": 0,
+                                          "next_record_offset": 0x200}]},
+               8: {"address": 0x7A010000, "allocated_size": 0x10000, "first_record_offset": 0,
+                   "next_record_offset": 0x200}}
+    for fields in [*(e.fields for e in elements), samples[etype]]:
+        decl = heap.ELEMENT_DATA[etype]
+        assert_declaration_round_trip(decl, build(decl, fields, "element"), fields)
+
+
+@pytest.mark.parametrize("layout", sorted(heap.OS_MLE_LAYOUTS))
+def test_os_mle_declarations_round_trip(layout: str) -> None:
+    fields = {"version": 1, "boot_params_addr": 0x8C000, "reserved": 0, "slrt": 0x7A000000, "txt_info": 0x7A000400,
+              "ap_wake_block": 0x9D000, "ap_wake_block_size": 0x4000, "mle_scratch": bytes(64)}
+    decl = heap.OS_MLE_LAYOUTS[layout]
+    fields = {c.name: fields[c.name] for c in decl.subcons}
+    assert_declaration_round_trip(decl, heap.build_os_mle(layout, fields), fields)
 
 
 def test_tables_chain_and_decode() -> None:
-    h = heap.parse_heap(build_platform("clean").heap, HEAP_BASE)
+    h = heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE))
     assert [t.name for t in h.tables] == list(heap.TABLES)
     assert h.tables[1].address == h.tables[0].address + h.tables[0].size
     assert h.bios_data.fields["version"] == 6 and h.bios_data.fields["mle_flags"] == 0x4
@@ -49,15 +83,15 @@ def test_tables_chain_and_decode() -> None:
 
 
 def test_tpm12_heap_points_at_a_container() -> None:
-    h = heap.parse_heap(build_platform("clean-tpm12").heap, HEAP_BASE)
+    h = heap.parse_heap(Region(build_platform("clean-tpm12").heap, HEAP_BASE))
     assert h.os_sinit_data.fields["version"] == 6
     assert heap.event_log_pointer(h.os_sinit_data)["type"] == "TPM_EVENT_LOG_PTR"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_os_mle_shapes_are_candidates(layout: str) -> None:
-    h = heap.parse_heap(build_platform("clean", layout).heap, HEAP_BASE)
-    shapes = dict(heap.os_mle_candidates(h.os_mle_data))
+    h = heap.parse_heap(Region(build_platform("clean", layout).heap, HEAP_BASE))
+    shapes = {c.layout: c.fields for c in heap.os_mle_candidates(h.os_mle_data)}
     assert shapes[heap.OS_MLE_LAYOUT_OF[layout]]["slrt"] == 0x7A000000
 
 
@@ -71,18 +105,18 @@ def test_bad_record_size_names_the_table_and_address(value: int) -> None:
     blob = bytearray(build_platform("clean").heap)
     first = int.from_bytes(blob[:8], "little")
     with pytest.raises(FormatError) as err:
-        heap.parse_heap(_size_at(blob, first, value), HEAP_BASE)
+        heap.parse_heap(Region(_size_at(blob, first, value), HEAP_BASE))
     assert err.value.field == "OsMleData.size" and err.value.offset == HEAP_BASE + first
 
 
 def test_element_with_size_zero_is_an_error_not_a_loop() -> None:
-    h = heap.parse_heap(build_platform("clean").heap, HEAP_BASE)
+    h = heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE))
     el = h.bios_data.element(1)
     blob = bytearray(build_platform("clean").heap)
     rel = el.offset - HEAP_BASE
     blob[rel + 4 : rel + 8] = (0).to_bytes(4, "little")
     with pytest.raises(FormatError) as err:
-        heap.parse_heap(bytes(blob), HEAP_BASE)
+        heap.parse_heap(Region(bytes(blob), HEAP_BASE))
     assert err.value.offset == el.offset and err.value.field == "size"
 
 
@@ -97,8 +131,25 @@ def test_mutated_heaps_give_only_format_errors(data: st.DataObject) -> None:
         blob[data.draw(st.integers(0, 0x200))] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(blob)))
     try:
-        h = heap.parse_heap(bytes(blob[:cut]), HEAP_BASE)
+        h = heap.parse_heap(Region(bytes(blob[:cut]), HEAP_BASE))
     except FormatError as err:
         assert err.offset is None or HEAP_BASE <= err.offset <= HEAP_BASE + cut
         return
     assert sum(t.size for t in h.tables) <= cut
+
+
+def test_region_slices_keep_their_address() -> None:
+    r = Region(bytes(range(64)), 0x7B000000)
+    inner = r[8:40][4:]
+    assert (inner.base, len(inner), inner[0], inner.uint(0, 2), bytes(inner[:2])) == (0x7B00000C, 28, 12, 0x0D0C,
+                                                                                      b"\x0c\x0d")
+    with pytest.raises(FormatError) as err:
+        inner.parse(heap.ElementHeader, "probe", 24)
+    assert err.value.offset == 0x7B00000C + 24 and "truncated" in str(err.value)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_os_mle_shape_is_the_slrt_generations(layout: str) -> None:
+    h = heap.parse_heap(Region(build_platform("clean", layout).heap, HEAP_BASE))
+    chosen = heap.os_mle_for(heap.os_mle_candidates(h.os_mle_data), 0x7A000000, layout)
+    assert chosen.layout == heap.OS_MLE_LAYOUT_OF[layout] and chosen.fields["slrt"] == 0x7A000000

@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 
 from sld.errors import FormatError
+from sld.formats._util import Region
 from sld.formats.registers import (
     TXT_PUB_BASE,
+    ConfigPage,
     build_registers,
     decode_errorcode,
     format_securityfs_value,
     parse_registers,
     parse_securityfs_value,
 )
+from tests.roundtrip import assert_round_trip
 from tests.txtstat import STS_NAMES, parse_txt_stat
 
 
@@ -25,10 +28,9 @@ def test_round_trip_of_every_register() -> None:
     values = {"STS": 0x18041, "ESTS": 1, "ERRORCODE": 0xC0000001, "DIDVID": 0x1B00C8086, "HEAP.BASE": 0x7B000000,
               "HEAP.SIZE": 0xE0000, "DPR": 0x7C000031, "E2STS": 2, "PUBLIC.KEY": bytes(range(32))}
     page = build_registers(values)
-    assert len(page) == 0x10000
-    regs = parse_registers(page)
+    assert len(page) == 0x10000 == ConfigPage.sizeof()
+    regs = assert_round_trip(parse_registers, lambda r: build_registers(r.values), page, TXT_PUB_BASE)
     assert {k: regs[k] for k in values} == values
-    assert build_registers(regs.values) == page
     assert regs.sts["senter_done"] and regs.sts["locality2_open"] and not regs.sts["sexit_done"]
     assert regs.e2sts["secrets"] and regs.ests["txt_reset"]
     assert regs.dpr == {"lock": True, "size_mib": 3, "top": 0x7C000000}
@@ -36,7 +38,7 @@ def test_round_trip_of_every_register() -> None:
 
 def test_short_page_is_a_format_error_with_address() -> None:
     with pytest.raises(FormatError, match=f"0x{TXT_PUB_BASE:x}"):
-        parse_registers(b"\0" * 0x100)
+        parse_registers(Region(b"\0" * 0x100, TXT_PUB_BASE))
 
 
 @pytest.mark.parametrize("name", ["icelake-495pch-txt-disabled-2020.txt", "nuc8i7hvk-no-smx-2021.txt",
@@ -45,7 +47,7 @@ def test_real_txt_stat_captures_decode_the_same(corpus: Path, name: str) -> None
     regs, fields = parse_txt_stat((corpus / "tboot-devel-txt-stat" / name).read_text())
     page = build_registers({k: v for k, v in regs.items() if k in ("STS", "ESTS", "E2STS", "ERRORCODE", "DIDVID",
                                                                    "HEAP.BASE", "SINIT.BASE")})
-    ours = parse_registers(page)
+    ours = parse_registers(Region(page, TXT_PUB_BASE))
     for flag, value in fields["STS"].items():
         assert ours.sts[STS_NAMES[flag]] is value, flag
     assert ours.e2sts["secrets"] is fields["E2STS"]["secrets"]
@@ -58,7 +60,7 @@ def test_chipsec_recording_decodes(corpus: Path) -> None:
     rec = json.loads((corpus / "chipsec/txt_cmd_state_1.json").read_text())
     text = json.dumps(rec)
     assert "4275240960" in text  # 0xFED30000: the recording holds public-space reads
-    regs = parse_registers(build_registers({"STS": 0x2, "E2STS": 0x4, "DIDVID": 0x1B00C8086}))
+    regs = parse_registers(Region(build_registers({"STS": 0x2, "E2STS": 0x4, "DIDVID": 0x1B00C8086}), TXT_PUB_BASE))
     assert regs.sts["sexit_done"] and not regs.sts["senter_done"] and not regs.e2sts["secrets"]
     assert regs.didvid["device_id"] == 0xB00C
 
@@ -95,3 +97,15 @@ def test_securityfs_text_widths_match_the_kernel() -> None:
     assert len(format_securityfs_value("ests", 0)) == 6
     with pytest.raises(FormatError, match="slaunch/txt/sts"):
         parse_securityfs_value("sts", b"0x1\n")
+
+
+KERNEL_STS = b"0x0000000000018041\n\x00"
+
+
+@pytest.mark.parametrize("raw", [KERNEL_STS[:2] + c + KERNEL_STS[3:] for c in (b"_", b"+", b"-", b" ")]
+                         + [KERNEL_STS.replace(b"41", b"4A"), KERNEL_STS.replace(b"0x", b"0X"),
+                            KERNEL_STS[:-1] + b"\n", b" " + KERNEL_STS[:-1]])
+def test_securityfs_text_outside_the_kernel_grammar_is_refused(raw: bytes) -> None:
+    assert len(raw) == len(KERNEL_STS) and parse_securityfs_value("sts", KERNEL_STS) == 0x18041
+    with pytest.raises(FormatError, match="slaunch/txt/sts"):
+        parse_securityfs_value("sts", raw)

@@ -1,4 +1,4 @@
-"""A TCP relay in front of swtpm for the simulator's fault injection and command counting.
+"""A TCP relay in front of swtpm for the tests' fault injection and command counting (no user command uses it).
 
 It forwards port P to the swtpm data port and P+1 to its control port (the tss2 swtpm TCTI uses
 P+1), counts TPM command frames as the TPM receives them, can be cut and restored to emulate a TPM
