@@ -1,13 +1,18 @@
 """The daemon's footprint and scrape throughput against node_exporter, measured in the same run.
 
 Prints sld daemon RSS and CPU while idle (between verifications, default 60 s: SLD_IDLE_SECONDS), the same
-for node_exporter, and scrape throughput (scrapes/s with 16 concurrent clients for 5 s) for both,
-with ratios sld / node_exporter. Run: .venv/bin/python benchmarks/daemon_footprint.py
+for node_exporter, and scrape throughput (scrapes/s over 16 connections for 5 s, from Debian's ``wrk``
+when installed, else urllib threads) for both, with ratios sld / node_exporter and the load
+generator's own CPU use, which shows whether the client rather than the server was the limit.
+Run: .venv/bin/python benchmarks/daemon_footprint.py
 """
 
 from __future__ import annotations
 
 import os
+import re
+import resource
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,7 +25,7 @@ from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 from sld.sim.swtpm import free_port_pair
 
 IDLE = float(os.environ.get("SLD_IDLE_SECONDS", "60"))
-CLIENTS, LOAD_SECONDS = 16, 5.0
+CLIENTS, LOAD_SECONDS, WRK_THREADS = 16, 5.0, 1
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -46,9 +51,19 @@ def wait_http(url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-def throughput(url: str) -> float:
+def throughput(url: str) -> tuple[float, float]:
+    """Scrapes/s and the load generator's own CPU use (% of the cores it may use): ``wrk`` (Debian) when
+    installed, else CLIENTS threads of urllib. A client near 100 % would measure itself, not the server."""
+    if shutil.which("wrk"):
+        before, start = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)), time.monotonic()
+        out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{CLIENTS}", f"-d{LOAD_SECONDS:g}s", url],
+                             capture_output=True, text=True, check=True).stdout
+        used = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - before  # wrk's only: the servers run on
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        return rate, used / (time.monotonic() - start) / WRK_THREADS * 100
     count, stop = [0], time.monotonic() + LOAD_SECONDS
     lock = threading.Lock()
+    before = _cpu(resource.getrusage(resource.RUSAGE_SELF))
 
     def client() -> None:
         while time.monotonic() < stop:
@@ -61,10 +76,14 @@ def throughput(url: str) -> float:
         t.start()
     for t in threads:
         t.join()
-    return count[0] / LOAD_SECONDS
+    return count[0] / LOAD_SECONDS, (_cpu(resource.getrusage(resource.RUSAGE_SELF)) - before) / LOAD_SECONDS * 100
 
 
-def measure(pid: int, url: str) -> tuple[int, float, float]:
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(pid: int, url: str) -> tuple[int, float, tuple[float, float]]:
     wait_http(url)
     time.sleep(1)
     cpu0 = cpu_seconds(pid)
@@ -96,7 +115,13 @@ def main() -> None:
     print(f"RSS: sld {ours[0] / 1024:.1f} MiB, node_exporter {theirs[0] / 1024:.1f} MiB, "
           f"ratio {ours[0] / theirs[0]:.2f}")
     print(f"idle CPU: sld {ours[1]:.3f} %, node_exporter {theirs[1]:.3f} %")
-    print(f"scrapes/s: sld {ours[2]:.0f}, node_exporter {theirs[2]:.0f}, ratio {ours[2] / theirs[2]:.2f}")
+    client = "wrk" if shutil.which("wrk") else "urllib threads"
+    print(f"scrapes/s ({client}, {CLIENTS} connections): sld {ours[2][0]:.0f}, node_exporter {theirs[2][0]:.0f}, "
+          f"ratio {ours[2][0] / theirs[2][0]:.2f}")
+    busiest = max(ours[2][1], theirs[2][1])
+    verdict = "not the bottleneck" if busiest < 80 else "SATURATED: the ratio measures the client"
+    print(f"load generator CPU: {ours[2][1]:.0f} % against sld, {theirs[2][1]:.0f} % against node_exporter "
+          f"(of the core(s) it may use): {verdict}")
 
 
 if __name__ == "__main__":

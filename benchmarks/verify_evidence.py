@@ -87,7 +87,7 @@ def main() -> None:
         ours = median([sld])
         peer_after = median(peers)  # the machine is shared: the peer is measured before and after sld
     peer = [(a + b) / 2 for a, b in zip(peer_before, peer_after, strict=True)]
-    events = len(parse_log(log).records.heads)
+    events = len(parse_log(log).events)
     print(f"medians of {RUNS} runs; evidence of {len(BANKS)} banks ({', '.join(BANKS)}) and {events} events: "
           f"{size} bytes ({size / 1024:.1f} KiB)")
     for i, what in enumerate(("wall", "CPU")):

@@ -8,9 +8,10 @@ test list).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from sld.vocab import CheckId, Severity
+from sld.vocab import CheckId, CheckStatus, Severity
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,10 @@ CATALOGUE: tuple[CheckInfo, ...] = (
     CheckInfo(CheckId.TPM_EXTEND, "deferred extends performed",
               "Events the Secure Launch stub logged between SLAUNCH_START and SLAUNCH_END but did not extend "
               "were extended exactly once (perform mode)."),
-    CheckInfo(CheckId.POLICY_MATCH, "operator policy holds",
-              "Known-good PCR values and required event digests from the policy file (--policy, [verify] policy)."),
+    CheckInfo(CheckId.POLICY_MATCH, "launch approved by the policy",
+              "Every part of the appraisal policy (--policy, [verify] policy) is in the log once, in order within "
+              "its PCR, with an allowed digest in every bank, and no event is unknown to it (unless allow_extra); "
+              "the older form's golden PCR values and required event digests hold."),
     CheckInfo(CheckId.PCR_MATCH, "PCRs equal the replayed log", "PCR17-22 in every bank equal the replay of the log."),
     # sld verify --evidence (sld.evidence.check): a quote another machine made, checked without TXT or a TPM
     CheckInfo(CheckId.EVIDENCE_SIGNATURE, "quotes signed by the AK",
@@ -70,11 +73,47 @@ CATALOGUE: tuple[CheckInfo, ...] = (
               "verifier that accepts any one bank accepts a host whose other banks were never measured."),
     CheckInfo(CheckId.EVIDENCE_REPLAY, "quoted PCRs equal the replayed log",
               "PCR17-22 of every quoted bank equal the replay of the DRTM log in that bank."),
-    CheckInfo(CheckId.EVIDENCE_MEASURED, "no capped bank",
-              "A bank capped by EVTYPE_CAP_VALUE or a 0x01.. digest holds no measurement: it is named as not "
-              "measured, never counted as a match.", Severity.WARN),
     CheckInfo(CheckId.EVIDENCE_FRESHNESS, "newer than the previous evidence",
               "Against --previous: resetCount and restartCount never go back and clock moves forward "
               "(TPMS_CLOCK_INFO, Part 2 §10.11.1), so old evidence cannot be replayed."),
+    CheckInfo(CheckId.TXT_PREVIOUS_ERROR, "no error left by a previous boot",
+              "ERRORCODE survives a warm reset (SDG B.1.3; spec §1.2): a Secure Launch or ACM error while this boot "
+              "launched (SENTER.DONE, PCRs reset) was left by an earlier boot's failed launch.", Severity.WARN),
+    CheckInfo(CheckId.POSTURE_LCP, "a launch control policy is in force",
+              "LCP_CONTROL_HASH is not the hash of a zero u32: with no LCP the SINIT launches any MLE "
+              "(SDG App. E, LCP).", Severity.WARN),
+    CheckInfo(CheckId.POSTURE_STM, "an STM confines SMM",
+              "STM_HASH is not the hash of a zero byte: with no SMI transfer monitor, SMM stays in the TCB "
+              "(SDG App. E).", Severity.WARN),
+    CheckInfo(CheckId.SINIT_POLICY, "SINIT ACM allowed by the policy",
+              "The HASH_START digest is one the policy's sinit part lists, and the ACM header at SINIT.BASE "
+              "(SDG A.1) has at least the policy's TxtSvn and SeSvn."),
+    CheckInfo(CheckId.SINIT_DOWNGRADE, "SINIT ACM not downgraded",
+              "The SINIT is not older (TxtSvn, then date) than the one this host last launched with, as remembered "
+              "in the state directory (default /var/lib/sld)."),
+    CheckInfo(CheckId.PCR_CAPPED, "every bank measured",
+              "No bank is capped: a digest of 0x01 then zeros (a bank the code could not hash, spec §7.6) or a "
+              "CAP_VALUE event makes that bank's PCR \"not measured\", never a match.", Severity.WARN),
 )
 CHECKS: dict[CheckId, CheckInfo] = {c.id: c for c in CATALOGUE}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One fact of a verdict; a failed check of warn severity has status ``warn`` (:func:`outcome`)."""
+
+    id: CheckId
+    status: CheckStatus
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return CHECKS[self.id].title
+
+
+def outcome(check_id: CheckId, ok: bool) -> CheckStatus:
+    """``pass``, or what failing this check means: ``fail`` or, for a warn-severity check, ``warn``."""
+    if ok:
+        return CheckStatus.PASS
+    return CheckStatus.WARN if CHECKS[check_id].severity == Severity.WARN else CheckStatus.FAIL

@@ -78,6 +78,32 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
                      help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
 
 
+def _add_policy(sub: argparse._SubParsersAction) -> None:
+    """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
+    pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
+    polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
+    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy")
+    p.set_defaults(handler="sld.commands.policy:run_create")
+    _add_source(p)
+    p.add_argument("--tcti", default="device:/dev/tpmrm0", help="tpm2-tss TCTI string (default device:/dev/tpmrm0)")
+    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
+    p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
+    p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
+    p.set_defaults(handler="sld.commands.policy:run_merge")
+    p.add_argument("policies", nargs=2, metavar="POLICY")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p = polsub.add_parser("show", help="a policy (and its drop-ins) as a table")
+    p.set_defaults(handler="sld.commands.policy:run_show")
+    p.add_argument("policy", metavar="POLICY")
+    _add_json(p)
+    p = polsub.add_parser("export", help="a policy in another verifier's format")
+    p.set_defaults(handler="sld.commands.policy:run_export")
+    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("--format", choices=("keylime",), required=True, help="keylime: its tpm_policy JSON")
+    p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
+
+
 def _verify_parser(sub: argparse._SubParsersAction) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
@@ -102,8 +128,11 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
                      help="validate never extends; auto/perform extend events logged but not extended in the "
                           "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
                           "configuration's [verify] mode)")
-    ver.add_argument("--policy", metavar="FILE", help="TOML of known-good PCR values and required event digests "
-                     "(default: the configuration's [verify] policy)")
+    ver.add_argument("--policy", metavar="FILE", help="appraisal policy (`sld policy create`; drop-ins FILE.d/*.toml) "
+                     "or the older golden PCR values and required event digests (default: the configuration's "
+                     "[verify] policy)")
+    ver.add_argument("--state-dir", metavar="DIR", help="compare the SINIT with the one this host last launched "
+                     "with, remembered in DIR (the daemon uses [verify] state_dir), and remember this one")
     ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
                      "/etc/sld/sld.toml; when that does not exist, built-in defaults)")
     ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
@@ -125,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
-    insp.set_defaults(handler="sld.commands.inspect:run")
+    insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
     insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
     _add_source(insp)
     _add_json(insp)
@@ -152,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(handler="sld.commands.service:run_status")
     st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
     _add_json(st)
+
+    _add_policy(sub)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)

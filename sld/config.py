@@ -39,6 +39,7 @@ class VerifyConfig:
     interval: float = 60.0
     timeout: float = 20.0
     policy: str = ""
+    state_dir: str = "/var/lib/sld"
 
 
 @dataclass(frozen=True)

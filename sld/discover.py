@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sld.errors import FormatError, SldError
-from sld.formats import eventlog, heap, registers, slrt
+from sld.formats import acm, eventlog, heap, registers, slrt
 from sld.formats._util import Region
 from sld.formats.heap import OsMleData
 from sld.platform.memory import PhysicalMemory
@@ -38,6 +38,7 @@ class Snapshot:
     slrt: slrt.Slrt | None = None
     log_pointer: dict[str, Any] | None = None
     log: eventlog.EventLog | None = None
+    acm: acm.Acm | None = None  # the ACM header at SINIT.BASE, when that memory holds one (never via securityfs)
     errors: dict[str, SldError] = field(default_factory=dict)
 
     @property
@@ -81,12 +82,26 @@ def discover(source: Source) -> Snapshot:
     if not _stage(snap, "registers", lambda: _read_registers(snap, mem)):
         return snap
     assert snap.registers is not None
+    _read_acm(snap, mem)
     if not snap.registers.heap_base or not snap.registers.heap_size:
         return snap  # no heap: nothing was launched (or TXT is off); the verdict says which
     for name, step in (("heap", _read_heap), ("slrt", _read_slrt), ("log", _read_log)):
         if not _stage(snap, name, lambda step=step: step(snap, mem)):  # type: ignore[misc]
             break
     return snap
+
+
+def _read_acm(snap: Snapshot, mem: PhysicalMemory) -> None:
+    """SINIT.BASE's ACM header (SDG A.1) if the memory there holds one; its absence is a fact, not an error."""
+    assert snap.registers is not None
+    base = snap.registers["SINIT.BASE"]
+    try:
+        head = mem.read(base, acm.HEADER_SIZE, "SINIT ACM header (SINIT.BASE)") if base else b""
+    except SldError as err:
+        log.debug("no ACM header at SINIT.BASE 0x%x: %s", base, err)
+        return
+    if acm.looks_like_acm(head):
+        snap.acm = acm.parse_acm(Region(head, base))
 
 
 def _read_registers(snap: Snapshot, mem: PhysicalMemory) -> None:

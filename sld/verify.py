@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sld.checks import CHECKS
+from sld import posture
+from sld.appraisal.model import Policy
+from sld.checks import Check
 from sld.discover import Snapshot, discover
 from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
-from sld.formats.registers import SINIT_SUCCESS
 from sld.lock import extend_lock
 from sld.platform.source import Source
-from sld.policy import Policy, violations
-from sld.replay import DRTM_PCRS, extends, prefix_states
+from sld.replay import DRTM_PCRS, extends, prefix_states, unmeasured
+from sld.statedir import read_record, write_record
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
+SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
 RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
@@ -42,18 +44,6 @@ class PcrDevice(Protocol):
 
 
 @dataclass(frozen=True)
-class Check:
-    id: CheckId
-    status: CheckStatus
-    detail: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return CHECKS[self.id].title
-
-
-@dataclass(frozen=True)
 class PcrState:
     """Where one PCR stands against its events: ``held`` of them are in the TPM in every bank."""
 
@@ -63,6 +53,7 @@ class PcrState:
     held: int | None
     expected: dict[str, bytes]
     actual: dict[str, bytes]
+    unmeasured: tuple[str, ...] = ()  # banks capped in this PCR: "not measured", never a match
 
     @property
     def remaining(self) -> tuple[int, ...]:
@@ -143,16 +134,13 @@ def _platform_checks(snap: Snapshot) -> list[Check]:
     if regs is None:
         checks.append(Check(CheckId.TXT_REGISTERS, CheckStatus.FAIL, str(snap.errors.get("registers", "no registers"))))
     else:
-        sts, err = regs.sts, regs.errorcode
+        sts = regs.sts
         launched = sts["senter_done"] and not sts["sexit_done"]
         checks.append(Check(CheckId.TXT_LAUNCHED, CheckStatus.PASS if launched else CheckStatus.FAIL,
                             "SENTER.DONE set, SEXIT.DONE clear" if launched else
                             f"STS 0x{regs['STS']:x}: senter_done={sts['senter_done']} sexit_done={sts['sexit_done']}",
                             {"STS": regs["STS"]}))
-        clean = regs["ERRORCODE"] in (0, SINIT_SUCCESS)
-        checks.append(Check(CheckId.TXT_ERRORCODE, CheckStatus.PASS if clean else CheckStatus.FAIL,
-                            f"0x{regs['ERRORCODE']:08x} {err.name}" + ("" if clean else f": {err.text}"),
-                            {"ERRORCODE": regs["ERRORCODE"], "kind": err.kind, "name": err.name}))
+        checks += posture.errorcode(regs)
         checks.append(Check(CheckId.TXT_RESET, CheckStatus.FAIL if regs.ests["txt_reset"] else CheckStatus.PASS,
                             f"ESTS 0x{regs['ESTS']:x}",
                             {"ESTS": regs["ESTS"]}))
@@ -187,6 +175,10 @@ def _stage_detail(snap: Snapshot, stage: str) -> str:
 
 
 def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
+    blind = [s.pcr for s in states if s.unmeasured and set(s.unmeasured) >= set(s.actual)]
+    if blind:
+        return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, f"PCR{', PCR'.join(map(str, blind))} not measured in any "
+                     "bank (capped)", {"pcrs": blind})
     bad = [s for s in states if s.status != PcrStatus.MATCH]
     if not bad:
         return Check(CheckId.PCR_MATCH, CheckStatus.PASS,
@@ -226,8 +218,18 @@ def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tup
                               {"extended": done})
 
 
-def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Policy | None = None) -> Verdict:
+def verify(source: Source, tpm: PcrDevice, **kwargs: Any) -> Verdict:
     """Read the platform and the TPM, perform deferred extends if allowed, and decide."""
+    return verify_snapshot(source, tpm, **kwargs)[0]
+
+
+def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Policy | None = None,
+                    state_dir: str | None = None) -> tuple[Verdict, Snapshot]:
+    """:func:`verify`, also returning what was read (``sld policy create`` describes that launch).
+
+    With ``state_dir`` the SINIT is compared with the one this host last launched with, and a verified
+    launch's SINIT is remembered there (the daemon, or an explicit ``sld verify --state-dir``).
+    """
     t0 = time.monotonic()
     mode = Mode(mode)  # a str from argparse or the config becomes the vocabulary word (ValueError: a bug)
     snap = discover(source)
@@ -235,6 +237,7 @@ def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Po
     states: tuple[PcrState, ...] = ()
     extended: list[int] = []
     banks: tuple[str, ...] = ()
+    identity: dict[str, Any] = {}
     if snap.log is not None:
         banks = tuple(b for b in tpm.banks() if b in snap.log.banks)
         states = compare(snap.log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
@@ -245,23 +248,37 @@ def verify(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, policy: Po
         if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
             states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
+        capped = unmeasured(snap.log, banks)
+        states = tuple(replace(s, unmeasured=capped.get(s.pcr, ())) for s in states)
         if launched:
-            checks.append(_pcr_check(states, mode))
+            checks += [_pcr_check(states, mode), posture.capped_check(capped), posture.lcp(snap.log),
+                       posture.stm(snap.log)]
         if policy is not None:
-            actual = {b: {s.pcr: s.actual[b] for s in states if b in s.actual} for b in banks}
-            missing = {b: [p for p in policy.pcrs[b] if p not in actual.get(b, {})] for b in policy.pcrs}
-            if any(missing.values()):
-                extra = tpm.read_pcrs(sorted({p for ps in missing.values() for p in ps}), list(policy.pcrs))
-                for b, values in extra.items():
-                    actual.setdefault(b, {}).update(values)
-            bad = violations(policy, snap.log, actual)
-            checks.append(Check(CheckId.POLICY_MATCH, CheckStatus.FAIL if bad else CheckStatus.PASS, "; ".join(bad) or
-                                f"{policy.path}: every expected PCR value and event holds", {"violations": bad}))
+            checks += [posture.policy_check(policy, snap.log, _policy_pcrs(tpm, policy, states, banks)),
+                       posture.sinit_policy(policy, snap.log, snap.acm)]
+        if state_dir is not None and launched:
+            identity = posture.sinit_identity(snap.log, snap.acm)
+            checks.append(posture.downgrade(identity, read_record(state_dir, SINIT_RECORD)))
     result, summary = _decide(checks)
+    if identity and result == Result.VERIFIED and state_dir is not None:
+        write_record(state_dir, SINIT_RECORD, identity)
     regs = {k: v for k, v in snap.registers.values.items() if isinstance(v, int)} if snap.registers else {}
-    return Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),
-                   snap.slrt.layout if snap.slrt else None, time.monotonic() - t0, regs,
-                   snap.log.format if snap.log else "", len(snap.log.events) if snap.log else 0)
+    verdict = Verdict(result, summary, snap.source_name, mode, tuple(checks), states, banks, tuple(extended),
+                      snap.slrt.layout if snap.slrt else None, time.monotonic() - t0, regs,
+                      snap.log.format if snap.log else "", len(snap.log.events) if snap.log else 0)
+    return verdict, snap
+
+
+def _policy_pcrs(tpm: PcrDevice, policy: Policy, states: tuple[PcrState, ...],
+                 banks: tuple[str, ...]) -> dict[str, dict[int, bytes]]:
+    """The PCR values an older-form policy names: those already read, and any others read now."""
+    actual = {b: {s.pcr: s.actual[b] for s in states if b in s.actual} for b in banks}
+    missing = {b: [p for p in policy.pcrs[b] if p not in actual.get(b, {})] for b in policy.pcrs}
+    if any(missing.values()):
+        extra = tpm.read_pcrs(sorted({p for ps in missing.values() for p in ps}), list(policy.pcrs))
+        for b, values in extra.items():
+            actual.setdefault(b, {}).update(values)
+    return actual
 
 
 def _decide(checks: list[Check]) -> tuple[Result, str]:
@@ -280,12 +297,19 @@ def _decide(checks: list[Check]) -> tuple[Result, str]:
         return Result.FAILED, f"{failed[0].title}: {failed[0].detail}"
     if status.get(CheckId.PCR_MATCH) != CheckStatus.PASS:
         return Result.FAILED, "no event log to verify the PCRs against"
-    return Result.VERIFIED, "dynamic launch verified: PCRs equal the replayed DRTM log"
+    warned = [c.title for c in checks if c.status == CheckStatus.WARN]
+    return Result.VERIFIED, "dynamic launch verified: PCRs equal the replayed DRTM log" + \
+        (f" (warnings: {'; '.join(warned)})" if warned else "")
 
 
 def verify_source(source_spec: str, tpm: PcrDevice, **kwargs: Any) -> Verdict:
     """Open ``source_spec`` (``--source``), verify, close."""
+    return verify_source_snapshot(source_spec, tpm, **kwargs)[0]
+
+
+def verify_source_snapshot(source_spec: str, tpm: PcrDevice, **kwargs: Any) -> tuple[Verdict, Snapshot]:
+    """:func:`verify_source` and what it read."""
     from sld.platform.source import open_source
 
     with open_source(source_spec) as source:
-        return verify(source, tpm, **kwargs)
+        return verify_snapshot(source, tpm, **kwargs)

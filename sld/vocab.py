@@ -37,8 +37,13 @@ class CheckId(StrEnum):
     EVIDENCE_DIGEST = "evidence.digest"
     EVIDENCE_BANKS = "evidence.banks"
     EVIDENCE_REPLAY = "evidence.replay"
-    EVIDENCE_MEASURED = "evidence.measured"
     EVIDENCE_FRESHNESS = "evidence.freshness"
+    TXT_PREVIOUS_ERROR = "txt.previous-error"
+    POSTURE_LCP = "posture.lcp"
+    POSTURE_STM = "posture.stm"
+    SINIT_POLICY = "sinit.policy"
+    SINIT_DOWNGRADE = "sinit.downgrade"
+    PCR_CAPPED = "pcr.capped"
 
 
 class CheckStatus(StrEnum):
@@ -72,7 +77,7 @@ class PcrStatus(StrEnum):
     RESUMABLE = "resumable"  # a prefix inside the Secure Launch window is held: the rest can be extended
     MISMATCH = "mismatch"
     NOT_LAUNCHED = "not-launched"  # all-ones: no dynamic launch reset it
-    NOT_MEASURED = "not-measured"  # a capped bank: the launch put no measurement in it, it never matches
+    NOT_MEASURED = "not-measured"  # (per bank) capped: 0x01-then-zeros digests or CAP_VALUE events, never a match
 
 
 class DaemonState(StrEnum):

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     ak = load_pem(args.ak)
     policy = None
     if args.policy:
-        from sld.policy import load as load_policy
+        from sld.appraisal.files import load as load_policy
 
         policy = load_policy(args.policy)
     previous = load_evidence(args.previous, "--previous") if args.previous else None

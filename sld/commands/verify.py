@@ -35,7 +35,7 @@ def settings(args: argparse.Namespace, config: Config) -> Settings:
 
 def _daemon_was_asked(args: argparse.Namespace) -> bool:
     """sld.client offers exactly these invocations to the daemon; reaching here means none answered."""
-    return not args.local and not any((args.source, args.tcti, args.mode, args.policy, args.config)) \
+    return not args.local and not any((args.source, args.tcti, args.mode, args.policy, args.config, args.state_dir)) \
         and args.locality is None
 
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         from sld.commands.evidence import run as verify_evidence
 
         return verify_evidence(args)
+    from sld.appraisal.files import load as load_policy
     from sld.config import load
-    from sld.policy import load as load_policy
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
     from sld.verify import verify_source
@@ -63,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     print(notice(args, config), file=sys.stderr)
     policy = load_policy(use.policy) if use.policy else None
     with Tpm(use.tcti, locality=use.locality) as tpm:
-        verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy)
+        verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=args.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))
     return verdict.exit_code

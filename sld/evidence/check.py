@@ -22,12 +22,12 @@ from sld.evidence.keys import EcKey, RsaKey
 from sld.formats.eventlog import EventLog, parse_log
 from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
-from sld.replay import DRTM_PCRS, replay
+from sld.replay import DRTM_PCRS, replay, unmeasured
 from sld.vocab import CheckId, CheckStatus, PcrStatus, Result
 
-TYPE_CHECKING = False  # typing and the policy's dataclasses cost a cold verification more than its checks
+TYPE_CHECKING = False  # typing and the appraisal's dataclasses cost a cold verification more than its checks
 if TYPE_CHECKING:
-    from sld.policy import Policy
+    from sld.appraisal.model import Policy
 
 # TPMA_OBJECT bits (Part 2 §8.3.2) every AK has: made in this TPM, never duplicated, and restricted signing
 FIXED_TPM, FIXED_PARENT, RESTRICTED, SIGN = 1 << 1, 1 << 4, 1 << 16, 1 << 18
@@ -35,7 +35,11 @@ AK_ATTRIBUTES = {"fixedTPM": FIXED_TPM, "fixedParent": FIXED_PARENT, "restricted
 
 
 class Outcome:
-    """One check's result over the whole evidence; ``detail`` says what failed where (quote, bank, PCR)."""
+    """One check's result over the whole evidence; ``detail`` says what failed where (quote, bank, PCR).
+
+    sld.checks.Check's fields, as a slotted class: that module's dataclasses and typing cost a cold
+    verification of evidence more than all of its checks (benchmarks/verify_evidence.py).
+    """
 
     __slots__ = ("id", "status", "detail")
 
@@ -142,24 +146,10 @@ def _digest_problem(q: Quote) -> str | None:
 # ---- the log ------------------------------------------------------------------------------------
 
 
-def capped_banks(log: EventLog) -> set[str]:
-    """Banks the launch capped in PCR17-22: a digest that is the cap value itself, 0x01 then zeros.
-
-    A SINIT that cannot measure into a bank extends the cap value there instead (SDG, EVTYPE_CAP_VALUE),
-    so the bank replays without holding any measurement. An EVTYPE_CAP_VALUE event whose digests are
-    hashes (the PCR18 separator of an ordinary launch) caps nothing.
-    """
-    capped: set[str] = set()
-    for ev in log.events:
-        if ev.pcr in DRTM_PCRS:
-            capped.update(b for b, d in ev.digests.items() if d[:1] == b"\x01" and not any(d[1:]))
-    return capped
-
-
 def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) -> tuple[list[Outcome],
                                                                                      dict[str, PcrStatus]]:
     expected = replay(log, pcrs=DRTM_PCRS).values
-    capped = capped_banks(log)
+    capped = {bank for banks in unmeasured(log, log.banks).values() for bank in banks}
     wanted = list(dict.fromkeys([*log.banks, *evidence.banks]))
     banks: dict[str, PcrStatus] = {}
     replay_problems = []
@@ -175,18 +165,15 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
                                    f"{expected[bank][bad[0]].hex()})")
         banks[bank] = PcrStatus.NOT_MEASURED if bank in capped else PcrStatus.MISMATCH if bad else PcrStatus.MATCH
     missing = [b for b in wanted if b not in quoted]
-    measured = [b for b, s in banks.items() if s == PcrStatus.MATCH]
-    if capped & set(banks):
-        status = CheckStatus.WARN if measured else CheckStatus.FAIL
-        measured_out = Outcome(CheckId.EVIDENCE_MEASURED, status,
-                               f"not measured (capped): {', '.join(sorted(capped & set(banks)))}")
-    else:
-        measured_out = Outcome(CheckId.EVIDENCE_MEASURED, CheckStatus.PASS, "no bank is capped")
+    if banks and PcrStatus.MATCH not in banks.values() and not replay_problems:
+        replay_problems.append("no quoted bank holds a measurement: every one is capped")
+    not_measured = sorted(capped & set(banks))
     return [
         _outcome(CheckId.EVIDENCE_BANKS, [f"{b} is not quoted" for b in missing],
                  f"quoted: {', '.join(quoted)} (log: {', '.join(log.banks)})"),
         _outcome(CheckId.EVIDENCE_REPLAY, replay_problems, f"PCR17-22 equal the log's replay in {', '.join(quoted)}"),
-        measured_out,
+        Outcome(CheckId.PCR_CAPPED, CheckStatus.WARN, f"not measured (capped): {', '.join(not_measured)}")
+        if not_measured else Outcome(CheckId.PCR_CAPPED, CheckStatus.PASS, "every quoted bank is measured"),
     ], banks
 
 
@@ -237,15 +224,14 @@ def appraise(evidence: Evidence, ak: RsaKey | EcKey, nonce: bytes, *, policy: Po
     except FormatError as err:
         checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.FAIL, f"drtm_log: {err}"))
         return EvidenceVerdict(checks, {})
-    checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.PASS, f"{log.format}, {len(log.records.heads)} events"))
+    checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.PASS, f"{log.format}, {len(log.events)} events"))
     replayed, banks = _replay_checks(evidence, log, quoted)
     checks += replayed
-    if policy is not None:
-        from sld.policy import violations
+    if policy is not None:  # issue 13's appraisal, on the PCR values the quotes vouch for
+        from sld.posture import policy_check
 
-        actual = {bank: q.pcrs for bank, q in quoted.items()}
-        checks.append(_outcome(CheckId.POLICY_MATCH, violations(policy, log, actual),
-                               "every expected PCR value and event holds"))
+        held = policy_check(policy, log, {bank: q.pcrs for bank, q in quoted.items()})
+        checks.append(Outcome(held.id, held.status, held.detail))
     if previous is not None:
         checks.append(_outcome(CheckId.EVIDENCE_FRESHNESS, _freshness_problems(evidence, previous),
                                "clock, resetCount and restartCount move forward"))

@@ -24,8 +24,8 @@ from dataclasses import replace
 from typing import Any
 
 from sld import config as configuration
+from sld.appraisal.files import load as load_policy
 from sld.errors import ConfigError, SldError, TpmError
-from sld.policy import load as load_policy
 from sld.service import journal
 from sld.service.journal import event, log
 from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
@@ -99,7 +99,7 @@ class Daemon:
         try:
             policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
-                                    policy=policy)
+                                    policy=policy, state_dir=self.config.verify.state_dir or None)
         except SldError as err:
             self._degraded(err)
         except Exception as err:  # a bug must not kill the watchdog-supervised service; systemd sees STATUS
@@ -200,14 +200,13 @@ class Daemon:
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
-        from sld.quarantine.policy import Quarantine
         from sld.service import control, http, metrics
 
         _reserve_descriptors()
-        self.quarantine = Quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
-        if self.quarantine.active:
+        self.quarantine = _quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
+        if self.quarantine is not None and self.quarantine.active:
             log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
-        self._publish(quarantine_active=bool(self.quarantine.active))
+            self._publish(quarantine_active=True)
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
                                            self.config.verify.timeout))
         m = self.config.metrics
@@ -268,9 +267,7 @@ class Daemon:
         """SIGHUP: a bad new config is refused and the old one kept."""
         try:
             new = configuration.load(self.config.path or None)
-            from sld.quarantine.policy import Quarantine
-
-            quarantine = Quarantine(new.quarantine)
+            quarantine = _quarantine(new.quarantine)
         except SldError as err:
             log.error("config reload refused, keeping the running one: %s", err)
             return
@@ -294,6 +291,16 @@ class Daemon:
             event("output-error", f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
                   output="textfile", path=path)
             self._publish(output_errors=counted(self._status.output_errors, "textfile"))
+
+
+def _quarantine(config: configuration.QuarantineConfig) -> Any:
+    """The quarantine policy when it is enabled; None otherwise, so pyroute2 (about 8 MiB of the
+    daemon's memory) is imported only by the configurations that use it."""
+    if not config.enabled:
+        return None
+    from sld.quarantine.policy import Quarantine
+
+    return Quarantine(config)
 
 
 def _reserve_descriptors() -> None:

@@ -30,7 +30,17 @@ from sld.formats.tcg import NewEvent, build_crypto_agile, build_tpm12_container
 from sld.platform.image import write_image
 from sld.replay import DRTM_PCRS, replay
 from sld.sim.image import write_manifest
-from sld.sim.scenarios import LAYOUTS, WINDOW_ENTITIES, PlatformSpec, Scenario, SimEvent, events_for, scenario
+from sld.sim.scenarios import (
+    LAYOUTS,
+    WINDOW_ENTITIES,
+    PlatformSpec,
+    Scenario,
+    SimEvent,
+    events_for,
+    scenario,
+    sinit_hash,
+    sinit_image,
+)
 
 LOG_BUFFER_SIZE = 0x10000
 STS_LAUNCHED = 0x18041  # SENTER.DONE, MEM-CONFIG-LOCK, LOCALITY1/2.OPEN (SDG B.1.1)
@@ -76,7 +86,8 @@ class Platform:
         page = build_registers(self.registers)
         out = {TXT_PRIV_BASE: page, TXT_PUB_BASE: page}
         if self.scenario.spec.launched:
-            out |= {HEAP_BASE: self.heap, SLRT_BASE: self.slrt, LOG_BASE: self.log}
+            out |= {HEAP_BASE: self.heap, SLRT_BASE: self.slrt, LOG_BASE: self.log,
+                    SINIT_BASE: sinit_image(self.scenario.spec)}
         return out
 
     def write_image(self, path: str | os.PathLike[str]) -> Path:
@@ -93,6 +104,7 @@ class Platform:
             "layout": self.layout,
             "verdict": self.scenario.verdict,
             "exit_code": self.scenario.exit_code,
+            "with_clean_policy": appraisal_of(self.scenario),
             "log_format": self.scenario.spec.log_format,
             "banks": list(self.scenario.spec.banks),
             "registers": {k: f"0x{v:x}" for k, v in self.registers.items() if isinstance(v, int)},
@@ -109,6 +121,13 @@ class Platform:
             (root / "txt" / name).write_bytes(format_securityfs_value(name, self.registers[reg] & ((1 << width) - 1)))
         (root / "eventlog").write_bytes(self.log)
         (root / "manifest.json").write_text(_json(self.manifest()))
+
+
+def appraisal_of(sc: Scenario) -> dict[str, Any]:
+    """The verdict ``sld verify --policy`` reaches with a policy created on ``clean``, and what it names."""
+    a = sc.appraisal
+    return {"verdict": a.verdict if a else sc.verdict, "part": a.part if a else None,
+            "warning": a.warning if a else None}
 
 
 def _json(obj: Any) -> str:
@@ -142,7 +161,8 @@ def _registers(spec: PlatformSpec) -> dict[str, int]:
     else:
         sts = STS_LAUNCHED
     heap_regs = {"HEAP.BASE": HEAP_BASE, "HEAP.SIZE": HEAP_SIZE} if spec.launched else {}
-    return {"STS": sts, "ESTS": 0, "ERRORCODE": spec.errorcode, "DIDVID": DIDVID, "VER.EMIF": 0x80000000,
+    errorcode = spec.errorcode if spec.previous_errorcode is None else spec.previous_errorcode
+    return {"STS": sts, "ESTS": 0, "ERRORCODE": errorcode, "DIDVID": DIDVID, "VER.EMIF": 0x80000000,
             "SCRATCHPAD": 0, "E2STS": 0x2 if sts == STS_LAUNCHED else 0x0, "SINIT.BASE": SINIT_BASE,
             "SINIT.SIZE": SINIT_SIZE, "DPR": DPR, **heap_regs}
 
@@ -200,8 +220,8 @@ def _heap(spec: PlatformSpec, layout: str, slrt_table: bytes, log: bytes) -> byt
     mdrs = [{"address": 0, "length": 0x7A000000, "type": 0, "reserved": bytes(7)},
             {"address": 0x100000000, "length": 0x80000000, "type": 0, "reserved": bytes(7)}]
     sinit_fields = {"version": 9 if tpm2 else 8, "bios_acm_id": bytes(20), "edx_senter_flags": 0, "mseg_valid": 0,
-                    "sinit_hash": hashlib.sha1(spec.seed + b"sinit-acm").digest(),
-                    "mle_hash": hashlib.sha1(spec.seed + b"mle-kernel").digest(), "stm_hash": bytes(20),
+                    "sinit_hash": sinit_hash(spec), "mle_hash": hashlib.sha1(spec.seed + spec.kernel).digest(),
+                    "stm_hash": bytes(20),
                     "lcp_policy_hash": bytes(20), "policy_control": 0, "rlp_wakeup_addr": 0, "reserved": 0,
                     "num_mdrs": len(mdrs), "mdrs_off": 0, "vtd_dmar_table_size": 0, "vtd_dmar_table_off": 0,
                     "proc_scrtm_status": 1}

@@ -10,6 +10,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from sld.errors import ConfigError
+from sld.formats.acm import build_acm
+from sld.formats.names import EVTYPE_HASH_START, EVTYPE_LCP_CONTROL_HASH, EVTYPE_MLE_HASH, EVTYPE_STM_HASH, SLAUNCH
+from sld.vocab import CheckId, Result
 
 LAYOUTS = ("v7", "v9", "v10", "v12", "v16")
 """Secure Launch structure generations, named by their first patch version (docs/design.md)."""
@@ -49,6 +52,26 @@ class PlatformSpec:
     log_info: bool = True
     truncate_log_at: int | None = None  # cut the log buffer after this many bytes past the header
     seed: bytes = b"sld-sim"
+    # What was launched, for appraisal scenarios (SDG A.1, App. E; spec §6):
+    sinit_svn: int = 5  # the SINIT ACM header's TxtSvn (and SeSvn = svn - 4)
+    sinit_date: int = 0x20260315  # its BCD date
+    kernel: bytes = b"mle-kernel"  # what MLE_HASH measures
+    cmdline: bytes = b"ro console=ttyS0,115200 slaunch"  # what the "Measured Kernel command line" event measures
+    lcp: bool = True  # False: LCP_CONTROL_HASH of a zero u32 (no launch control policy)
+    stm: bool = True  # False: STM_HASH of a zero byte (no STM)
+    capped_banks: tuple[str, ...] = ()  # banks the kernel could not hash: its events log 0x01 then zeros (v12-v14)
+    # ERRORCODE left by an earlier boot: it survives a warm reset (spec §1.2 ERRORCODE: "a soft reset does not
+    # clear it") and a SINIT that succeeds need not overwrite it ("0 or 0xC0000001" after a good launch, §1.4)
+    previous_errorcode: int | None = None
+
+
+@dataclass(frozen=True)
+class Appraisal:
+    """What ``sld verify --policy`` says with a policy created on ``clean``: the verdict and the part it names."""
+
+    verdict: Result
+    part: str | None = None  # the failing part the verdict must name
+    warning: CheckId | None = None  # a warn-severity check the verdict must carry (with or without the policy)
 
 
 @dataclass(frozen=True)
@@ -58,6 +81,7 @@ class Scenario:
     verdict: str  # verified | failed | not-launched
     exit_code: int
     spec: PlatformSpec = field(default_factory=PlatformSpec)
+    appraisal: Appraisal | None = None  # None: the same verdict as without a policy
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -83,6 +107,24 @@ SCENARIOS: tuple[Scenario, ...] = (
              "verified", 0, PlatformSpec(window_extended=0, layout="v12")),
     Scenario("partial-extend", "a crash after 3 of the 20 Secure Launch extends (perform mode resumes)",
              "verified", 0, PlatformSpec(window_events=20, window_extended=3, layout="v12")),
+    # Self-consistent launches of something the golden host did not launch: only a policy tells.
+    Scenario("wrong-kernel", "a consistent launch of a kernel the policy does not list (MLE_HASH)",
+             "verified", 0, PlatformSpec(kernel=b"mle-kernel-unapproved"), Appraisal(Result.FAILED, "mle")),
+    Scenario("changed-cmdline", "a consistent launch with another kernel command line",
+             "verified", 0, PlatformSpec(cmdline=b"ro console=ttyS0,115200 slaunch init=/bin/sh"),
+             Appraisal(Result.FAILED, "cmdline")),
+    Scenario("downgraded-sinit", "a consistent launch by an older SINIT ACM (TxtSvn 3, 2024) than clean's (5)",
+             "verified", 0, PlatformSpec(sinit_svn=3, sinit_date=0x20240110), Appraisal(Result.FAILED, "sinit")),
+    Scenario("no-lcp", "no launch control policy: LCP_CONTROL_HASH is the hash of a zero u32",
+             "verified", 0, PlatformSpec(lcp=False), Appraisal(Result.FAILED, "lcp-control", CheckId.POSTURE_LCP)),
+    Scenario("no-stm", "no SMI transfer monitor: STM_HASH is the hash of a zero byte",
+             "verified", 0, PlatformSpec(stm=False), Appraisal(Result.FAILED, "stm", CheckId.POSTURE_STM)),
+    Scenario("capped-bank", "a v12 kernel that could not hash sha256 capped it (0x01 then zeros) in its events",
+             "verified", 0, PlatformSpec(capped_banks=("sha256",), layout="v12"),
+             Appraisal(Result.FAILED, "initrd", CheckId.PCR_CAPPED)),
+    Scenario("previous-boot-error", "this boot launched cleanly; ERRORCODE still holds the last boot's "
+             "SL_ERROR_TPM_EXTEND", "verified", 0, PlatformSpec(previous_errorcode=SL_ERRORCODE_TPM_EXTEND),
+             Appraisal(Result.VERIFIED, None, CheckId.TXT_PREVIOUS_ERROR)),
 )
 
 
@@ -102,27 +144,42 @@ WINDOW_ENTITIES = (
 )
 
 
+def sinit_image(spec: PlatformSpec) -> bytes:
+    """The SINIT ACM the loader put at SINIT.BASE: its header (SDG A.1) and a body unique to its version."""
+    body = spec.seed + b"sinit-acm-body-svn%d" % spec.sinit_svn
+    header = build_acm(txt_svn=spec.sinit_svn, se_svn=max(spec.sinit_svn - 4, 0), date=spec.sinit_date,
+                       size=0x80 + len(body))
+    return header + body
+
+
+def sinit_hash(spec: PlatformSpec) -> bytes:
+    """The SINIT's SHA-1 as SinitMleData and HASH_START carry it."""
+    return hashlib.sha1(sinit_image(spec)).digest()
+
+
 def sinit_events(spec: PlatformSpec) -> list[SimEvent]:
     """The ACM's measurements (SDG App. E, D/A mapping): HASH_START first, as the DRTM sequence starts."""
     banks = spec.banks
-    hash_start = hashlib.sha1(spec.seed + b"sinit-acm").digest() + b"\x00\x00\x00\x00" * 4
+    hash_start = sinit_hash(spec) + b"\x00\x00\x00\x00" * 4
     rows = [
         (0xFF, 0x401, (1).to_bytes(4, "little")),
-        (17, 0x402, hash_start),
+        (17, EVTYPE_HASH_START, hash_start),
         (17, 0x40A, spec.seed + b"bios-acm-registers"),
         (17, 0x40B, b"\x01\x00\x00\x00"),
+        (17, EVTYPE_LCP_CONTROL_HASH, spec.seed + b"lcp-policy-control" if spec.lcp else bytes(4)),
+        (17, EVTYPE_STM_HASH, spec.seed + b"stm-image" if spec.stm else bytes(1)),
         (17, 0x40F, (0x227).to_bytes(4, "little")),
-        (17, 0x404, b""),
+        (17, EVTYPE_MLE_HASH, b""),
         (18, 0x410, spec.seed + b"sinit-public-key"),
         (18, 0x40B, b"\x01\x00\x00\x00"),
         (18, 0x412, spec.seed + b"lcp-details"),
-        (18, 0x4FF, b"\x01"),
     ]
     events = []
     for pcr, etype, data in rows:
         # MLE_HASH carries no data: its digest is the kernel image's hash.
-        digests = measure(spec.seed + b"mle-kernel" if etype == 0x404 else data, banks)
-        events.append(SimEvent(pcr, etype, b"" if etype == 0x404 else data, digests))
+        mle = etype == EVTYPE_MLE_HASH
+        measured = spec.seed + spec.kernel if mle else data
+        events.append(SimEvent(pcr, etype, b"" if mle else data, measure(measured, banks)))
     return events
 
 
@@ -134,7 +191,10 @@ def window_events(spec: PlatformSpec, layout: str) -> list[SimEvent]:
         pcr, info = WINDOW_ENTITIES[i % len(WINDOW_ENTITIES)]
         if i >= len(WINDOW_ENTITIES):
             info = b"Measured Kernel setup_data %d" % i
-        body.append(SimEvent(pcr, 0x502, info, measure(spec.seed + b"entity-%d" % i, banks), window=True))
+        measured = spec.cmdline if info == b"Measured Kernel command line" else spec.seed + b"entity-%d" % i
+        digests = {b: b"\x01" + bytes(len(d) - 1) if b in spec.capped_banks else d
+                   for b, d in measure(measured, banks).items()}
+        body.append(SimEvent(pcr, SLAUNCH, info, digests, window=True))
     if layout == "v16":
         return body
     if spec.log_format == "tpm12" or layout in ("v7", "v9"):

@@ -112,7 +112,7 @@ def test_a_real_scrape_passes_promtool_and_says_verified(daemon: Running) -> Non
     assert 'sld_txt_flag{flag="txt_reset",register="ESTS"} 0.0' in text
     assert 'sld_verification_duration_seconds_bucket{le="+Inf"} 1.0' in text
     assert 'sld_platform_info{didvid="0x1b00c8086",layout="v12",log_format="crypto-agile"} 1.0' in text
-    assert "sld_event_log_events 18.0" in text  # header + 10 SINIT + START + 5 + END
+    assert "sld_event_log_events 19.0" in text  # header + 11 SINIT + START + 5 + END
 
 
 def test_control_socket_status_stats_verify_debug(daemon: Running) -> None:

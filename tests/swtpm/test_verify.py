@@ -124,7 +124,7 @@ def test_policy_of_known_good_values_and_required_digests(sim: Sim, tmp_path: Pa
     run = sim.verify("--locality", "2", "--policy", bad)
     verdict = json.loads(run.stdout)
     check = next(c for c in verdict["checks"] if c["id"] == "policy.match")
-    assert run.returncode == 1 and verdict["result"] == "failed" and len(check["evidence"]["violations"]) == 2
+    assert run.returncode == 1 and verdict["result"] == "failed" and len(check["evidence"]["findings"]) == 2
 
 
 def test_malformed_policy_is_a_usage_error(sim: Sim, tmp_path: Path) -> None:

@@ -62,13 +62,14 @@ def test_one_capped_bank_warns_and_is_never_a_match(tmp_path: Path, rsa_ak: Soft
     assert code == 0 and ear["ear_status"] == "warning"
     claims = ear["submods"]["drtm"]["ear_verifier_claims"]
     assert claims["sld_banks"] == {"sha1": "not-measured", "sha256": "match"}
-    assert claims["sld_warned_checks"] == ["evidence.measured"]
+    assert claims["sld_warned_checks"] == ["pcr.capped"]
 
 
 def test_every_bank_capped_fails(rsa_ak: SoftAk) -> None:
     ev = synthetic(rsa_ak, NONCE, capped=("sha1", "sha256"))
     verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
-    assert verdict.failure is not None and verdict.failure.id == "evidence.measured"
+    assert verdict.failure is not None and verdict.failure.id == "evidence.replay"
+    assert "every one is capped" in verdict.failure.detail
     assert verdict.banks == {"sha1": "not-measured", "sha256": "not-measured"}
 
 

@@ -1,0 +1,48 @@
+"""Reading policy files: the main file, then its per-host drop-ins ``FILE.d/*.toml`` in name order.
+
+The only module of the appraisal that touches the file system for reading; everything it returns
+went through :func:`sld.appraisal.model.from_toml`, so a bad file is a ConfigError naming file, key
+and reason (exit 2) and never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sld.appraisal.merge import merge
+from sld.appraisal.model import Policy, from_toml
+from sld.errors import ConfigError
+
+
+def parse_text(text: str, path: str) -> Policy:
+    """One TOML document -> Policy (tomllib recurses per nesting level: 2,000 levels is an error, not a crash)."""
+    import tomllib  # here: only a verification with a policy pays for the TOML parser
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"not TOML: {err}", file=path) from None
+    except RecursionError:
+        raise ConfigError("nested too deeply to be a policy", file=path) from None
+    return from_toml(data, path)
+
+
+def _read(path: Path) -> Policy:
+    try:
+        return parse_text(path.read_bytes().decode(), str(path))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read policy: {err}", file=str(path)) from None
+
+
+def dropins(path: str) -> list[Path]:
+    """The per-host drop-ins that complete ``path``: ``PATH.d/*.toml``, sorted by name."""
+    directory = Path(f"{path}.d")
+    return sorted(directory.glob("*.toml")) if directory.is_dir() else []
+
+
+def load(path: str, *, with_dropins: bool = True) -> Policy:
+    """The policy ``path`` names, widened by each of its drop-ins."""
+    policy = _read(Path(path))
+    for extra in dropins(path) if with_dropins else []:
+        policy = merge(policy, _read(extra))
+    return policy

@@ -1,0 +1,57 @@
+"""Two policies -> one allowing what either allows: how an update rolls out, and how drop-ins join (pure).
+
+A part in both keeps its place and gains the other's digests; a part only in the second goes right
+after the part measured before it (its ``after``, else its predecessor in the same PCR of the second
+policy), so measurement order within each PCR survives. The same name with a different PCR, type or
+text is a conflict, not something to guess about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sld.appraisal.model import Part, Policy, SinitPolicy
+from sld.errors import ConfigError
+
+
+def _union(a: Part, b: Part, where: str) -> Part:
+    if a.key != b.key or a.group != b.group:
+        raise ConfigError(f"part {a.name!r} is PCR{a.pcr} {a.label} ({a.group}) in one policy and PCR{b.pcr} "
+                          f"{b.label} ({b.group}) in the other", key=f"part.{a.name}", file=where)
+    digests = {bank: tuple(dict.fromkeys((*a.digests.get(bank, ()), *b.digests.get(bank, ()))))
+               for bank in (*a.digests, *(k for k in b.digests if k not in a.digests))}
+    return replace(a, digests=digests)
+
+
+def _sinit(a: SinitPolicy | None, b: SinitPolicy | None) -> SinitPolicy | None:
+    """Both SINITs allowed: the lower minimums; a header only when both had one."""
+    if a is None or b is None:
+        return a or b
+    if not (a.header and b.header):
+        return SinitPolicy(False)
+    return SinitPolicy(True, min(a.txt_svn, b.txt_svn), min(a.se_svn, b.se_svn), min(a.date, b.date))
+
+
+def merge(a: Policy, b: Policy) -> Policy:
+    """``a`` widened by ``b`` (``b.path`` names the file in a conflict)."""
+    parts = list(a.parts)
+    index = {p.name: i for i, p in enumerate(parts)}
+    previous: dict[int, str] = {}  # PCR -> b's part last placed in it
+    for part in b.parts:
+        if part.name in index:
+            parts[index[part.name]] = _union(parts[index[part.name]], part, b.path)
+        else:
+            anchor = part.after or previous.get(part.pcr)
+            at = index[anchor] + 1 if anchor in index else len(parts)
+            parts.insert(at, part)
+            index = {p.name: i for i, p in enumerate(parts)}
+        previous[part.pcr] = part.name
+    pcrs = {bank: dict(values) for bank, values in a.pcrs.items()}
+    for bank, values in b.pcrs.items():
+        for pcr, value in values.items():
+            if pcrs.get(bank, {}).get(pcr, value) != value:
+                raise ConfigError(f"golden PCR{pcr} {bank} differs between the policies", key=f"pcrs.{bank}.{pcr}",
+                                  file=b.path)
+            pcrs.setdefault(bank, {})[pcr] = value
+    events = a.events + tuple(e for e in b.events if e not in a.events)
+    return Policy(tuple(parts), _sinit(a.sinit, b.sinit), a.allow_extra or b.allow_extra, pcrs, events, a.path)

@@ -1,0 +1,94 @@
+"""``sld policy create|merge|show|export``: appraisal policies as files (the I/O around sld.appraisal)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sld.appraisal.create import create, render
+from sld.appraisal.files import load
+from sld.appraisal.merge import merge
+from sld.appraisal.model import Group, Policy
+from sld.errors import ConfigError
+from sld.vocab import Mode, Result
+
+
+def _write(path: str, text: str) -> None:
+    """Write a policy file atomically; never through a symlink, never into a missing directory's place."""
+    target = Path(path)
+    if target.is_symlink():
+        raise ConfigError("refusing to write through a symlink", file=path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        tmp.write_text(text)
+        tmp.replace(target)
+    except OSError as err:
+        raise ConfigError(f"cannot write policy: {err.strerror}", file=path) from None
+
+
+def run_create(args: argparse.Namespace) -> int:
+    """Verify this host as ``sld verify`` does (never extending), then describe what it launched."""
+    from sld.tpm import Tpm
+    from sld.verify import verify_source_snapshot
+
+    with Tpm(args.tcti, locality=args.locality) as tpm:
+        verdict, snap = verify_source_snapshot(args.source, tpm, mode=Mode.VALIDATE)
+    if verdict.result != Result.VERIFIED or snap.log is None:
+        print(f"sld: refusing to make a policy from a host that does not verify: {verdict.summary}", file=sys.stderr)
+        return 1
+    policy = create(snap.log, snap.acm)
+    host = args.host or str(Path(f"{args.output}.d") / "host.toml")
+    _write(args.output, render(policy, (Group.PLATFORM, Group.OS)))
+    written = [args.output]
+    if any(p.group == Group.HOST for p in policy.parts):
+        _write(host, render(policy, (Group.HOST,), head=False))
+        written.append(host)
+    where = "from the ACM header at SINIT.BASE" if snap.acm else "on HASH_START alone (no ACM header readable)"
+    print(f"wrote {' and '.join(written)}: {len(policy.parts)} parts from {verdict.source}; SINIT identified {where}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    a, b = (load(p) for p in args.policies)
+    merged = merge(a, b)
+    _write(args.output, render(merged))
+    print(f"wrote {args.output}: {len(merged.parts)} parts allowing what {args.policies[0]} or {args.policies[1]} "
+          "allows")
+    return 0
+
+
+def _rows(policy: Policy) -> list[tuple[str, ...]]:
+    return [(p.name, p.group, f"PCR{p.pcr}", p.label, bank, digest.hex())
+            for p in policy.parts for bank, values in p.digests.items() for digest in values]
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from sld.report import dump_json, table
+
+    policy = load(args.policy)
+    if args.json:
+        print(dump_json("policy", {"path": policy.path, "allow_extra": policy.allow_extra, "sinit": policy.sinit,
+                                   "parts": policy.parts, "pcrs": policy.pcrs, "events": policy.events}))
+        return 0
+    sinit = policy.sinit
+    head = "no [sinit] section" if sinit is None else ("SINIT: no ACM header; identified by HASH_START" if not
+                                                      sinit.header else f"SINIT: TxtSvn >= {sinit.txt_svn}, "
+                                                      f"SeSvn >= {sinit.se_svn}, built {sinit.date:08x}")
+    print(f"{policy.path}: {len(policy.parts)} parts; {head}; unknown events "
+          f"{'allowed' if policy.allow_extra else 'fail'}")
+    print(table(_rows(policy), ("PART", "GROUP", "PCR", "EVENT", "BANK", "ALLOWED DIGEST")))
+    for bank, values in policy.pcrs.items():
+        for pcr, value in sorted(values.items()):
+            print(f"golden PCR{pcr} {bank} {value.hex()}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from sld.appraisal.keylime import tpm_policy
+
+    print(json.dumps(tpm_policy(load(args.policy), args.bank)))
+    return 0

@@ -1,0 +1,159 @@
+"""Appraisal policies: made from the simulator's clean log, read back, merged, checked part by part."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sld.appraisal.check import Problem, appraise
+from sld.appraisal.create import create, render
+from sld.appraisal.files import load, parse_text
+from sld.appraisal.keylime import tpm_policy
+from sld.appraisal.merge import merge
+from sld.appraisal.model import Group, Policy
+from sld.errors import ConfigError
+from sld.formats.eventlog import EventLog, parse_log
+from sld.replay import replay
+from sld.sim.builder import build_platform
+
+
+def log_of(name: str, layout: str | None = None) -> EventLog:
+    return parse_log(build_platform(name, layout).log)
+
+
+@pytest.fixture(scope="module")
+def clean() -> Policy:
+    return create(log_of("clean"), None)
+
+
+def roundtrip(policy: Policy) -> Policy:
+    return merge(parse_text(render(policy, (Group.PLATFORM, Group.OS)), "main.toml"),
+                 parse_text(render(policy, (Group.HOST,), head=False), "host.toml"))
+
+
+def test_created_policy_reads_back_and_approves_its_own_launch(clean: Policy) -> None:
+    back = roundtrip(clean)
+    assert [p.name for p in back.parts] == [p.name for p in clean.parts]
+    assert back.parts == clean.parts
+    assert appraise(back, log_of("clean")) == ()
+    groups = {p.name: p.group for p in clean.parts}
+    assert groups["sinit"] == Group.PLATFORM and groups["mle"] == Group.OS and groups["cmdline"] == Group.HOST
+
+
+def test_every_part_has_a_comment_saying_what_it_is(clean: Policy) -> None:
+    text = render(clean)
+    for part in clean.parts:
+        assert f"# {part.name}: " in text
+
+
+@pytest.mark.parametrize(("scenario", "part"), [("wrong-kernel", "mle"), ("changed-cmdline", "cmdline"),
+                                                ("downgraded-sinit", "sinit"), ("no-lcp", "lcp-control"),
+                                                ("no-stm", "stm")])
+def test_a_changed_part_is_named_with_both_digests_in_full(clean: Policy, scenario: str, part: str) -> None:
+    findings = appraise(clean, log_of(scenario))
+    assert [(f.part, f.problem) for f in findings] == [(part, Problem.DIGEST)] * 2  # sha1 and sha256
+    sha256 = next(f for f in findings if "sha256" in f.found)
+    assert sha256.found["sha256"] not in sha256.expected["sha256"]
+    assert sha256.expected["sha256"][0] in sha256.detail and sha256.found["sha256"] in sha256.detail
+    assert len(sha256.found["sha256"]) == 64 and f"event {sha256.event}" in sha256.detail
+
+
+def test_capped_digests_are_not_measured_never_a_match(clean: Policy) -> None:
+    findings = appraise(clean, log_of("capped-bank"))
+    assert {f.problem for f in findings} == {Problem.NOT_MEASURED}
+    assert {f.part for f in findings} == {"slr-table", "boot-params", "cmdline", "efi-memmap", "initrd"}
+    assert all(set(f.found) == {"sha256"} for f in findings)
+
+
+def test_missing_duplicated_out_of_order_and_unknown_events(clean: Policy) -> None:
+    log = log_of("clean")
+    parts = list(clean.parts)
+    boot, cmdline = (next(i for i, p in enumerate(parts) if p.name == n) for n in ("boot-params", "cmdline"))
+    parts[boot], parts[cmdline] = parts[cmdline], parts[boot]
+    swapped = {(f.part, f.problem) for f in appraise(replace(clean, parts=tuple(parts)), log)}
+    assert (Problem.OUT_OF_ORDER in {p for _, p in swapped}) and swapped <= {("boot-params", Problem.OUT_OF_ORDER),
+                                                                               ("cmdline", Problem.OUT_OF_ORDER)}
+    without = replace(clean, parts=tuple(p for p in clean.parts if p.name != "initrd"))
+    assert [(f.part, f.problem, f.text) for f in appraise(without, log)] == \
+        [(None, Problem.UNKNOWN, "Measured Kernel initrd")]
+    assert appraise(replace(without, allow_extra=True), log) == ()
+    extra = next(p for p in clean.parts if p.name == "mle")
+    doubled = replace(clean, parts=(*clean.parts, replace(extra, name="mle-again")))
+    assert [(f.part, f.problem) for f in appraise(doubled, log)] == [("mle-again", Problem.MISSING)]
+    log20 = log_of("partial-extend", "v12")  # 20 window events: setup_data parts repeat, each its own part
+    assert appraise(create(log20, None), log20) == ()
+    assert {(f.part, f.problem) for f in appraise(create(log20, None), log)} >= {("setup-data", Problem.MISSING)}
+
+
+def test_merge_allows_both_and_keeps_measurement_order(clean: Policy) -> None:
+    other = create(log_of("wrong-kernel"), None)
+    merged = merge(clean, other)
+    assert [p.name for p in merged.parts] == [p.name for p in clean.parts]
+    assert len(merged.part("mle").digests["sha256"]) == 2 and len(merged.part("sinit").digests["sha256"]) == 1
+    assert appraise(merged, log_of("clean")) == () and appraise(merged, log_of("wrong-kernel")) == ()
+    clash = replace(other, parts=tuple(replace(p, pcr=18) if p.name == "mle" else p for p in other.parts))
+    with pytest.raises(ConfigError, match="mle"):
+        merge(clean, clash)
+
+
+def test_keylime_values_are_the_replay_of_each_allowed_combination(clean: Policy) -> None:
+    expected = replay(log_of("clean")).values["sha256"]
+    exported = tpm_policy(clean)
+    assert exported == {"17": [expected[17].hex()], "18": [expected[18].hex()]}
+    merged = merge(clean, create(log_of("wrong-kernel"), None))
+    values = tpm_policy(merged)["17"]
+    assert len(values) == 2 and replay(log_of("wrong-kernel")).values["sha256"][17].hex() in values
+    assert all(v != "f" * 64 for vs in tpm_policy(merged).values() for v in vs)
+
+
+GOOD_PART = '[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = "MLE_HASH"\nsha256 = ["' + "00" * 32 + '"]\n'
+BAD = {
+    "wrong type": ('[[part]]\nname = "mle"\ngroup = "os"\npcr = "17"\ntype = 0x404\nsha1 = ["' + "00" * 20 + '"]\n',
+                   "part[0].pcr", "integer"),
+    "unknown key": (GOOD_PART + "colour = 1\n", "part[0].colour", "unknown key"),
+    "unknown section": ("[launch]\nx = 1\n", "launch", "unknown key"),
+    "bad hex": (GOOD_PART.replace("00" * 32, "zz" * 32), "part[0].sha256[0]", "not hex"),
+    "digest length": (GOOD_PART.replace("00" * 32, "00" * 20), "part[0].sha256[0]", "32 bytes"),
+    "no digests": ('[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = 0x404\n', "part[0]", "no digest"),
+    "deep nesting": ("x = " + "[" * 2000 + "]" * 2000 + "\n", "", "nested"),
+    "pcrs = 5": ("pcrs = 5\n", "pcrs", "table"),
+    "events = [5]": ("events = [5]\n", "events[0]", "table"),
+    "bad group": (GOOD_PART.replace('"os"', '"fleet"'), "part[0].group", "platform, os, host"),
+    "event type name": (GOOD_PART.replace("MLE_HASH", "NO_SUCH"), "part[0].type", "unknown event type"),
+    "twice": (GOOD_PART + GOOD_PART, "part[1].name", "named twice"),
+    "old form bank": ('[pcrs.md5]\n17 = "00"\n', "pcrs.md5", "unknown key"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_policy_files_exit_2_naming_file_key_and_reason(tmp_path: Path, case: str) -> None:
+    text, key, reason = BAD[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "policy", "show", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and str(path) in run.stderr and reason in run.stderr
+    assert f"{path}:{key}:" in run.stderr if key else f"{path}:" in run.stderr
+
+
+def test_old_form_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text(f'[pcrs.sha256]\n17 = "{"ab" * 32}"\n[[events]]\npcr = 17\ntype = 0x404\nsha1 = "{"cd" * 20}"\n')
+    policy = load(str(path))
+    assert policy.pcrs == {"sha256": {17: bytes.fromhex("ab" * 32)}} and policy.parts == ()
+    assert policy.events[0].type == 0x404 and policy.events[0].digests == {"sha1": bytes.fromhex("cd" * 20)}
+
+
+def test_dropins_complete_the_main_file(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    (tmp_path / "fleet.toml.d").mkdir()
+    (tmp_path / "fleet.toml.d" / "host-a.toml").write_text(render(clean, (Group.HOST,), head=False))
+    assert appraise(load(str(main)), log_of("clean")) == ()
+    assert {f.text for f in appraise(load(str(main), with_dropins=False), log_of("clean"))} == \
+        {"Measured Kernel command line", "Measured EFI memory map"}
