@@ -135,6 +135,8 @@ class Walk:
             yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
             index += 1
             off = end
+        else:
+            self.more = not final  # the bytes so far end with a record: the rest of the log follows
         self.index, self.stop = index, off
 
     def _checked(self, pairs: list[tuple[int, bytes]], at: int) -> dict[str, bytes]:

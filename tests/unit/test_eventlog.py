@@ -202,3 +202,17 @@ def test_a_log_of_more_records_than_any_launch_writes_is_refused_whole_but_strea
         parse_log(blob)
     _, events = stream_log([blob], len(blob))
     assert sum(1 for _ in events) == MAX_EVENTS + 2
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 79, 4096, 65536])
+def test_a_log_streamed_in_chunks_is_the_log_parsed_whole(chunk: int) -> None:
+    """Larger than the first read (the header's), so records end inside chunks and exactly at their ends."""
+    banks = ("sha1", "sha256", "sha384", "sha512")
+    blob = build_crypto_agile(banks, _events(banks, 900))
+    assert len(blob) > 2 * 65536
+    header, events = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob), base=0x1000)
+    assert tuple(events) == parse_log(blob, base=0x1000).events
+    assert header.banks == banks
+    _, events = stream_log([blob[:100_000]], 100_000)  # a file that shrank (or was cut) under the reader
+    with pytest.raises(FormatError, match="truncated"):
+        list(events)
