@@ -18,6 +18,7 @@ from sld.formats.eventlog import EventLog
 from sld.formats.names import EVTYPE_HASH_START, EVTYPE_LCP_CONTROL_HASH, EVTYPE_STM_HASH
 from sld.formats.registers import SINIT_SUCCESS, TxtRegisters
 from sld.replay import extends
+from sld.text import count
 from sld.vocab import CheckId, CheckStatus
 
 # The "nothing there" measurements (SDG App. E): PolicyControl of no LCP is a zero u32, no STM a zero byte.
@@ -82,7 +83,7 @@ def policy_check(policy: Policy, log: EventLog, actual: Mapping[str, Mapping[int
     findings = appraise(policy, log) + legacy(policy, log, actual)
     if not findings:
         return Check(CheckId.POLICY_MATCH, CheckStatus.PASS,
-                     f"{policy.path}: every one of {len(policy.parts)} parts holds" if policy.parts else
+                     f"{policy.path}: every one of {count(len(policy.parts), 'part')} holds" if policy.parts else
                      f"{policy.path}: every expected PCR value and event holds")
     return Check(CheckId.POLICY_MATCH, outcome(CheckId.POLICY_MATCH, False), "; ".join(f.detail for f in findings),
                  {"parts": sorted({f.part for f in findings if f.part}), "findings": [f.evidence() for f in findings]})
