@@ -1,28 +1,60 @@
 #!/usr/bin/env bash
 # Installs what sld needs on Debian 12 (as root) and a virtualenv with the project in .venv.
+#   setup.sh          what sld and the demo need: scripts/debian-packages.txt, sld in .venv
+#   setup.sh --test   also what the test suite needs: scripts/debian-packages-test.txt, the test extras,
+#                     and promtool and prometheus-node-exporter as bare binaries in /usr/local/bin,
+#                     unpacked from Debian's packages rather than installed, because installing those
+#                     packages creates users and enables and starts the prometheus services.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t pkgs < <(grep -v '^\s*#' scripts/debian-packages.txt | awk 'NF')
+lists=(scripts/debian-packages.txt)
+extras=""
+if [ "${1:-}" = --test ]; then
+  lists+=(scripts/debian-packages-test.txt)
+  extras="[test]"
+fi
+mapfile -t pkgs < <(grep -hv '^\s*#' "${lists[@]}" | awk 'NF')
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+updated=""
+apt_update() { [ -n "$updated" ] || { apt-get update -qq; updated=1; }; }
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt_update
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# binary PACKAGE PATH: PATH out of Debian's PACKAGE into /usr/local/bin, the package itself not installed.
+binary() {
+  command -v "$(basename "$2")" >/dev/null && return
+  echo "setup: unpacking $2 from $1 into /usr/local/bin (the package, and its service, are not installed)" >&2
+  apt_update
+  local tmp; tmp=$(mktemp -d); chmod 0777 "$tmp"  # apt-get download runs as _apt
+  (cd "$tmp" && apt-get download -qq "$1")
+  dpkg-deb -x "$tmp"/*.deb "$tmp/root"
+  install -m 0755 "$tmp/root$2" /usr/local/bin/
+  rm -rf "$tmp"
+}
+if [ -n "$extras" ]; then
+  binary prometheus /usr/bin/promtool
+  binary prometheus-node-exporter /usr/bin/prometheus-node-exporter
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import sld, construct, tpm2_pytss, pyroute2, prometheus_client, systemd, pytest, hypothesis' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.sld-installed ] || [ bin/sld -nt .venv/.sld-installed ]; then
-  echo "setup: installing sld into .venv" >&2
+marker=.venv/.sld-installed${extras:+-test}
+check='import sld, construct, tpm2_pytss, pyroute2, prometheus_client, systemd'
+[ -z "$extras" ] || check+=', pytest, hypothesis'
+if ! .venv/bin/python -c "$check" 2>/dev/null || [ pyproject.toml -nt "$marker" ] || [ bin/sld -nt "$marker" ]; then
+  echo "setup: installing sld$extras into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # A path .pth, not setuptools' import-hook finder: the finder costs every sld process ~9 ms at start.
-  .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat 2>/dev/null \
-    || .venv/bin/python -m pip install -q -e '.[test]'
-  touch .venv/.sld-installed
+  .venv/bin/python -m pip install -q -e ".$extras" --config-settings editable_mode=compat 2>/dev/null \
+    || .venv/bin/python -m pip install -q -e ".$extras"
+  touch "$marker"
 fi

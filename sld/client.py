@@ -13,7 +13,7 @@ from __future__ import annotations
 import _socket
 import sys
 
-DEFAULT_SOCKET = "/run/sld/control.sock"
+from sld.paths import DEFAULT_SOCKET
 
 
 def _options(argv: list[str]) -> tuple[str, str] | None:
@@ -70,23 +70,25 @@ def fast_verify(argv: list[str]) -> int | None:
 
 
 def refusal(path: str, answer: bytes, render: str) -> int:
-    """The daemon answered without a verdict (a JSON error object): say its state and reason, exit non-zero.
+    """The daemon answered without a verdict (a JSON error object): say why, exit non-zero, verify nothing.
 
-    The exit code is the one the daemon's error has (4 for the TPM, 3 for the source, ...); an answer
-    that carries none is a usage error (2): the socket is not an sld daemon of this version.
+    With a ``state`` the daemon could not verify (degraded, stuck): its exit code is the one ``sld status``
+    gives (3 no source readable, 4 TPM unavailable). Without one it refused the request itself (peer
+    credentials, a bad or timed-out request): a usage error, 2, unless the answer names another code.
     """
     import json
 
     try:
         reply = json.loads(answer)
-        state, error = str(reply.get("state", "unknown")), str(reply["error"])
-        code = int(reply.get("exit_code", 2))
+        error, state = str(reply["error"]), reply.get("state")
+        code = int(reply.get("exit_code", 2 if state is None else 4))
     except (ValueError, TypeError, KeyError, AttributeError):
-        state, error, code = "unknown", f"unexpected answer {answer[:80]!r}", 2
+        error, state, code = f"not an sld daemon's answer: {answer[:80]!r}", None, 2
     if render == "json":
         from sld.report import dump_json
 
         print(dump_json("error", {"state": state, "error": error, "exit_code": code, "socket": path}))
-    print(f"sld: the daemon on {path} is {state} and did not verify: {error} (sld status for more; "
-          "sld verify --local verifies in this process)", file=sys.stderr)
+    what = f"is {state} and did not verify" if state else "refused the request"
+    print(f"sld: the daemon on {path} {what}: {error} (sld status says more; sld verify --local verifies "
+          "in this process)", file=sys.stderr)
     return code

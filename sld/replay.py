@@ -1,8 +1,9 @@
 """Replaying an event log into the PCR values a TPM should hold: pure functions of the log.
 
 DRTM PCRs 17-22 start from zero (the launch reset, spec §6); PCR0 starts from the locality a
-StartupLocality event names; EV_NO_ACTION, PCRMAPPING (PCR 0xFF) and the SLAUNCH_START/END markers
-are never extended.
+StartupLocality event names (TCG PC Client PFP §10.4.5.3); EV_NO_ACTION, PCRMAPPING (PCR 0xFF) and
+the SLAUNCH_START/END markers are never extended. :class:`PcrChains` takes the records one at a
+time, so a streamed log (``sld inspect log --pcrs``) is replayed as it is walked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from sld.formats.eventlog import EventLog, Head
+from sld.formats.eventlog import Event, EventLog, startup_locality
 from sld.formats.names import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
@@ -38,32 +39,70 @@ def extends(event: Logged) -> bool:
     return event.type not in NOT_EXTENDED and event.pcr < NUM_PCRS
 
 
-def initial_value(log: EventLog, bank: str, pcr: int) -> bytes:
-    size = hashlib.new(bank).digest_size
-    if pcr == 0 and log.startup_locality is not None:
-        return bytes(size - 1) + bytes([log.startup_locality])
-    return bytes(size)
-
-
-def _chains(log: EventLog, wanted: Iterable[int]) -> dict[int, tuple[list[int], list[Head]]]:
-    """Per PCR: the indices and heads of the records extended into it, in log order.
-
-    Works on the record heads, never building Events (a 100,000-event log is replayed in a fraction
-    of the time). The leading records (the crypto-agile header, EV_NO_ACTION) never extend.
-    """
-    recs = log.records
-    groups: dict[int, tuple[list[int], list[Head]]] = {p: ([], []) for p in wanted if 0 <= p < NUM_PCRS}
-    skip = NOT_EXTENDED
-    for i, head in enumerate(recs.heads, recs.first_index):
-        group = groups.get(head[0])
-        if group is not None and head[1] not in skip:
-            group[0].append(i)
-            group[1].append(head)
-    return groups
-
-
 def _hasher(bank: str) -> Callable[[bytes], Any]:
     return getattr(hashlib, bank, None) or partial(hashlib.new, bank)
+
+
+def _reset(bank: str, pcr: int, locality: int | None) -> bytes:
+    """A PCR's value before its first extend: zero, or PCR0 holding the startup locality."""
+    size = hashlib.new(bank).digest_size
+    return bytes(size - 1) + bytes([locality]) if pcr == 0 and locality is not None else bytes(size)
+
+
+class PcrChains:
+    """The PCR values of ``banks`` as records are added in log order (the banks hashlib can compute).
+
+    PCR0's extends are kept until the end, since its reset value depends on a StartupLocality event
+    wherever the log has it; every other PCR is one running value per bank.
+    """
+
+    __slots__ = ("banks", "pcrs", "states", "pcr0", "seen")
+
+    def __init__(self, banks: Iterable[str], pcrs: Iterable[int] = range(NUM_PCRS)) -> None:
+        self.banks = [(bank, _hasher(bank)) for bank in banks if bank in hashlib.algorithms_available]
+        self.pcrs = frozenset(p for p in pcrs if 0 <= p < NUM_PCRS)
+        self.states = {bank: {p: _reset(bank, p, None) for p in self.pcrs} for bank, _ in self.banks}
+        self.pcr0: list[Event] = []
+        self.seen: set[int] = set()
+
+    def add(self, ev: Event) -> None:
+        pcr = ev.pcr
+        if ev.type in NOT_EXTENDED or pcr not in self.pcrs:
+            if pcr == 0 and ev.type == EV_NO_ACTION:
+                self.pcr0.append(ev)  # perhaps the StartupLocality event
+            return
+        self.seen.add(pcr)
+        if pcr == 0:
+            self.pcr0.append(ev)
+            return
+        digests = ev.digests
+        for bank, new in self.banks:
+            digest = digests.get(bank)
+            if digest is not None:  # a record lacking the bank leaves it as it was
+                states = self.states[bank]
+                states[pcr] = new(states[pcr] + digest).digest()
+
+    def values(self) -> dict[str, dict[int, bytes]]:
+        """Per bank, the PCRs that were extended, and PCR0 and 17-22 whatever the log holds."""
+        locality = startup_locality(self.pcr0)
+        shown = sorted(p for p in self.pcrs if p in self.seen or p == 0 or p in DRTM_PCRS)
+        out: dict[str, dict[int, bytes]] = {}
+        for bank, new in self.banks:
+            values = out[bank] = {p: self.states[bank][p] for p in shown}
+            if 0 in values:
+                values[0] = _chain(new, _reset(bank, 0, locality), (e.digests.get(bank) for e in self.pcr0
+                                                                    if e.type not in NOT_EXTENDED))[-1]
+        return out
+
+
+def _chain(new: Callable[[bytes], Any], state: bytes, digests: Iterable[bytes | None]) -> list[bytes]:
+    """The value before, then after each digest (a None, a record lacking the bank, changes nothing)."""
+    states = [state]
+    for digest in digests:
+        if digest is not None:
+            state = new(state + digest).digest()
+        states.append(state)
+    return states
 
 
 class Replay:
@@ -79,24 +118,15 @@ class Replay:
 
 
 def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
-    chains = _chains(log, range(NUM_PCRS) if pcrs is None else pcrs)
-    banks = [b for b in log.banks if b in hashlib.algorithms_available]
-    missing: list[tuple[int, str]] = []
-    values: dict[str, dict[int, bytes]] = {b: {} for b in banks}
-    for bank in banks:
-        new = _hasher(bank)
-        digest_of = log.records.digest_of(bank)
-        for pcr, (indices, heads) in sorted(chains.items()):
-            if not (heads or pcr == 0 or pcr in DRTM_PCRS):
-                continue
-            if None in map(digest_of, heads):
-                missing += [(i, bank) for i, head in zip(indices, heads, strict=True) if digest_of(head) is None]
-            state = initial_value(log, bank, pcr)
-            for digest in filter(None, map(digest_of, heads)):  # skips None (lacking); digests are never empty
-                state = new(state + digest).digest()
-            values[bank][pcr] = state
-    missing.sort(key=lambda m: (m[0], banks.index(m[1])))  # log order, then the log's bank order
-    return Replay(values, {p: tuple(i) for p, (i, _) in chains.items() if i}, tuple(missing))
+    wanted = [p for p in (range(NUM_PCRS) if pcrs is None else pcrs) if 0 <= p < NUM_PCRS]
+    chains = PcrChains(log.banks, wanted)
+    for ev in log.events:
+        chains.add(ev)
+    values = chains.values()
+    extended = [ev for ev in log.events if ev.pcr in chains.pcrs and extends(ev)]
+    by_pcr = {p: tuple(ev.index for ev in extended if ev.pcr == p) for p in dict.fromkeys(wanted)}
+    missing = tuple((ev.index, bank) for ev in extended for bank in values if bank not in ev.digests)
+    return Replay(values, {p: i for p, i in by_pcr.items() if i}, missing)
 
 
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
@@ -107,12 +137,5 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     engine matches the TPM against these to tell a finished launch from one that stopped (or crashed)
     part-way through its extends.
     """
-    _, heads = _chains(log, (pcr,)).get(pcr, ([], []))
-    new = _hasher(bank)
-    state = initial_value(log, bank, pcr)
-    states = [state]
-    for digest in map(log.records.digest_of(bank), heads):
-        if digest is not None:
-            state = new(state + digest).digest()
-        states.append(state)
-    return states
+    digests = (ev.digests.get(bank) for ev in log.events if ev.pcr == pcr and extends(ev))
+    return _chain(_hasher(bank), _reset(bank, pcr, log.startup_locality), digests)

@@ -85,6 +85,7 @@ class TpmErrorKind(StrEnum):
     LOCALITY = "locality"
     RETRY = "retry"
     UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"  # no answer within [tpm] timeout: the session is abandoned (sld.tpm.bounded)
     COMMAND = "command"
 
 
@@ -110,6 +111,17 @@ class SourceKind(StrEnum):
     SECURITYFS = "securityfs"
     DEVMEM = "devmem"
     IMAGE = "image"
+
+
+class LogCategory(StrEnum):
+    """``[log] debug`` categories: each turns on debug records of one logger (``sld.<category>``)."""
+
+    SOURCES = "sources"
+    TPM = "tpm"
+    REPLAY = "replay"
+    METRICS = "metrics"
+    NET = "net"
+    CONTROL = "control"
 
 
 def choices(vocabulary: type[StrEnum]) -> tuple[str, ...]:

@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from sld.commands.inspect_log import show_log
 from sld.discover import STAGES, Snapshot, discover
 from sld.errors import SourceError
-from sld.formats.eventlog import EventLog, parse_log
 from sld.formats.heap import Heap, HeapTable, OsMleData
 from sld.formats.registers import TxtRegisters
 from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
 from sld.platform.source import open_source
-from sld.replay import replay
 from sld.report import dump_json, jsonable, table
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.what == "log" and args.file:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as err:
-            raise SourceError(f"cannot read: {err.strerror}", source=args.file) from None
-        _show_log(parse_log(data), args, f"file:{args.file}")
-        return 0
     with open_source(args.source) as source:
         snap = discover(source)
     stage = {"regs": "registers"}.get(args.what, args.what)
     value = _reached(snap, stage)
     shows: dict[str, Callable[[Any, argparse.Namespace, str], None]] = {
         "registers": _show_registers, "heap": lambda h, a, s: _show_heap(h, snap.os_mle, a, s), "slrt": _show_slrt,
-        "log": _show_log}
+        "log": show_log}
     show = shows[stage]
     show(value, args, snap.source_name)
     return 0
@@ -132,27 +123,3 @@ def _show_slrt(t: Slrt, args: argparse.Namespace, source: str) -> None:
         print(table(((p["pcr"], ENTITY_TYPES.get(p["entity_type"], p["entity_type"]), f"0x{p['entity']:x}",
                       f"0x{p['size']:x}", f"0x{p['flags']:x}", evt_info_text(p["evt_info"])) for p in t.policy),
                     ("PCR", "ENTITY", "ADDRESS", "SIZE", "FLAGS", "EVT_INFO")))
-
-
-def _show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
-    values = replay(log).values if args.pcrs else None
-    if args.json:
-        payload = {"source": source, "format": log.format, "banks": log.banks, "events": [
-            {"index": e.index, "offset": e.offset, "pcr": e.pcr, "type": e.type, "type_name": e.type_name,
-             "digests": e.digests, "data": e.data} for e in log.events]}
-        if values is not None:
-            payload["pcrs"] = {bank: {str(p): v for p, v in pcrs.items()} for bank, pcrs in values.items()}
-        print(dump_json("inspect.log", payload))
-        return
-    print(f"{log.format} event log from {source}: {len(log.events)} events, banks {', '.join(log.banks)}")
-    rows = []
-    for e in log.events:
-        digest = "  ".join(f"{b}:{d.hex()}" for b, d in e.digests.items())
-        shown = e.data.rstrip(b"\0")
-        text = shown.decode() if shown and all(0x20 <= b < 0x7F for b in shown) else ""
-        rows.append((e.index, e.pcr, e.type_name, digest, text[:40] or f"{len(e.data)} bytes"))
-    print(table(rows, ("#", "PCR", "TYPE", "DIGESTS", "DATA")))
-    if values is not None:
-        print()
-        print(table(((f"PCR{p}", bank, v.hex()) for bank, pcrs in values.items() for p, v in pcrs.items()),
-                    ("PCR", "BANK", "REPLAYED VALUE")))

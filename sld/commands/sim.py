@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -71,14 +72,35 @@ def run_up(args: argparse.Namespace) -> int:
             "securityfs": str(root / "securityfs"), "verdict": platform.scenario.verdict,
             "exit_code": platform.scenario.exit_code, "extended": done}
     tpm.save(root / STATE_FILE, **info)
+    commands = {"verify": f"sld verify --source image:{image} --tcti {tpm.tcti} --locality 2"}
+    if args.daemon_config:
+        commands.update(write_daemon_config(Path(args.daemon_config), root, image, tpm.tcti, platform.scenario.name))
     if args.json:
-        print(dump_json("sim.up", {"tcti": tpm.tcti, **info}))
+        print(dump_json("sim.up", {"tcti": tpm.tcti, **info, "commands": commands}))
     else:
         print(f"scenario {info['scenario']} ({info['layout']} layout) is up; expected verdict {info['verdict']}")
-        print(f"  image   {image}")
-        print(f"  tcti    {tpm.tcti}")
-        print(f"  verify  sld verify --source image:{image} --tcti {tpm.tcti} --locality 2")
+        print(f"  image    {image}")
+        print(f"  tcti     {tpm.tcti}")
+        for label, command in commands.items():
+            print(f"  {label:<8} {command}")
     return 0
+
+
+def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario: str) -> dict[str, str]:
+    """A ready sld.toml(5) for a daemon verifying this simulated platform (its own control socket and a free
+    metrics port, so it runs beside an installed daemon); returns the commands that use it."""
+    from sld.sim.swtpm import free_port_pair
+
+    port, sock = free_port_pair(), root / "control.sock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
+                    f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
+                    f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
+                    f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
+                    f"[control]\nsocket = {json.dumps(str(sock))}\n")
+    return {"local": f"sld verify --config {path}", "daemon": f"sld daemon --config {path}",
+            "status": f"sld status --socket {sock}", "ask": f"sld verify --socket {sock}",
+            "metrics": f"curl -s http://127.0.0.1:{port}/metrics"}
 
 
 def run_down(args: argparse.Namespace) -> int:

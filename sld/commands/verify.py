@@ -12,7 +12,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from sld.config import DEFAULT_PATH, Config
+from sld.config import Config
+from sld.paths import DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def _daemon_was_asked(args: argparse.Namespace) -> bool:
 def notice(args: argparse.Namespace, config: Config) -> str:
     """The stderr line that says where this verdict comes from and which configuration it used."""
     why = f"no sld daemon answers on {args.socket}: " if _daemon_was_asked(args) else ""
-    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_PATH}, built-in defaults"
+    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_CONFIG}, built-in defaults"
     return f"sld: {why}verifying in this process ({used})"
 
 

@@ -1,20 +1,27 @@
 """TPM event logs: the TPM 1.2 TXT event container, the TCG SHA-1 log and the TCG crypto-agile log.
 
-Each record format is declared once with construct (used to build, and as the reference the fast
-parser is tested against). Walking a 100,000-event log through construct's interpreter costs seconds,
-so :func:`parse_log` walks records with ``struct.unpack_from`` (spec §4.1, §4.3; SDG App. G).
+One walk over the records, whichever the format (spec §4.1, §4.3; SDG App. G; TCG PC Client PFP §10):
+its stop rules and record rules are written once, in :func:`walk`, and a *head reader* per format
+says where one record's head ends and what it holds. The fast readers here use ``struct``; the
+construct declarations in :mod:`sld.formats.tcg` give the reference readers the same walk is run with
+in the tests (corpus, built logs, hypothesis and fuzz input), so the two cannot drift apart.
+
+Parsing never imports construct (a third of a cold start) and never opens a file: :func:`parse_log`
+takes the bytes, :func:`stream_log` takes chunks from whoever reads them and yields records as it
+walks, so a million-record log is shown without holding it.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
+from itertools import islice
 from operator import itemgetter
 
 from sld.errors import FormatError
 from sld.formats.names import (
-    ALG_ID,
     ALGORITHMS,
     DATA_DIGEST_TYPES,
     EV_NO_ACTION,
@@ -23,38 +30,28 @@ from sld.formats.names import (
     TXT_CONTAINER_SIGNATURE,
     event_type_name,
 )
+from sld.vocab import LogFormat
 
-# ---- declarations -------------------------------------------------------------------------------
+TYPE_CHECKING = False  # typing costs a log-parsing process more than its first thousand records
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-# The headers, decoded with struct so that parsing a log never imports construct (a third of a cold
-# start); sld.formats.tcg declares them with construct, and tests hold the two to the same bytes.
-_CONTAINER_HEAD = struct.Struct("<20s12sBBBBIII")  # TxtContainerHeader, 48 bytes
-_SPEC_ID_HEAD = struct.Struct("<16sIBBBBI")  # SpecIdEvent up to numberOfAlgorithms
-_ALG_SIZE = struct.Struct("<HH")
+    class _EventFields(NamedTuple):
+        index: int  # type: ignore[assignment]  # the record's, not tuple.index
+        offset: int
+        pcr: int
+        type: int
+        digests: Mapping[str, bytes]
+        data: bytes
+else:
+    _EventFields = namedtuple("_EventFields", "index offset pcr type digests data")
 
 
-# ---- data model ---------------------------------------------------------------------------------
-# Plain slotted classes, not dataclasses: importing dataclasses (with inspect and re) and typing is
-# half the start-up of a process that parses and replays a log, more than parsing 30,000 records.
+class Event(_EventFields):
+    """One record: ``offset`` is its absolute address (physical address or file offset), ``digests``
+    its digests by bank name in the order the record lists them (TCG_PCR_EVENT2.digests)."""
 
-
-class Event:
-    """One record; ``offset`` is its absolute address (physical address or file offset)."""
-
-    __slots__ = ("index", "offset", "pcr", "type", "digests", "data")
-
-    def __init__(self, index: int, offset: int, pcr: int, type: int, digests: Mapping[str, bytes], data: bytes) -> None:
-        self.index = index
-        self.offset = offset
-        self.pcr = pcr
-        self.type = type
-        self.digests = digests
-        self.data = data
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Event) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]  # equal by value, and not immutable
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"Event(index={self.index}, offset=0x{self.offset:x}, pcr={self.pcr}, type={self.type_name})"
@@ -64,328 +61,404 @@ class Event:
         return event_type_name(self.type)
 
 
-Head = tuple  # (pcr, type, count, alg_0, digest_0 | None, ..., alg_n-1, digest_n-1 | None, event_size)
+_new_event = tuple.__new__  # an Event from its fields without a Python-level __new__ per record
 
+# A head reader: (data, off, limit) -> (pcr, type, digests, head size, event size), or None when the
+# head runs past ``limit``. ``digests`` is a mapping bank -> digest, or a list of (alg, digest) pairs
+# that the walk checks against the Spec ID (the rules below are the walk's, not the reader's).
+Head = tuple[int, int, "Mapping[str, bytes] | list[tuple[int, bytes]]", int, int]
+HeadReader = Callable[[bytes, int, int], "Head | None"]
 
-class Records:
-    """A log's validated records as unpacked heads, one per record; Events are built only when asked for.
-
-    Every head is laid out in Spec ID order (a digest the record lacks is None), so bank k's digest is
-    ``head[4 + 2 * k]`` for every record: replay reads it without building 100,000 Events. Records
-    lie back to back from ``first``, so where each starts follows from the heads (worked out on the
-    first Event asked for, not while parsing).
-    """
-
-    __slots__ = ("data", "base", "banks", "first", "heads", "stop", "first_index", "fixed", "_starts")
-
-    def __init__(self, data: bytes, base: int, banks: tuple[str, ...], first: int, heads: list[Head], stop: int,
-                 first_index: int, fixed: int | None) -> None:
-        self.data = data
-        self.base = base
-        self.banks = banks
-        self.first = first  # offset of the first record in ``data``
-        self.heads = heads
-        self.stop = stop  # offset just past the last record
-        self.first_index = first_index
-        self.fixed = fixed  # header size of a TCG_PCR_EVENT; None: TCG_PCR_EVENT2 (sized by its digests)
-        self._starts: list[int] | None = None
-
-    def starts(self) -> list[int]:
-        """Offset of each record in ``data``."""
-        if self._starts is None:
-            starts, off = [], self.first
-            for head in self.heads:
-                starts.append(off)
-                off += head[-1] + (self.fixed or 16 + sum(2 + len(d) for d in head[4:-1:2] if d is not None))
-            self._starts = starts
-        return self._starts
-
-    def digest_of(self, bank: str) -> Callable[[Head], bytes | None]:
-        """Reads ``bank``'s digest from a head (None where the record lacks it, or the log has no such bank)."""
-        if bank not in self.banks:
-            return lambda head: None
-        return itemgetter(4 + 2 * self.banks.index(bank))
-
-    def event(self, i: int) -> Event:
-        """The ``i``-th record (0-based in this run of records) as an Event."""
-        starts = self.starts()
-        head, start = self.heads[i], starts[i]
-        end = starts[i + 1] if i + 1 < len(starts) else self.stop
-        digests = {bank: d for bank, d in zip(self.banks, head[4:-1:2], strict=True) if d is not None}
-        data = self.data[end - head[-1] : end]
-        return Event(self.first_index + i, self.base + start, head[0], head[1], digests, data)
-
-
-class EventLog:
-    """A parsed log: its format, banks, records, and the header facts (Spec ID, TXT container)."""
-
-    def __init__(self, format: str, algorithms: tuple[tuple[str, int], ...], leading: tuple[Event, ...],
-                 records: Records, end: int, spec_id: dict[str, object] | None = None,
-                 container: dict[str, int] | None = None) -> None:
-        self.format = format  # tpm12-container | tcg-sha1 | crypto-agile
-        self.algorithms = algorithms
-        self.leading = leading  # records before ``records`` (the crypto-agile header event)
-        self.records = records
-        self.end = end  # absolute offset just past the last record
-        self.spec_id = spec_id or {}
-        self.container = container or {}
-
-    @property
-    def banks(self) -> tuple[str, ...]:
-        return self.records.banks
-
-    @cached_property
-    def startup_locality(self) -> int | None:
-        """The locality a PCR0 StartupLocality event (EV_NO_ACTION) names: PCR0's reset value (PFP spec)."""
-        recs = self.records
-        if EV_NO_ACTION not in map(itemgetter(1), recs.heads):  # at C speed: DRTM logs have none
-            return None
-        for i, head in enumerate(recs.heads):
-            if head[0] == 0 and head[1] == EV_NO_ACTION:
-                data = recs.event(i).data
-                if data[:16] == STARTUP_LOCALITY and len(data) >= 17:
-                    return data[16]
-        return None
-
-    @cached_property
-    def events(self) -> tuple[Event, ...]:
-        return self.leading + tuple(map(self.records.event, range(len(self.records.heads))))
-
-
-# ---- parsing ------------------------------------------------------------------------------------
-
-_U32x3 = struct.Struct("<III")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_SHA1_HEAD = struct.Struct("<II20sI")
+# No launch writes more records than this (a 64 KiB TXT log holds at most ~1,700); a log parsed whole
+# (verification) is refused beyond it, so a padded buffer cannot cost the daemon gigabytes. Streaming
+# (``sld inspect log``) holds one record at a time and has no such limit.
+MAX_EVENTS = 65536
 
 
 def _truncated(structure: str, fld: str, at: int) -> FormatError:
     return FormatError(structure, "truncated: the record runs past the end of the log", field=fld, offset=at)
 
 
-def _walk_sha1(data: bytes, start: int, limit: int, base: int) -> tuple[list[Head], int]:
-    """TCG_PCR_EVENT records back to back until ``limit`` or a zero record (zero-filled buffer)."""
-    heads: list[Head] = []
-    off = start
-    while off < limit:
-        if off + 32 > limit:
-            if not any(data[off:limit]):
+class Walk:
+    """The records of one log from ``start`` to ``limit``: the stop rules and record rules, once.
+
+    ``stop_at_zero``: a record of type 0 and event size 0 ends the log, the zero-filled rest of its
+    buffer (Linux __calc_tpm2_event_size and tpm1 get_event; spec §4.3): always for the SHA-1 formats,
+    and for a crypto-agile log that the heap's NextRecordOffset does not bound (securityfs, a file).
+    ``final`` says whether ``limit`` is the end of the log, or only of the bytes read so far: then a
+    record running past it ends this part of the walk with ``more`` set, to go on once the next chunk
+    is there (:func:`stream_log`). After each part, ``stop`` is the offset just past the last record
+    walked and ``index`` the next record's index.
+    """
+
+    __slots__ = ("read_head", "structure", "sizes", "names", "stop_at_zero", "base", "index", "stop", "more")
+
+    def __init__(self, read_head: HeadReader, structure: str, sizes: Mapping[int, int], stop_at_zero: bool,
+                 base: int, index: int) -> None:
+        self.read_head = read_head
+        self.structure = structure  # the record's name in errors: TCG_PCR_EVENT or TCG_PCR_EVENT2
+        self.sizes = sizes  # Spec ID algorithm id -> digest size: the digests a record may carry
+        self.names = {alg: bank_name(alg) for alg in sizes}
+        self.stop_at_zero = stop_at_zero
+        self.base = base  # absolute address of data[0]
+        self.index = index
+        self.stop = 0
+        self.more = False
+
+    def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
+        read_head, base, stop_at_zero, index = self.read_head, self.base, self.stop_at_zero, self.index
+        self.more = False
+        off = start
+        while off < limit:
+            head = read_head(data, off, limit)
+            if head is None:
+                if not final:
+                    self.more = True
+                    break
+                if stop_at_zero and not any(data[off:limit]):
+                    off = limit  # fewer zero bytes than a record head: the zero-filled tail
+                    break
+                raise _truncated(self.structure, "header", base + off)
+            pcr, etype, digests, head_size, size = head
+            if type(digests) is list and digests:
+                digests = self._checked(digests, base + off)
+            if stop_at_zero and etype == 0 and size == 0:
                 break
-            raise _truncated("TCG_PCR_EVENT", "size", base + off)
-        pcr, etype, digest, size = _SHA1_HEAD.unpack_from(data, off)
-        if etype == 0 and size == 0 and not any(data[off : off + 32]):
-            break
-        if off + 32 + size > limit:
-            raise _truncated("TCG_PCR_EVENT", "data", base + off)
-        heads.append((pcr, etype, 1, ALG_ID["sha1"], digest, size))
-        off += 32 + size
-    return heads, off
+            if not digests:
+                raise FormatError(self.structure, "the record carries no digest", field="count", offset=base + off)
+            end = off + head_size + size
+            if end > limit:
+                if not final:
+                    self.more = True
+                    break
+                raise _truncated(self.structure, "data", base + off)
+            yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
+            index += 1
+            off = end
+        else:
+            self.more = not final  # the bytes so far end with a record: the rest of the log follows
+        self.index, self.stop = index, off
+
+    def _checked(self, pairs: list[tuple[int, bytes]], at: int) -> dict[str, bytes]:
+        """Digests by bank: each algorithm one the Spec ID event lists, and at most once (spec §4.3)."""
+        if len(pairs) > len(self.names):
+            raise FormatError(self.structure, f"more digests than the {len(self.names)} algorithms the Spec ID "
+                              "event lists", field="count", offset=at)
+        digests: dict[str, bytes] = {}
+        for alg, digest in pairs:
+            name = self.names.get(alg)
+            if name is None:
+                raise FormatError(self.structure, f"digest algorithm 0x{alg:04x} is not in the Spec ID event",
+                                  field="digests.alg", offset=at)
+            if name in digests:
+                raise FormatError(self.structure, f"two {name} digests", field="digests", offset=at)
+            digests[name] = digest
+        return digests
 
 
-def _walk_agile(
-    data: bytes, start: int, limit: int, base: int, sizes: Mapping[int, int], stop_at_zero: bool
-) -> tuple[list[Head], int]:
-    """TCG_PCR_EVENT2 records; the Linux ``__calc_tpm2_event_size`` rules, as typed errors."""
-    names = {alg: ALGORITHMS.get(alg, (f"alg_0x{alg:04x}", 0))[0] for alg in sizes}
-    order = list(sizes)
-    slot = {alg: 4 + 2 * k for k, alg in enumerate(order)}
-    blank = [0, 0, 0]
-    for alg in order:
-        blank += [alg, None]
-    blank.append(0)
-    heads: list[Head] = []
-    # The common record carries every Spec ID digest in Spec ID order: one unpack reads its whole
-    # head, already in the normalized layout, and one comparison (count and alg ids) accepts it. Such
-    # records are taken in the tight inner loop; anything else goes through the checked walk below.
-    full = struct.Struct("<III" + "".join(f"H{sizes[a]}s" for a in order) + "I")
-    unpack = full.unpack_from
-    fsize = full.size
-    last = limit - fsize
-    shape = itemgetter(2, *range(3, 3 + 2 * len(order), 2))
-    common = (len(order), *order)
-    add_head = heads.append
-    off = start
-    while off < limit:
-        while off <= last:
+# ---- head readers (struct) ------------------------------------------------------------------------
+
+_SHA1_HEAD = struct.Struct("<II20sI")  # TCG_PCR_EVENT up to eventDataSize [SDG Table E-4]
+_EVENT2_START = struct.Struct("<III")  # TCG_PCR_EVENT2 pcrIndex, eventType, digests.count
+_ALG = struct.Struct("<H")
+_EVENT_SIZE = struct.Struct("<I")
+_CONTAINER_HEAD = struct.Struct("<20s12sBBBBIII")  # TxtContainerHeader, 48 bytes [SDG Table E-3]
+_SPEC_ID_HEAD = struct.Struct("<16sIBBBBI")  # TCG_EfiSpecIDEventStruct up to numberOfAlgorithms
+_ALG_SIZE = struct.Struct("<HH")
+
+
+def sha1_head_reader() -> HeadReader:
+    """TCG_PCR_EVENT: one SHA-1 digest, a fixed 32-byte head."""
+    unpack, size = _SHA1_HEAD.unpack_from, _SHA1_HEAD.size
+
+    def read(data: bytes, off: int, limit: int) -> Head | None:
+        if off + size > limit:
+            return None
+        pcr, etype, digest, esize = unpack(data, off)
+        return pcr, etype, {"sha1": digest}, size, esize
+
+    return read
+
+
+def event2_head_reader(sizes: Mapping[int, int]) -> HeadReader:
+    """TCG_PCR_EVENT2 for a log whose Spec ID event lists ``sizes`` (algorithm id -> digest size).
+
+    The common record carries every listed digest in Spec ID order: one unpack of a struct laid out
+    from the field names below reads its whole head, and comparing its count and algorithm ids with
+    the Spec ID's accepts it. Any other record is read digest by digest and checked by the walk.
+    """
+    banks = [bank_name(alg) for alg in sizes]
+    fields = ["pcr", "type", "count"] + [f for bank in banks for f in (f"alg_{bank}", bank)] + ["event_size"]
+    common = struct.Struct("<III" + "".join(f"H{n}s" for n in sizes.values()) + "I")
+    unpack, fsize = common.unpack_from, common.size
+    shape = itemgetter(*(fields.index(f) for f in ["count", *(f"alg_{b}" for b in banks)]))
+    expected = (len(sizes), *sizes)
+    digests_of = itemgetter(*(fields.index(b) for b in banks))
+    pcr_type_size = itemgetter(fields.index("pcr"), fields.index("type"), fields.index("event_size"))
+    one = len(banks) == 1
+
+    def read(data: bytes, off: int, limit: int) -> Head | None:
+        if off + fsize <= limit:
             head = unpack(data, off)
-            p = off + fsize + head[-1]
-            if p > limit or shape(head) != common or not (head[1] or head[-1] or not stop_at_zero):
-                break
-            add_head(head)
-            off = p
-        if off >= limit:
-            break
-        if off + 12 > limit:
-            if stop_at_zero and not any(data[off:limit]):
-                break
-            raise _truncated("TCG_PCR_EVENT2", "header", base + off)
-        pcr, etype, count = _U32x3.unpack_from(data, off)
-        if count > len(sizes):
-            raise FormatError(
-                "TCG_PCR_EVENT2",
-                f"{count} digests but the Spec ID event lists {len(sizes)} algorithms",
-                field="count",
-                offset=base + off,
-            )
-        p = off + 12
-        slow = blank.copy()
-        slow[:3] = pcr, etype, count
-        for _ in range(count):
-            if p + 2 > limit:
-                raise _truncated("TCG_PCR_EVENT2", "digests", base + off)
-            (alg,) = _U16.unpack_from(data, p)
-            size = sizes.get(alg)
-            if size is None:
-                raise FormatError(
-                    "TCG_PCR_EVENT2",
-                    f"digest algorithm 0x{alg:04x} is not in the Spec ID event",
-                    field="digests.alg",
-                    offset=base + p,
-                )
-            if slow[slot[alg]] is not None:
-                raise FormatError("TCG_PCR_EVENT2", f"two {names[alg]} digests", field="digests", offset=base + p)
-            if p + 2 + size > limit:
-                raise _truncated("TCG_PCR_EVENT2", "digests", base + off)
-            slow[slot[alg]] = data[p + 2 : p + 2 + size]
-            p += 2 + size
-        if p + 4 > limit:
-            if stop_at_zero and count == 0 and not any(data[off:limit]):
-                break
-            raise _truncated("TCG_PCR_EVENT2", "size", base + off)
-        (esize,) = _U32.unpack_from(data, p)
-        if stop_at_zero and etype == 0 and esize == 0:
-            break  # zero-filled space ends the walk (spec §4.3)
-        p += 4
-        if p + esize > limit:
-            raise _truncated("TCG_PCR_EVENT2", "data", base + off)
-        slow[-1] = esize
-        heads.append(tuple(slow))
-        off = p + esize
-    return heads, off
+            if shape(head) == expected:
+                pcr, etype, esize = pcr_type_size(head)
+                digests = digests_of(head)
+                return pcr, etype, {banks[0]: digests} if one else dict(zip(banks, digests, strict=True)), fsize, esize
+        return _read_event2(data, off, limit, sizes)
+
+    return read
 
 
-def _short(structure: str, data: bytes, at: int, fld: str, base: int) -> FormatError:
-    return FormatError(structure, f"truncated: the region holds only {len(data) - at} bytes from here", field=fld,
+def _read_event2(data: bytes, off: int, limit: int, sizes: Mapping[int, int]) -> Head | None:
+    """A record digest by digest: at most one more digest than the Spec ID lists, and none past an
+    unlisted algorithm (whose size is unknown), for the walk to name what is wrong."""
+    if off + _EVENT2_START.size > limit:
+        return None
+    pcr, etype, count = _EVENT2_START.unpack_from(data, off)
+    p = off + _EVENT2_START.size
+    pairs: list[tuple[int, bytes]] = []
+    for _ in range(min(count, len(sizes) + 1)):
+        if p + _ALG.size > limit:
+            return None
+        (alg,) = _ALG.unpack_from(data, p)
+        size = sizes.get(alg)
+        if size is None:
+            return pcr, etype, [*pairs, (alg, b"")], 0, 0
+        if p + _ALG.size + size > limit:
+            return None
+        pairs.append((alg, data[p + _ALG.size : p + _ALG.size + size]))
+        p += _ALG.size + size
+    if count > len(sizes):
+        return pcr, etype, pairs, 0, 0
+    if p + _EVENT_SIZE.size > limit:
+        return None
+    (esize,) = _EVENT_SIZE.unpack_from(data, p)
+    return pcr, etype, pairs, p + _EVENT_SIZE.size - off, esize
+
+
+# ---- the log and its header -----------------------------------------------------------------------
+
+
+class LogHeader:
+    """What a log's header says: its format, digest banks, and the Spec ID or TXT container fields."""
+
+    def __init__(self, format: LogFormat, algorithms: tuple[tuple[str, int], ...], leading: tuple[Event, ...] = (),
+                 spec_id: dict[str, object] | None = None, container: dict[str, int] | None = None) -> None:
+        self.format = format
+        self.algorithms = algorithms  # (bank, digest size) in Spec ID order
+        self.leading = leading  # the records the header itself is (the crypto-agile Spec ID event)
+        self.spec_id = spec_id or {}
+        self.container = container or {}
+
+    @property
+    def banks(self) -> tuple[str, ...]:
+        return tuple(bank for bank, _ in self.algorithms)
+
+
+class EventLog(LogHeader):
+    """A log parsed whole: the header's facts, every record, and where the records end."""
+
+    def __init__(self, header: LogHeader, events: tuple[Event, ...], end: int) -> None:
+        super().__init__(header.format, header.algorithms, header.leading, header.spec_id, header.container)
+        self.events = events
+        self.end = end  # absolute offset just past the last record
+
+    @cached_property
+    def startup_locality(self) -> int | None:
+        """The locality a PCR0 StartupLocality event (EV_NO_ACTION) names: PCR0's reset value (PFP §10.4.5.3)."""
+        return startup_locality(self.events)
+
+
+def startup_locality(events: Iterable[Event]) -> int | None:
+    for ev in events:
+        if ev.pcr == 0 and ev.type == EV_NO_ACTION and ev.data[:16] == STARTUP_LOCALITY and len(ev.data) > 16:
+            return ev.data[16]
+    return None
+
+
+def bank_name(alg: int) -> str:
+    """A digest bank's name: the TCG Algorithm Registry's, or the id for one sld has no name for."""
+    return ALGORITHMS.get(alg, (f"alg_0x{alg:04x}", 0))[0]
+
+
+class LogStart:
+    """What the header says, and how and where the records after it are walked."""
+
+    __slots__ = ("header", "walk", "start", "limit")
+
+    def __init__(self, header: LogHeader, walk: Walk, start: int, limit: int) -> None:
+        self.header, self.walk, self.start, self.limit = header, walk, start, limit
+
+
+def _short(structure: str, size: int, at: int, fld: str, base: int) -> FormatError:
+    return FormatError(structure, f"truncated: the region holds only {size - at} bytes from here", field=fld,
                        offset=base + at)
 
 
-def _parse_container(data: bytes, base: int) -> EventLog:
+def _container_start(data: bytes, size: int, base: int) -> LogStart:
     if len(data) < _CONTAINER_HEAD.size:
-        raise _short("TXT event container", data, 0, "next_event_offset", base)
-    _, _, ver_major, ver_minor, _, _, size, pcr_events, next_event = _CONTAINER_HEAD.unpack_from(data)
-    if not 48 <= pcr_events <= next_event <= size:
-        raise FormatError(
-            "TXT event container",
-            "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
-            f"ContainerSize ({pcr_events}, {next_event}, {size})",
-            field="next_event_offset",
-            offset=base,
-        )
-    if next_event > len(data):
-        raise FormatError(
-            "TXT event container",
-            f"NextEventOffset {next_event} is past the {len(data)}-byte buffer",
-            field="next_event_offset",
-            offset=base,
-        )
-    # Secure Launch walks from header + 48, not PCREventsOffset (v7-12, v14).
-    heads, end = _walk_sha1(data, 48, next_event, base)
-    container = {
-        "container_size": size,
-        "pcr_events_offset": pcr_events,
-        "next_event_offset": next_event,
-        "container_ver_major": ver_major,
-        "container_ver_minor": ver_minor,
-    }
-    records = Records(data, base, ("sha1",), 48, heads, end, 0, 32)
-    return EventLog("tpm12-container", (("sha1", 20),), (), records, base + end, container=container)
+        raise _short("TXT event container", size, 0, "next_event_offset", base)
+    _, _, ver_major, ver_minor, _, _, csize, pcr_events, next_event = _CONTAINER_HEAD.unpack_from(data)
+    if not 48 <= pcr_events <= next_event <= csize:
+        raise FormatError("TXT event container", "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
+                          f"ContainerSize ({pcr_events}, {next_event}, {csize})", field="next_event_offset",
+                          offset=base)
+    if next_event > size:
+        raise FormatError("TXT event container", f"NextEventOffset {next_event} is past the {size}-byte buffer",
+                          field="next_event_offset", offset=base)
+    container = {"container_size": csize, "pcr_events_offset": pcr_events, "next_event_offset": next_event,
+                 "container_ver_major": ver_major, "container_ver_minor": ver_minor}
+    header = LogHeader(LogFormat.TPM12_CONTAINER, (("sha1", 20),), container=container)
+    walk = Walk(sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0)
+    return LogStart(header, walk, _CONTAINER_HEAD.size, next_event)  # Secure Launch walks from header + 48 (v7-v14)
 
 
 def _is_spec_id_header(data: bytes) -> bool:
-    if len(data) < 32 + 16:
+    if len(data) < _SHA1_HEAD.size + len(SPEC_ID_SIGNATURE):
         return False
-    pcr, etype, digest, _size = _SHA1_HEAD.unpack_from(data, 0)
+    pcr, etype, digest, _ = _SHA1_HEAD.unpack_from(data)
     return pcr == 0 and etype == EV_NO_ACTION and not any(digest) and data[32:48] == SPEC_ID_SIGNATURE
 
 
-def _parse_agile(data: bytes, base: int, end: int | None) -> EventLog:
-    _, _, _, head_size = _SHA1_HEAD.unpack_from(data)  # detect_format saw the whole 48-byte head
-    if 32 + head_size > len(data):
-        raise _short("crypto-agile header event", data, 0, "data", base)
-    # Some writers leave vendorInfo outside EventSize (tpm2-tools specid-vendordata fixture): read the
-    # Spec ID from the bytes that follow and let the records start after whichever ends later.
-    if 32 + _SPEC_ID_HEAD.size > len(data):
-        raise _short("Spec ID event", data, 32, "number_of_algorithms", base)
-    _, platform_class, minor, major, errata, uintn, count = _SPEC_ID_HEAD.unpack_from(data, 32)
+def _spec_id_algorithms(data: bytes, size: int, base: int) -> tuple[dict[int, int], dict[str, object], int]:
+    """The Spec ID event: algorithm id -> digest size, its other fields, and where vendorInfo ends."""
+    at = _SHA1_HEAD.size
+    if at + _SPEC_ID_HEAD.size > len(data):
+        raise _short("Spec ID event", size, at, "number_of_algorithms", base)
+    _, platform_class, minor, major, errata, uintn, count = _SPEC_ID_HEAD.unpack_from(data, at)
     if not count:
-        raise FormatError("Spec ID event", "numberOfAlgorithms is 0", field="number_of_algorithms", offset=base + 32)
-    p = 32 + _SPEC_ID_HEAD.size
+        raise FormatError("Spec ID event", "numberOfAlgorithms is 0", field="number_of_algorithms", offset=base + at)
+    p = at + _SPEC_ID_HEAD.size
     if p + _ALG_SIZE.size * count + 1 > len(data):
-        raise _short("Spec ID event", data, 32, "algorithms", base)
-    sizes = dict(_ALG_SIZE.iter_unpack(data[p : p + _ALG_SIZE.size * count]))
+        raise _short("Spec ID event", size, at, "algorithms", base)
+    listed = list(_ALG_SIZE.iter_unpack(data[p : p + _ALG_SIZE.size * count]))
+    sizes = dict(listed)
+    if len(sizes) != count:
+        twice = next(alg for k, (alg, _) in enumerate(listed) if alg in dict(listed[:k]))
+        raise FormatError("Spec ID event", f"algorithm 0x{twice:04x} is listed twice", field="algorithms",
+                          offset=base + at)
+    for alg, n in sizes.items():
+        known = ALGORITHMS.get(alg)
+        if known and known[1] != n:
+            raise FormatError("Spec ID event", f"{known[0]} digest size {n}, expected {known[1]}",
+                              field="algorithms", offset=base + at)
     p += _ALG_SIZE.size * count
     vendor_end = p + 1 + data[p]
     if vendor_end > len(data):
-        raise _short("Spec ID event", data, 32, "vendor_info", base)
-    vendor_info = data[p + 1 : vendor_end]
-    for alg, size in sizes.items():
-        known = ALGORITHMS.get(alg)
-        if known and known[1] != size:
-            raise FormatError(
-                "Spec ID event",
-                f"{known[0]} digest size {size}, expected {known[1]}",
-                field="algorithms",
-                offset=base + 32,
-            )
-    if end is not None and end > len(data):
-        raise FormatError(
-            "crypto-agile log",
-            f"NextRecordOffset {end} is past the {len(data)}-byte buffer",
-            field="next_record_offset",
-            offset=base,
-        )
-    start = max(32 + head_size, vendor_end)
-    heads, stop = _walk_agile(data, start, len(data) if end is None else end, base, sizes, end is None)
-    header = Event(0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[32:start])
-    algorithms = tuple((ALGORITHMS.get(a, (f"alg_0x{a:04x}", 0))[0], n) for a, n in sizes.items())
-    spec_id = {
-        "platform_class": platform_class,
-        "spec_version_major": major,
-        "spec_version_minor": minor,
-        "spec_errata": errata,
-        "uintn_size": uintn,
-        "vendor_info": vendor_info,
-    }
-    records = Records(data, base, tuple(name for name, _ in algorithms), start, heads, stop, 1, None)
-    return EventLog("crypto-agile", algorithms, (header,), records, base + stop, spec_id=spec_id)
+        raise _short("Spec ID event", size, at, "vendor_info", base)
+    spec_id = {"platform_class": platform_class, "spec_version_major": major, "spec_version_minor": minor,
+               "spec_errata": errata, "uintn_size": uintn, "vendor_info": data[p + 1 : vendor_end]}
+    return sizes, spec_id, vendor_end
 
 
-def detect_format(data: bytes) -> str:
-    if data[:20] == TXT_CONTAINER_SIGNATURE:
-        return "tpm12-container"
+def _agile_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
+    (head_size,) = _EVENT_SIZE.unpack_from(data, _SHA1_HEAD.size - _EVENT_SIZE.size)  # the 48-byte head is there
+    if _SHA1_HEAD.size + head_size > len(data):
+        raise _short("crypto-agile header event", size, 0, "data", base)
+    sizes, spec_id, vendor_end = _spec_id_algorithms(data, size, base)
+    if end is not None and end > size:
+        raise FormatError("crypto-agile log", f"NextRecordOffset {end} is past the {size}-byte buffer",
+                          field="next_record_offset", offset=base)
+    # Some writers leave vendorInfo outside EventSize (tpm2-tools specid-vendordata fixture): read the
+    # Spec ID from the bytes that follow and let the records start after whichever ends later.
+    start = max(_SHA1_HEAD.size + head_size, vendor_end)
+    spec_event = _new_event(Event, (0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[_SHA1_HEAD.size : start]))
+    algorithms = tuple((bank_name(alg), n) for alg, n in sizes.items())
+    header = LogHeader(LogFormat.CRYPTO_AGILE, algorithms, (spec_event,), spec_id=spec_id)
+    walk = Walk(event2_head_reader(sizes), "TCG_PCR_EVENT2", sizes, end is None, base, 1)
+    limit = size if end is None else end
+    _refuse_sha1_records(data, start, min(limit, len(data)), sizes, base)
+    return LogStart(header, walk, start, limit)
+
+
+def _refuse_sha1_records(data: bytes, start: int, limit: int, sizes: Mapping[int, int], base: int) -> None:
+    """A Spec ID header followed by TCG_PCR_EVENT records (a writer that forgot its own header) is named as
+    such: its first record read as TCG_PCR_EVENT2 would list no or unknown digests (spec §4.3)."""
+    if start + _SHA1_HEAD.size > limit:
+        return
+    _, _, count = _EVENT2_START.unpack_from(data, start)
+    (alg,) = _ALG.unpack_from(data, start + _EVENT2_START.size)
+    (esize,) = _EVENT_SIZE.unpack_from(data, start + _SHA1_HEAD.size - _EVENT_SIZE.size)
+    plausible = any(data[start : start + _SHA1_HEAD.size]) and start + _SHA1_HEAD.size + esize <= limit
+    if plausible and not (count and count <= len(sizes) and alg in sizes):
+        raise FormatError("crypto-agile log", "the records after the Spec ID header are in the SHA-1 format "
+                          "(TCG_PCR_EVENT), not TCG_PCR_EVENT2", field="records", offset=base + start)
+
+
+def detect_format(data: bytes) -> LogFormat:
+    """From the bytes, never from LOG_INFO.format (spec §6)."""
+    if data[: len(TXT_CONTAINER_SIGNATURE)] == TXT_CONTAINER_SIGNATURE:
+        return LogFormat.TPM12_CONTAINER
     if _is_spec_id_header(data):
-        return "crypto-agile"
-    return "tcg-sha1"
+        return LogFormat.CRYPTO_AGILE
+    return LogFormat.TCG_SHA1
+
+
+def log_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
+    """The header of a log of ``size`` bytes whose first bytes are ``data``, and the walk after it."""
+    fmt = detect_format(data)
+    if fmt == LogFormat.TPM12_CONTAINER:
+        return _container_start(data, size, base)
+    if fmt == LogFormat.CRYPTO_AGILE:
+        return _agile_start(data, size, base, end)
+    if size < _SHA1_HEAD.size:
+        raise FormatError("event log", f"only {size} bytes: not a TPM event log", offset=base)
+    header = LogHeader(LogFormat.TCG_SHA1, (("sha1", 20),))
+    return LogStart(header, Walk(sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
+                  size if end is None else min(end, size))
 
 
 def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None) -> EventLog:
-    """Parse any of the three formats, detected from the bytes (never from LOG_INFO.format, spec §6).
+    """The whole log (at most MAX_EVENTS records), its format detected from the bytes.
 
     ``end`` is the crypto-agile NextRecordOffset from the TXT heap; without it the walk stops at the
     first zero record, as for the securityfs copy that carries no offsets.
     """
     data = bytes(data)
-    fmt = detect_format(data)
-    if fmt == "tpm12-container":
-        return _parse_container(data, base)
-    if fmt == "crypto-agile":
-        return _parse_agile(data, base, end)
-    if len(data) < 32:
-        raise FormatError("event log", f"only {len(data)} bytes: not a TPM event log", offset=base)
-    heads, stop = _walk_sha1(data, 0, len(data) if end is None else min(end, len(data)), base)
-    records = Records(data, base, ("sha1",), 0, heads, stop, 0, 32)
-    return EventLog("tcg-sha1", (("sha1", 20),), (), records, base + stop)
+    start = log_start(data, len(data), base, end)
+    events = [*start.header.leading, *islice(start.walk.records(data, start.start, start.limit), MAX_EVENTS + 1)]
+    if len(events) > MAX_EVENTS:
+        raise FormatError("event log", f"more than {MAX_EVENTS} records: no launch logs that many",
+                          offset=events[-1].offset)
+    return EventLog(start.header, tuple(events), base + start.walk.stop)
+
+
+HEADER_BYTES = 1 << 16  # a log's header (TXT container, Spec ID event with vendorInfo) fits in this
+
+
+def stream_log(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[Event]]:
+    """A log of ``size`` bytes read as ``chunks``: its header now, and every record (the header's own
+    first) as it is walked, the next chunk taken only when a record runs past the bytes taken so far."""
+    it = iter(chunks)
+    buf = b""
+    for chunk in it:
+        buf += chunk
+        if len(buf) >= min(HEADER_BYTES, size):
+            break
+    start = log_start(buf, size, base, None)
+    return start.header, _stream(start, buf, it)
+
+
+def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Event]:
+    walk, limit, origin = start.walk, start.limit, start.walk.base
+    yield from start.header.leading
+    done, off = 0, start.start  # log bytes before buf[0]; where the next record starts in buf
+    while True:
+        walk.base = origin + done
+        yield from walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
+        if not walk.more:
+            return
+        more = [buf[walk.stop :]]
+        # one more chunk; as many again as there is if not one record fitted (linear in a long record)
+        need, got = len(more[0]) if walk.stop == off else 1, 0
+        while got < need:
+            chunk = next(chunks, b"")
+            if not chunk:
+                limit = done + len(buf) + got  # the file ended early (it shrank): what was read is the log
+                break
+            more.append(chunk)
+            got += len(chunk)
+        done, buf, off = done + walk.stop, b"".join(more), 0
 
 
 # ---- payload checks -----------------------------------------------------------------------------

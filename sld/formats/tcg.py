@@ -1,34 +1,39 @@
 """TCG event-log records declared with construct: what the simulator builds logs with, and the
-reference the struct-based parser in :mod:`sld.formats.eventlog` is tested against byte for byte
-(that parser stays free of construct so that reading a log does not pay for importing it).
+reference head readers the walk of :mod:`sld.formats.eventlog` is run with in the tests, to hold its
+struct readers to these declarations (that module stays free of construct so that reading a log does
+not pay for importing it). [SDG Tables E-3/E-4; TCG PC Client PFP §10.2.2; spec §4.3]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import construct as cs
 
 from sld.errors import FormatError
-from sld.formats._util import build, parse_at
-from sld.formats.eventlog import detect_format
+from sld.formats._util import build
+from sld.formats.eventlog import Event, Head, HeadReader, log_start
 from sld.formats.names import (
     ALG_ID,
-    ALGORITHMS,
     DIGEST_SIZE,
     EV_NO_ACTION,
     SPEC_ID_SIGNATURE,
     TXT_CONTAINER_SIGNATURE,
 )
+from sld.vocab import LogFormat
 
-TcgPcrEvent = cs.Struct(  # TCG_PCR_EVENT: SHA-1 format record [SDG Table E-4]
+_TCG_PCR_EVENT_HEAD = (
     "pcr" / cs.Int32ul,
     "type" / cs.Int32ul,
     "digest" / cs.Bytes(20),
+)
+TcgPcrEvent = cs.Struct(  # TCG_PCR_EVENT: SHA-1 format record [SDG Table E-4]
+    *_TCG_PCR_EVENT_HEAD,
     "size" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.data)),
     "data" / cs.Bytes(cs.this.size),
 )
+TcgPcrEventHead = cs.Struct(*_TCG_PCR_EVENT_HEAD, "size" / cs.Int32ul)  # the record up to its event data
 
 TxtContainerHeader = cs.Struct(  # TPM 1.2 event container header, 48 bytes [SDG Table E-3]
     "signature" / cs.Const(TXT_CONTAINER_SIGNATURE),
@@ -56,44 +61,57 @@ SpecIdEvent = cs.Struct(  # TCG_EfiSpecIDEventStruct, the crypto-agile header's 
 )
 
 
-def event2_struct(sizes: Mapping[int, int]) -> cs.Struct:
-    """TCG_PCR_EVENT2 for one log: each digest's size comes from that log's Spec ID table."""
+def _event2_digests(sizes: Mapping[int, int]) -> tuple[cs.Construct, ...]:
+    """TCG_PCR_EVENT2 up to its digests, for one log: each digest's size comes from that log's Spec ID
+    table (an algorithm the table does not list is an error: its size is unknown)."""
     digest = cs.Struct(
-        "alg" / cs.Int16ul, "digest" / cs.Switch(cs.this.alg, {a: cs.Bytes(n) for a, n in sizes.items()})
+        "alg" / cs.Int16ul,
+        "digest" / cs.Switch(cs.this.alg, {a: cs.Bytes(n) for a, n in sizes.items()}, default=cs.Error),
     )
-    return cs.Struct(
+    return (
         "pcr" / cs.Int32ul,
         "type" / cs.Int32ul,
         "count" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.digests)),
         "digests" / cs.Array(cs.this.count, digest),
-        "size" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.data)),
-        "data" / cs.Bytes(cs.this.size),
     )
 
 
-def parse_log_reference(data: bytes, *, base: int = 0) -> list[tuple[int, int, dict[str, bytes], bytes]]:
-    """The same records through the construct declarations alone; the fast walk is tested against it."""
-    fmt = detect_format(data)
-    out: list[tuple[int, int, dict[str, bytes], bytes]] = []
-    if fmt == "crypto-agile":
-        head = parse_at(TcgPcrEvent, data, 0, "header", base)
-        spec = parse_at(SpecIdEvent, head.data, 0, "Spec ID", base + 32)
-        sizes = {a.alg_id: a.digest_size for a in spec.algorithms}
-        rec = event2_struct(sizes)
-        off = 32 + head.size
-        out.append((0, EV_NO_ACTION, {"sha1": bytes(20)}, head.data))
-        while off + 12 <= len(data) and any(data[off : off + 12]):
-            ev = parse_at(rec, data, off, "TCG_PCR_EVENT2", base)
-            out.append((ev.pcr, ev.type, {ALGORITHMS[d.alg][0]: d.digest for d in ev.digests}, ev.data))
-            off += len(rec.build(ev))
-        return out
-    off = 48 if fmt == "tpm12-container" else 0
-    limit = parse_at(TxtContainerHeader, data, 0, "container", base).next_event_offset if off else len(data)
-    while off + 32 <= limit and any(data[off : off + 32]):
-        ev = parse_at(TcgPcrEvent, data, off, "TCG_PCR_EVENT", base)
-        out.append((ev.pcr, ev.type, {"sha1": ev.digest}, ev.data))
-        off += 32 + ev.size
-    return out
+def event2_struct(sizes: Mapping[int, int]) -> cs.Struct:
+    """TCG_PCR_EVENT2: the digests, then ``size`` bytes of event data."""
+    return cs.Struct(*_event2_digests(sizes), "size" / cs.Rebuild(cs.Int32ul, cs.len_(cs.this.data)),
+                     "data" / cs.Bytes(cs.this.size))
+
+
+def event2_head(sizes: Mapping[int, int]) -> cs.Struct:
+    """TCG_PCR_EVENT2 up to its event data."""
+    return cs.Struct(*_event2_digests(sizes), "size" / cs.Int32ul)
+
+
+def _head_reader(head: cs.Struct, digests: Callable[[cs.Container], object]) -> HeadReader:
+    """A head reader for the walk from a construct declaration (the reference the struct readers meet)."""
+
+    def read(data: bytes, off: int, limit: int) -> Head | None:
+        try:
+            rec = head.parse(data[off:limit])
+        except cs.StreamError:
+            return None  # the head runs past the bytes there are
+        except cs.ExplicitError:
+            raise FormatError("TCG_PCR_EVENT2", "a digest algorithm not in the Spec ID event",
+                              field="digests.alg") from None
+        return rec.pcr, rec.type, digests(rec), len(head.build(rec)), rec.size  # type: ignore[return-value]
+
+    return read
+
+
+def parse_log_reference(data: bytes, *, base: int = 0, end: int | None = None) -> list[Event]:
+    """The records of a whole log as the construct declarations read them, walked by the one walk."""
+    start = log_start(data, len(data), base, end)
+    walk = start.walk
+    if start.header.format == LogFormat.CRYPTO_AGILE:
+        walk.read_head = _head_reader(event2_head(walk.sizes), lambda rec: [(d.alg, d.digest) for d in rec.digests])
+    else:
+        walk.read_head = _head_reader(TcgPcrEventHead, lambda rec: {"sha1": rec.digest})
+    return [*start.header.leading, *walk.records(data, start.start, start.limit)]
 
 
 # ---- building (the simulator) -------------------------------------------------------------------

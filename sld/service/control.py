@@ -364,7 +364,7 @@ def _future_reply(request: Mapping[str, Any], future: Future[Any], status: Daemo
     if request.get("cmd") == "attest":
         return result  # type: ignore[no-any-return]
     if result is None:
-        return {"state": status.state, "error": status.error}
+        return {"state": status.state, "error": status.error, "exit_code": status.exit_code}
     render = request.get("render")
     if render in ("json", "text"):
         body = verdict_json(result) if render == "json" else verdict_text(result, request.get("colour") is True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import ssl
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -89,7 +88,8 @@ class Daemon:
         if self._tpm is None:
             from sld.tpm import Tpm
 
-            self._tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality)
+            self._tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
+                            timeout=self.config.tpm.timeout)
         return self._tpm
 
     def _verify(self) -> Verdict | None:
@@ -200,8 +200,9 @@ class Daemon:
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
-        from sld.service import control, http, metrics
+        from sld.service import control, preflight
 
+        preflight.check(self.config)
         _reserve_descriptors()
         self.quarantine = _quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine is not None and self.quarantine.active:
@@ -210,8 +211,16 @@ class Daemon:
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
                                            self.config.verify.timeout))
         m = self.config.metrics
+        if not m.enabled:
+            return  # prometheus-client (and the HTTP and TLS stack under it) never imported
+        from sld.service import metrics
+
         self.registry = metrics.registry_for(self.status)
-        if m.enabled and not m.textfile:
+        if not m.textfile:
+            import ssl
+
+            from sld.service import http
+
             try:
                 self._servers.append(http.serve(self.registry, m))
             except (OSError, ssl.SSLError) as err:
@@ -267,6 +276,9 @@ class Daemon:
         """SIGHUP: a bad new config is refused and the old one kept."""
         try:
             new = configuration.load(self.config.path or None)
+            from sld.service import preflight
+
+            preflight.check(new)
             quarantine = _quarantine(new.quarantine)
         except SldError as err:
             log.error("config reload refused, keeping the running one: %s", err)
@@ -281,7 +293,7 @@ class Daemon:
     def _export(self) -> None:
         """node_exporter's textfile: a write that fails is journaled and counted, never fatal."""
         path = self.config.metrics.textfile
-        if not (self.config.metrics.enabled and path and self.registry is not None):
+        if not (path and self.registry is not None):
             return
         from sld.service.metrics import write_textfile
 

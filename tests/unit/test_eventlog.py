@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import struct
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
-from sld.formats.eventlog import parse_log
+from sld.formats.eventlog import MAX_EVENTS, parse_log, stream_log
 from sld.formats.names import ALG_ID, DIGEST_SIZE
 from sld.formats.tcg import (
     NewEvent,
@@ -101,9 +103,9 @@ def test_fast_walk_equals_construct_declarations() -> None:
     banks = ("sha1", "sha256", "sha384")
     blob = build_crypto_agile(banks, _events(banks, 40))
     log = parse_log(blob, base=0x1000)
-    assert [(e.pcr, e.type, dict(e.digests), e.data) for e in log.events] == parse_log_reference(blob)
+    assert list(log.events) == parse_log_reference(blob, base=0x1000)
     record = event2_struct({ALG_ID[b]: DIGEST_SIZE[b] for b in banks})
-    for e in log.events[1:]:  # each offset (worked out from the heads) is where construct finds that record
+    for e in log.events[1:]:  # each offset is where construct finds that record
         assert record.parse(blob[e.offset - 0x1000 :]).data == e.data
 
 
@@ -136,10 +138,81 @@ def test_mutated_logs_give_only_format_errors(seed: bytes, data: st.DataObject) 
         pos = data.draw(st.integers(0, len(blob) - 1))
         blob[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(blob)))
+    end = data.draw(st.one_of(st.none(), st.integers(0, cut)))
+    blob = bytes(blob[:cut])
     try:
-        log = parse_log(bytes(blob[:cut]), base=0x10000)
+        log = parse_log(blob, base=0x10000, end=end)
     except FormatError as err:
         assert err.offset is None or 0x10000 <= err.offset <= 0x10000 + len(blob)
+        with pytest.raises(FormatError):  # the construct declarations refuse it too
+            parse_log_reference(blob, base=0x10000, end=end)
         return
     for ev in log.events:
         assert 0x10000 <= ev.offset < 0x10000 + cut
+    assert list(log.events) == parse_log_reference(blob, base=0x10000, end=end)
+    if end is None:
+        chunk = data.draw(st.integers(1, 64))
+        _, streamed = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob), base=0x10000)
+        assert tuple(streamed) == log.events
+
+
+def test_spec_id_listing_an_algorithm_twice_is_a_format_error() -> None:
+    blob = bytearray(build_crypto_agile(("sha1", "sha256"), _events(("sha1", "sha256"))))
+    at = 32 + 16 + 4 + 4 + 4  # the Spec ID algorithms: after signature, platformClass, versions, count
+    blob[at + 4 : at + 8] = blob[at : at + 4]  # sha256 -> a second sha1
+    with pytest.raises(FormatError, match="listed twice") as err:
+        parse_log(bytes(blob))
+    assert err.value.structure == "Spec ID event" and err.value.field == "algorithms"
+
+
+def test_a_record_with_no_digests_is_a_format_error() -> None:
+    banks = ("sha1", "sha256")
+    events = _events(banks)
+    events[2] = NewEvent(17, 0x502, {}, b"nothing measured")
+    blob = build_crypto_agile(banks, events)
+    with pytest.raises(FormatError, match="no digest") as err:
+        parse_log(blob, base=0x1000)
+    assert err.value.field == "count" and err.value.offset == parse_log(build_crypto_agile(banks, events[:2]))\
+        .end + 0x1000
+
+
+def test_sha1_records_after_a_crypto_agile_header_are_a_format_error() -> None:
+    agile = build_crypto_agile(("sha1",), [])
+    blob = agile + build_tcg_sha1(_events(("sha1",)))
+    with pytest.raises(FormatError, match="SHA-1 format"):
+        parse_log(blob)
+    zeros = agile + bytes(64)  # a header and the zero-filled buffer: an empty log, not SHA-1 records
+    assert len(parse_log(zeros).events) == 1
+
+
+def test_a_log_padded_with_digestless_records_is_refused_at_the_first() -> None:
+    """16 MiB of 16-byte records with no digests once cost the daemon 0.5 GB and 5 s per verification."""
+    blob = build_crypto_agile(("sha1", "sha256"), _events(("sha1", "sha256"), 3))
+    padding = struct.pack("<IIII", 17, 0x502, 0, 0) * ((16 << 20) // 16)
+    started = time.perf_counter()
+    with pytest.raises(FormatError, match="no digest"):
+        parse_log(blob + padding)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_log_of_more_records_than_any_launch_writes_is_refused_whole_but_streams() -> None:
+    record = struct.pack("<IIIH20sI", 17, 0x502, 1, ALG_ID["sha1"], bytes(20), 0)
+    blob = build_crypto_agile(("sha1",), []) + record * (MAX_EVENTS + 1)
+    with pytest.raises(FormatError, match=f"more than {MAX_EVENTS} records"):
+        parse_log(blob)
+    _, events = stream_log([blob], len(blob))
+    assert sum(1 for _ in events) == MAX_EVENTS + 2
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 79, 4096, 65536])
+def test_a_log_streamed_in_chunks_is_the_log_parsed_whole(chunk: int) -> None:
+    """Larger than the first read (the header's), so records end inside chunks and exactly at their ends."""
+    banks = ("sha1", "sha256", "sha384", "sha512")
+    blob = build_crypto_agile(banks, _events(banks, 900))
+    assert len(blob) > 2 * 65536
+    header, events = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob), base=0x1000)
+    assert tuple(events) == parse_log(blob, base=0x1000).events
+    assert header.banks == banks
+    _, events = stream_log([blob[:100_000]], 100_000)  # a file that shrank (or was cut) under the reader
+    with pytest.raises(FormatError, match="truncated"):
+        list(events)

@@ -1,0 +1,237 @@
+"""``sld inspect log``: every record of a DRTM (or any TPM) event log and the PCR values it replays to.
+
+Records are rendered as they are walked, never gathered first: a bare log file (``--file``) is read a
+chunk at a time (:func:`sld.formats.eventlog.stream_log`), so a log of millions of records is shown in
+the memory of a few chunks. The output is the one ``sld inspect`` has always printed: the JSON of
+:func:`sld.report.dump_json` (``json.dumps``, indent 2) and the table of :func:`sld.report.table`,
+each written here a record at a time (tests/unit/test_inspect_log.py holds it to the earlier output).
+The text table's column widths depend on every record, so its records are walked twice (and a
+malformed log is refused before a line is printed); the JSON is written in one walk, so a log found
+malformed part-way ends it there, with the typed error on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+
+from sld.errors import SourceError
+from sld.formats.eventlog import Event, LogHeader, stream_log
+from sld.formats.names import EVENT_TYPES, event_type_name
+from sld.replay import PcrChains
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from sld.formats.eventlog import EventLog
+
+CHUNK = 1 << 20  # bytes read at a time from a log file
+MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
+BATCH = 2048  # records rendered per write
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_JSON_TYPE_NAMES = {t: json.dumps(name) for t, name in EVENT_TYPES.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    """``sld inspect`` (the command's front door: only the log part is here, the rest is imported on use)."""
+    if args.what != "log" or not args.file:
+        from sld.commands.inspect import run as inspect_source
+
+        return inspect_source(args)  # a log from a source is found by discover, then shown by show_log
+    source = f"file:{args.file}"
+    with _open_log_file(args.file) as (size, read):
+        def walk() -> tuple[LogHeader, Iterator[Event]]:
+            os.lseek(read.fd, 0, os.SEEK_SET)
+            return stream_log(iter(partial(read, CHUNK), b""), size)
+
+        _render(walk, args, source)
+    return 0
+
+
+def show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
+    """A log parsed whole (from a source: securityfs, /dev/mem, an image)."""
+    _render(lambda: (log, iter(log.events)), args, source)
+
+
+class _Reader:
+    """``read(n)`` on a descriptor, with its errors typed."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd, self.path = fd, path
+
+    def __call__(self, n: int) -> bytes:
+        try:
+            return os.read(self.fd, n)
+        except OSError as err:
+            raise SourceError(f"cannot read: {err.strerror}", source=self.path) from None
+
+
+class _open_log_file:  # noqa: N801  (used as a context manager, like open())
+    """A regular file of at most MAX_LOG_FILE bytes, opened without blocking (a FIFO, /dev/zero, a link
+    to either: refused with a typed error, never a hang or a MemoryError; issue 17)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError as err:
+            raise SourceError(f"cannot read: {err.strerror}", source=path) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LOG_FILE:
+            os.close(fd)
+            why = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"larger than {MAX_LOG_FILE} bytes"
+            raise SourceError(f"cannot read: {why}", source=path)
+        self.size, self.reader = st.st_size, _Reader(fd, path)
+
+    def __enter__(self) -> tuple[int, _Reader]:
+        return self.size, self.reader
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.reader.fd)
+
+
+def _render(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], args: argparse.Namespace, source: str) -> None:
+    out = sys.stdout
+    if args.json:
+        _json(walk, args.pcrs, source, out.write)
+    else:
+        _text(walk, args.pcrs, source, out.write)
+    out.flush()
+
+
+# ---- JSON -----------------------------------------------------------------------------------------
+
+
+def _json(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, source: str,
+          write: Callable[[str], object]) -> None:
+    from sld.report import dump_json
+
+    header, events = walk()
+    payload: dict[str, object] = {"source": source, "format": header.format, "banks": header.banks,
+                                  "events": [_MARK]}
+    head, _ = dump_json("inspect.log", payload).split(_MARK_JSON)
+    write(head.removesuffix("\n"))  # the list's newline only if it has an item: json.dumps writes [] for none
+    chains = PcrChains(header.banks) if pcrs else None
+    some = _json_events(events, chains, write)
+    if chains is not None:
+        payload["pcrs"] = {bank: {str(p): v for p, v in values.items()} for bank, values in chains.values().items()}
+    _, tail = dump_json("inspect.log", payload).split(_MARK_JSON)
+    write((tail if some else tail.lstrip("\n ")) + "\n")
+
+
+_MARK = "\x00events\x00"  # where the records go in the document json.dumps lays out
+_MARK_JSON = "    " + json.dumps(_MARK)
+
+
+def _json_events(events: Iterable[Event], chains: PcrChains | None, write: Callable[[str], object]) -> bool:
+    """Each record as json.dumps(indent=2) lays it out inside the ``events`` list; whether there was one."""
+    templates: dict[tuple[str, ...], str] = {}
+    names = _JSON_TYPE_NAMES
+    add = chains.add if chains is not None else None
+    batch: list[str] = []
+    keep = batch.append
+    sep = "\n"
+    for ev in events:
+        digests = ev.digests
+        banks = tuple(digests)
+        template = templates.get(banks) or templates.setdefault(banks, _json_template(banks))
+        name = names.get(ev.type) or json.dumps(event_type_name(ev.type))
+        keep(template % (ev.index, ev.offset, ev.pcr, ev.type, name, *[d.hex() for d in digests.values()],
+                         ev.data.hex()))
+        if add is not None:
+            add(ev)
+        if len(batch) == BATCH:
+            write(sep + ",\n".join(batch))
+            batch.clear()
+            sep = ",\n"
+    if batch:
+        write(sep + ",\n".join(batch))
+    return sep != "\n" or bool(batch)
+
+
+def _json_template(banks: tuple[str, ...]) -> str:
+    digests = ",\n".join(f"        {json.dumps(bank)}: \"%s\"" for bank in banks)
+    return ('    {\n      "index": %d,\n      "offset": %d,\n      "pcr": %d,\n      "type": %d,\n'
+            '      "type_name": %s,\n      "digests": {\n' + digests + '\n      },\n      "data": "%s"\n    }')
+
+
+# ---- text -----------------------------------------------------------------------------------------
+
+
+def _text(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, source: str,
+          write: Callable[[str], object]) -> None:
+    from sld.report import table
+
+    header, events = walk()
+    chains = PcrChains(header.banks) if pcrs else None
+    widths = _Widths()
+    for ev in events:  # first walk: how wide each column is, and the replay
+        widths.add(ev)
+        if chains is not None:
+            chains.add(ev)
+    write(f"{header.format} event log from {source}: {widths.count} events, banks {', '.join(header.banks)}\n")
+    _, events = walk()
+    _text_rows(events, widths, write)
+    if chains is not None:
+        rows = ((f"PCR{p}", bank, v.hex()) for bank, values in chains.values().items() for p, v in values.items())
+        write("\n" + table(rows, ("PCR", "BANK", "REPLAYED VALUE")) + "\n")
+
+
+_TEXT_HEADER = ("#", "PCR", "TYPE", "DIGESTS", "DATA")
+
+
+class _Widths:
+    """The widths :func:`sld.report.table` would give the record table: the widest cell of each column."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.index = self.pcr = 0
+        self.type = len(_TEXT_HEADER[2])
+        self.digests = len(_TEXT_HEADER[3])
+        self._digest_widths: dict[tuple[tuple[str, int], ...], int] = {}
+
+    def add(self, ev: Event) -> None:
+        self.count += 1
+        self.index = max(self.index, ev.index)
+        self.pcr = max(self.pcr, ev.pcr)
+        self.type = max(self.type, len(event_type_name(ev.type)))
+        shape = tuple((bank, len(d)) for bank, d in ev.digests.items())
+        width = self._digest_widths.get(shape)
+        if width is None:
+            width = sum(len(bank) + 1 + 2 * n for bank, n in shape) + 2 * (len(shape) - 1)  # bank:hex, 2 apart
+            self._digest_widths[shape] = width
+        self.digests = max(self.digests, width)
+
+    def columns(self) -> tuple[int, int, int, int]:
+        return (max(len(_TEXT_HEADER[0]), len(str(self.index))), max(len(_TEXT_HEADER[1]), len(str(self.pcr))),
+                self.type, self.digests)
+
+
+def _text_rows(events: Iterable[Event], widths: _Widths, write: Callable[[str], object]) -> None:
+    w_index, w_pcr, w_type, w_digests = widths.columns()
+    write("  ".join(c.ljust(w) for c, w in zip(_TEXT_HEADER, (w_index, w_pcr, w_type, w_digests, 0), strict=True))
+          .rstrip() + "\n")
+    templates: dict[tuple[str, ...], str] = {}
+    types = {t: name.ljust(w_type) for t, name in EVENT_TYPES.items()}
+    batch: list[str] = []
+    keep = batch.append
+    for ev in events:
+        digests = ev.digests
+        banks = tuple(digests)
+        template = templates.get(banks)
+        if template is None:
+            template = templates[banks] = "  ".join(f"{bank}:%s" for bank in banks)
+        cell = (template % tuple([d.hex() for d in digests.values()])).ljust(w_digests)
+        name = types.get(ev.type) or event_type_name(ev.type).ljust(w_type)
+        shown = ev.data.rstrip(b"\0")
+        text = shown.decode()[:40] if shown and not shown.translate(None, _PRINTABLE) else f"{len(ev.data)} bytes"
+        keep(f"{ev.index:<{w_index}}  {ev.pcr:<{w_pcr}}  {name}  {cell}  {text}".rstrip())
+        if len(batch) == BATCH:
+            write("\n".join(batch) + "\n")
+            batch.clear()
+    if batch:
+        write("\n".join(batch) + "\n")

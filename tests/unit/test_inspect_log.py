@@ -1,0 +1,91 @@
+"""``sld inspect log --file``: the output, byte for byte, is what sld printed before the streaming renderer.
+
+The golden files under golden/inspect-log/ were written by ``sld inspect log --file NAME --pcrs [--json]``
+at commit 286b5dc (the renderer that built every Event and one payload first), run from the corpus
+folder (corpus logs) or from the golden folder (the built-*.bin logs: TPM 1.2 container, SHA-1 log, and a
+four-bank crypto-agile log with records lacking a bank). The forms without ``--pcrs`` are those outputs
+without their PCR part.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "inspect-log"
+CASES = sorted(p.name.removesuffix(".pcrs.txt") for p in GOLDEN.glob("*.pcrs.txt"))
+
+
+def _log_file(name: str, corpus: Path) -> tuple[Path, str]:
+    """(folder to run in, the path as given on the command line) for a golden case."""
+    if name.startswith("built-"):
+        return GOLDEN, f"{name}.bin"
+    folder, _, stem = name.partition("_")
+    return corpus, f"{folder}/{stem}.bin"
+
+
+def _inspect(cwd: Path, path: str, *flags: str) -> bytes:
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "log", "--file", path, *flags], cwd=cwd,
+                         capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@pytest.fixture(params=CASES)
+def case(request: pytest.FixtureRequest, corpus: Path) -> tuple[Path, str, str]:
+    cwd, path = _log_file(request.param, corpus)
+    return cwd, path, request.param
+
+
+def test_every_corpus_log_has_golden_output(corpus: Path) -> None:
+    logs = {f"{p.parent.name}_{p.stem}" for p in corpus.glob("*/*.bin")}
+    assert logs and logs <= set(CASES)
+
+
+def test_text_output_is_unchanged(case: tuple[Path, str, str]) -> None:
+    cwd, path, name = case
+    golden = (GOLDEN / f"{name}.pcrs.txt").read_bytes()
+    assert _inspect(cwd, path, "--pcrs") == golden
+    events_only = golden[: golden.index(b"\n\nPCR ")] + b"\n"
+    assert _inspect(cwd, path) == events_only
+
+
+def test_json_output_is_unchanged(case: tuple[Path, str, str]) -> None:
+    cwd, path, name = case
+    golden = (GOLDEN / f"{name}.pcrs.json").read_bytes()
+    assert _inspect(cwd, path, "--pcrs", "--json") == golden
+    events_only = golden[: golden.index(b',\n  "pcrs": {')] + b"\n}\n"
+    assert _inspect(cwd, path, "--json") == events_only
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "link to /dev/zero", "FIFO", "directory"])
+def test_what_is_not_a_regular_file_is_refused_with_a_typed_error(tmp_path: Path, kind: str) -> None:
+    """Once a MemoryError (exit 70) or a hang (issue 17): now exit 3 naming the file, at once."""
+    path = tmp_path / "log"
+    if kind == "/dev/zero":
+        path = Path("/dev/zero")
+    elif kind == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "log", "--file", str(path), "--json"],
+                         capture_output=True, text=True, timeout=20)
+    assert run.returncode == 3, run.stderr
+    assert f"file:{path}" not in run.stdout and str(path) in run.stderr and "not a regular file" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_record_past_the_end_of_a_streamed_file_is_a_typed_error(tmp_path: Path) -> None:
+    log = (GOLDEN / "built-agile-4banks.bin").read_bytes()
+    path = tmp_path / "cut.bin"
+    path.write_bytes(log[:700])
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "inspect", "log", "--file", str(path)],
+                         capture_output=True, text=True, timeout=20)
+    assert run.returncode == 1 and "TCG_PCR_EVENT2" in run.stderr and "truncated" in run.stderr
+    assert "Traceback" not in run.stderr
