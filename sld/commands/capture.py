@@ -22,6 +22,7 @@ from sld.platform.capture import Capture, write_capture
 from sld.platform.memory import PhysicalMemory
 from sld.platform.securityfs import SLAUNCH_DIR, SecurityFsView
 from sld.platform.source import Source, open_source
+from sld.text import count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise SourceError("nothing readable to capture", source=source.name)
     write_capture(args.output, Capture(regions, files, meta))
     size = os.stat(args.output).st_size
-    print(f"captured {len(regions)} memory regions and {len(files)} securityfs files from {source.name} into "
-          f"{args.output} ({size} bytes); read it back with --source capture:{args.output}")
+    print(f"captured {count(len(regions), 'memory region')} and {count(len(files), 'securityfs file')} from "
+          f"{source.name} into {args.output} ({count(size, 'byte')}); read it back with --source capture:{args.output}")
     return 0
 
 
