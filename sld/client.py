@@ -13,7 +13,7 @@ from __future__ import annotations
 import _socket
 import sys
 
-DEFAULT_SOCKET = "/run/sld/control.sock"
+from sld.paths import DEFAULT_SOCKET
 
 
 def _options(argv: list[str]) -> tuple[str, str] | None:

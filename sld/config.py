@@ -1,13 +1,20 @@
 """/etc/sld/sld.toml -> frozen dataclasses. Unknown keys, wrong types and bad values are errors that
 name the file and the key (exit code 2), so a typo never silently becomes a default.
 
-The dataclasses are the schema: each field's type and default is what ``conf/sld.toml`` documents.
+The dataclasses are the schema: each field's type and default is what ``conf/sld.toml`` documents;
+choices come from the vocabulary (``sld.vocab``). After the keys, each section is checked as a whole
+(``SECTION_CHECKS``: TLS needs both files, quarantine needs interfaces, ...) and against what this
+file system holds where a key names a path, so a configuration that cannot work is refused at start
+or reload (exit 2), never discovered later. What needs other stages (the policy parser, libpcap, the
+TCTI loader, netlink) is checked by ``sld.service.preflight``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import grp
 import ipaddress
+import os
 import re
 import tomllib
 import types
@@ -16,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sld.client import DEFAULT_SOCKET
 from sld.errors import ConfigError
-
-DEFAULT_PATH = "/etc/sld/sld.toml"
+from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET, DEFAULT_TCTI
+from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,9 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class TpmConfig:
-    tcti: str = "device:/dev/tpmrm0"
+    tcti: str = DEFAULT_TCTI
     locality: int | None = None
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,9 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "verify.mode": ("auto", "validate", "perform"),
-    "quarantine.on": ("failed", "not-launched", "degraded"),
-    "log.debug": ("sources", "tpm", "replay", "metrics", "net", "control"),
+    "verify.mode": choices(Mode),
+    "quarantine.on": (Result.FAILED, Result.NOT_LAUNCHED, DaemonState.DEGRADED),
+    "log.debug": choices(LogCategory),
 }
 BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 MAKE_BCRYPT = ("make one with `htpasswd -nBC 10 USER` (Debian apache2-utils) or python3 -c 'import crypt, "
@@ -100,7 +107,8 @@ RETIRED = dict.fromkeys(
     "an unsalted SHA-256 password is no longer accepted: list users with bcrypt hashes in "
     f'[metrics.basic_auth_users] (prom = "$2y$10$..."); {MAKE_BCRYPT}')
 RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
-                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4)}
+                                          "metrics.port": (1, 65535), "tpm.locality": (0, 4),
+                                          "tpm.timeout": (0.1, 600)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -144,6 +152,40 @@ def _validate(key: str, value: Any) -> None:
         raise ConfigError(f"{value} is outside {RANGES[key][0]:g}..{RANGES[key][1]:g}", key=key)
 
 
+def _check_verify(v: VerifyConfig) -> None:
+    if v.policy and not os.path.isfile(v.policy):
+        raise ConfigError(f"{v.policy}: no such file", key="verify.policy")
+
+
+def _check_metrics(m: MetricsConfig) -> None:
+    if bool(m.certfile) != bool(m.keyfile):
+        given, missing = ("certfile", "keyfile") if m.certfile else ("keyfile", "certfile")
+        raise ConfigError(f"{given} is set without {missing}: TLS needs both (plain HTTP is never served in "
+                          "place of a half-configured TLS)", key=f"metrics.{missing}")
+    if m.client_ca and not m.certfile:
+        raise ConfigError("client certificates need TLS: set certfile and keyfile", key="metrics.client_ca")
+    if m.textfile and not os.path.isdir(os.path.dirname(m.textfile) or "."):
+        raise ConfigError(f"directory {os.path.dirname(m.textfile)} does not exist", key="metrics.textfile")
+
+
+def _check_control(c: ControlConfig) -> None:
+    if c.group:
+        try:
+            grp.getgrnam(c.group)
+        except KeyError:
+            raise ConfigError(f"no group {c.group!r} on this system", key="control.group") from None
+
+
+def _check_quarantine(q: QuarantineConfig) -> None:
+    if q.enabled and not q.interfaces:
+        raise ConfigError("enabled with no interfaces would block nothing: list them, or set enabled = false",
+                          key="quarantine.interfaces")
+
+
+SECTION_CHECKS: dict[str, Any] = {"verify": _check_verify, "metrics": _check_metrics, "control": _check_control,
+                                  "quarantine": _check_quarantine}
+
+
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
@@ -167,12 +209,18 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
             except ConfigError as err:
                 raise ConfigError(str(err).split(": ", 1)[-1], key=full, file=path) from None
         sections[name] = cls(**values)
-    return Config(**sections, path=path)
+    config = Config(**sections, path=path)
+    for name, check in SECTION_CHECKS.items():
+        try:
+            check(getattr(config, name))
+        except ConfigError as err:
+            raise ConfigError(str(err).split(": ", 1)[-1], key=err.key, file=path) from None
+    return config
 
 
 def load(path: str | None = None) -> Config:
     """The config at ``path`` (default /etc/sld/sld.toml; a missing default file means all defaults)."""
-    target = Path(path or DEFAULT_PATH)
+    target = Path(path or DEFAULT_CONFIG)
     try:
         raw = target.read_bytes()
     except FileNotFoundError:
@@ -187,12 +235,13 @@ def load(path: str | None = None) -> Config:
 def loads(raw: bytes, path: str = "") -> Config:
     """Parse config bytes: not UTF-8 or not TOML is a ConfigError like any bad key."""
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return from_dict(tomllib.loads(raw.decode("utf-8")), path)
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text (byte {err.start})", file=path) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", file=path) from None
-    return from_dict(data, path)
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and inline tables
+        raise ConfigError("nested too deeply to be a configuration", file=path) from None
 
 
 def replace(config: Config, **sections: Any) -> Config:

@@ -1,18 +1,15 @@
-"""A thin ESAPI client: batched PCR reads, one multi-bank extend per event, and every failure
-classified once into ``TpmError.kind`` so callers never match on message text.
+"""A thin ESAPI client: batched PCR reads, one multi-bank extend per event, every command bounded in time,
+and every failure classified once into ``TpmError.kind`` so callers never match on message text.
 
-The ESAPI calls go through tpm2-pytss's own cffi binding to libtss2 (its compiled ``_libtpm2_pytss``
-module), loaded without the package's Python layer: that layer imports cryptography and FAPI, 50 ms
-(more than a whole verification) that sld's five ESAPI calls do not need. The transport is any
-tpm2-tss TCTI string: ``device:/dev/tpmrm0`` on a server, ``swtpm:host=,port=`` for the simulator.
-``commands`` counts the TPM commands sent, for benchmarks and the metrics.
+ESAPI is reached through sld.tss (tpm2-pytss's compiled binding, loaded without its Python layer). The
+transport is any tpm2-tss TCTI string: ``device:/dev/tpmrm0`` on a server, ``swtpm:host=,port=`` for the
+simulator. ``commands`` counts the TPM commands sent, for benchmarks and the metrics.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -20,18 +17,17 @@ from typing import Any, TypeVar
 
 from sld.errors import TpmError
 from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
+from sld.paths import DEFAULT_TCTI
+from sld.tss import TCTI_RC_NOT_IMPLEMENTED, Tss2Error, binding, check, classify
 from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
 log = logging.getLogger("sld.tpm")
-DEFAULT_TCTI = "device:/dev/tpmrm0"
+DEFAULT_TIMEOUT = 5.0  # seconds one TPM command may take (TPM PTP's longest, TPM2_CreatePrimary RSA, ~2 s)
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
 RETRY_FIRST_DELAY = 0.05
-# [TPM 2.0 Part 2, TPM_RC; tss2_esys.h ESYS_TR]
-RC_LOCALITY = 0x907
-RETRIABLE = {0x922: "TPM_RC_RETRY", 0x908: "TPM_RC_YIELDED", 0x90A: "TPM_RC_TESTING"}
-TRANSPORT_LAYERS = (0xA0000, 0x70000, 0x80000, 0x90000)  # TCTI, ESAPI, SYS, MU: the transport side
+# [tss2_esys.h ESYS_TR; TPM 2.0 Part 2 §6.13 TPM_CAP]
 ESYS_TR_NONE = 0xFFF
 ESYS_TR_PASSWORD = 0x0FF
 TPM2_CAP_PCRS = 0x5
@@ -42,27 +38,6 @@ LOCALITY_HINT = {
 PCR_EXTEND_LOCALITIES = {17: "2-4", 18: "2-4", 19: "2-3", 20: "1-3", 21: "2", 22: "2"}
 
 
-def _binding() -> tuple[Any, Any]:
-    """(ffi, lib) of tpm2-pytss's compiled binding, without importing the tpm2_pytss package."""
-    name = "tpm2_pytss._libtpm2_pytss"
-    module = sys.modules.get(name)
-    if module is None:
-        import importlib.machinery
-        import importlib.util
-
-        package = importlib.util.find_spec("tpm2_pytss")
-        spec = (importlib.machinery.PathFinder.find_spec(name, package.submodule_search_locations)
-                if package and package.submodule_search_locations else None)
-        if spec is None or spec.loader is None:
-            raise TpmError(TpmErrorKind.UNAVAILABLE,
-                           "tpm2-pytss (its compiled _libtpm2_pytss binding) is not installed")
-        module = importlib.util.module_from_spec(spec)
-        os.environ.setdefault("TSS2_LOG", "all+NONE")  # errors are ours to report, not esys's stderr chatter
-        spec.loader.exec_module(module)
-        sys.modules[name] = module  # the package, if something imports it later, shares this one
-    return module.ffi, module.lib
-
-
 def _release(ffi: Any, lib: Any, esys: Any, tcti: Any) -> None:
     if esys[0] != ffi.NULL:
         lib.Esys_Finalize(esys)
@@ -70,73 +45,98 @@ def _release(ffi: Any, lib: Any, esys: Any, tcti: Any) -> None:
         lib.Tss2_TctiLdr_Finalize(tcti)
 
 
-class Tss2Error(Exception):
-    """A libtss2 return code other than success."""
+def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[], Callable[[], None]]) -> T:
+    """``fn()`` on a worker thread, waited for at most ``timeout`` seconds (issue 17: a TPM that stops answering).
 
-    def __init__(self, rc: int, message: str) -> None:
-        super().__init__(f"{message} (0x{rc:x})")
-        self.rc = rc
+    tpm2-tss's synchronous ESAPI calls wait without limit (they run their _Finish with an infinite timeout,
+    and the swtpm/mssim TCTIs ignore timeouts altogether), so the bound is kept here. A command that overruns
+    is never touched again: ``abandon()`` hands its connection's release over to the worker, which runs it
+    if the TPM ever answers, and the caller gets TpmError kind "timeout".
+    """
+    outcome: list[tuple[bool, Any]] = []
+    leftover: list[Callable[[], None]] = []
+    lock = threading.Lock()
 
-    @property
-    def error(self) -> int:
-        """The code without a format-one code's handle/parameter/session number (as tpm2-pytss decodes it)."""
-        return 0x80 | (self.rc & 0x3F) if self.rc & 0x80 else self.rc
+    def work() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as err:  # handed to the caller, whatever it is
+            outcome.append((False, err))
+        with lock:
+            for release in leftover:
+                release()
 
-
-def classify(err: Exception, what: str) -> TpmError:
-    """TSS2 and transport failures -> TpmError(kind): locality, retry, unavailable, command."""
-    if isinstance(err, Tss2Error):
-        rc, layer, code = err.rc, err.rc & 0xFF0000, err.error
-        if layer == 0 and code == RC_LOCALITY:
-            return TpmError(TpmErrorKind.LOCALITY, f"{what}: TPM_RC_LOCALITY", rc=rc)
-        if layer == 0 and code in RETRIABLE:
-            return TpmError(TpmErrorKind.RETRY,
-                            f"{what}: the TPM kept answering {RETRIABLE[code]} (retry, yielded, testing)", rc=rc)
-        if layer in TRANSPORT_LAYERS:
-            return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}", rc=rc)
-        return TpmError(TpmErrorKind.COMMAND, f"{what}: {err}", rc=rc)
-    return TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: {err}")
+    worker = threading.Thread(target=work, name="sld-tpm-command", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    with lock:
+        if not outcome:
+            leftover.append(abandon())
+            raise TpmError(TpmErrorKind.TIMEOUT,
+                           f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
 
 
 class Tpm:
-    """An open TPM; ``banks`` is read once (TPM2_GetCapability PCRS) and cached for the session."""
+    """An open TPM; ``banks`` is read once (TPM2_GetCapability PCRS) and cached for the session.
 
-    def __init__(self, tcti: str = DEFAULT_TCTI, *, locality: int | None = None) -> None:
+    Every command waits at most ``timeout`` seconds; one that overruns closes this Tpm (TpmError "timeout"),
+    and a caller that wants to go on opens a new one (the daemon does, next interval).
+    """
+
+    def __init__(self, tcti: str = DEFAULT_TCTI, *, locality: int | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.tcti_string = tcti
+        self.timeout = timeout
         self.commands = 0
         self._banks: tuple[str, ...] | None = None
-        self._ffi, self._lib = _binding()
+        self._ffi, self._lib = binding()
         self._tcti: Any = self._ffi.new("TSS2_TCTI_CONTEXT **")
         self._esys: Any = self._ffi.new("ESYS_CONTEXT **")
         # Released in order (ESAPI, then the TCTI) by close(), or when the Tpm is collected.
         self._release = weakref.finalize(self, _release, self._ffi, self._lib, self._esys, self._tcti)
         try:
-            self._check(self._lib.Tss2_TctiLdr_Initialize(tcti.encode(), self._tcti))
-            self._check(self._lib.Esys_Initialize(self._esys, self._tcti[0], self._ffi.NULL))
+            self._bounded("open", self._open)
         except Tss2Error as err:
             self.close()
             raise TpmError(TpmErrorKind.UNAVAILABLE, f"cannot open TCTI {tcti!r}: {err}") from None
         if locality is not None:
             self.set_locality(locality)
 
+    def _open(self) -> None:
+        """Tss2_TctiLdr_Initialize (the swtpm TCTI talks to swtpm already) and Esys_Initialize."""
+        check(self._lib.Tss2_TctiLdr_Initialize(self.tcti_string.encode(), self._tcti))
+        check(self._lib.Esys_Initialize(self._esys, self._tcti[0], self._ffi.NULL))
+
     def _require_open(self, what: str) -> None:
         if not self._release.alive:
             raise TpmError(TpmErrorKind.UNAVAILABLE, f"{what}: the TPM connection is closed")
 
-    def _check(self, rc: int) -> None:
-        if rc:
-            raise Tss2Error(rc, self._ffi.string(self._lib.Tss2_RC_Decode(rc)).decode(errors="replace"))
+    def _abandon(self) -> Callable[[], None]:
+        """Close this Tpm without touching its contexts; the release (run later by the worker) is returned."""
+        detached = self._release.detach()
+        if detached is None:
+            return lambda: None
+        _, release, args, _ = detached
+        return lambda: release(*args)
+
+    def _bounded(self, what: str, fn: Callable[[], T]) -> T:
+        return bounded(f"{what} via {self.tcti_string}", fn, self.timeout, self._abandon)
 
     def set_locality(self, locality: int) -> None:
         """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
-        self._require_open(f"TCTI {self.tcti_string!r}")
+        what = f"TCTI {self.tcti_string!r}"
+        self._require_open(what)
         common = self._ffi.cast("TSS2_TCTI_CONTEXT_COMMON_V1 *", self._tcti[0])
         try:
             if common.setLocality == self._ffi.NULL:
-                raise Tss2Error(0xA0002, "tcti:not implemented")  # TSS2_TCTI_RC_NOT_IMPLEMENTED
-            self._check(common.setLocality(self._tcti[0], locality))
+                raise Tss2Error(TCTI_RC_NOT_IMPLEMENTED, "tcti:not implemented")
+            self._bounded(f"{what} set locality", lambda: check(common.setLocality(self._tcti[0], locality)))
         except Tss2Error as err:
-            raise TpmError(TpmErrorKind.LOCALITY, f"TCTI {self.tcti_string!r} cannot select locality {locality}: {err}",
+            raise TpmError(TpmErrorKind.LOCALITY, f"{what} cannot select locality {locality}: {err}",
                            rc=err.rc) from None
 
     def close(self) -> None:
@@ -149,7 +149,7 @@ class Tpm:
         self.close()
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """One TPM command, retried with bounded exponential backoff while the TPM asks to retry.
+        """One TPM command, bounded in time, retried with bounded exponential backoff while the TPM asks to retry.
 
         ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
         add the pause a self-testing TPM needs, so at most RETRY_ATTEMPTS x 5 commands are sent.
@@ -160,7 +160,7 @@ class Tpm:
             self.commands += 1
             log.debug("%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
             try:
-                return fn()
+                return self._bounded(what, fn)
             except (Tss2Error, OSError) as err:
                 classified = classify(err, what)
                 if classified.kind != TpmErrorKind.RETRY or attempt == RETRY_ATTEMPTS - 1:
@@ -178,7 +178,7 @@ class Tpm:
     def _get_banks(self) -> tuple[str, ...]:
         ffi, lib = self._ffi, self._lib
         more, data = ffi.new("TPMI_YES_NO *"), ffi.new("TPMS_CAPABILITY_DATA **")
-        self._check(lib.Esys_GetCapability(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_PCRS,
+        check(lib.Esys_GetCapability(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_PCRS,
                                            0, 1, more, data))
         try:
             assigned = data[0].data.assignedPCR
@@ -214,7 +214,7 @@ class Tpm:
                     sel.pcrSelect[pcr // 8] |= 1 << (pcr % 8)
                 selection.count += 1
         counter, got, values = ffi.new("UINT32 *"), ffi.new("TPML_PCR_SELECTION **"), ffi.new("TPML_DIGEST **")
-        self._check(lib.Esys_PCR_Read(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, selection, counter,
+        check(lib.Esys_PCR_Read(self._esys[0], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, selection, counter,
                                       got, values))
         try:
             digests = iter(values[0].digests[0 : values[0].count])
@@ -242,7 +242,7 @@ class Tpm:
             values.digests[i].hashAlg = ALG_ID[bank]
             ffi.memmove(ffi.addressof(values.digests[i].digest), digest, len(digest))
         try:
-            self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: self._check(self._lib.Esys_PCR_Extend(
+            self._call(f"TPM2_PCR_Extend(PCR{pcr})", lambda: check(self._lib.Esys_PCR_Extend(
                 self._esys[0], pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, values)))
         except TpmError as err:
             if err.kind == TpmErrorKind.LOCALITY:

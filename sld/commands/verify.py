@@ -12,7 +12,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from sld.config import DEFAULT_PATH, Config
+from sld.config import Config
+from sld.paths import DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,16 @@ def _daemon_was_asked(args: argparse.Namespace) -> bool:
 def notice(args: argparse.Namespace, config: Config) -> str:
     """The stderr line that says where this verdict comes from and which configuration it used."""
     why = f"no sld daemon answers on {args.socket}: " if _daemon_was_asked(args) else ""
-    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_PATH}, built-in defaults"
+    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_CONFIG}, built-in defaults"
     return f"sld: {why}verifying in this process ({used})"
 
 
 def run(args: argparse.Namespace) -> int:
     """Verify in this process with the configuration file's settings under the options."""
+    if args.ak or args.nonce or args.previous or args.format:  # evidence options without --evidence
+        from sld.commands.evidence import run as verify_evidence
+
+        return verify_evidence(args)
     from sld.appraisal.files import load as load_policy
     from sld.config import load
     from sld.report import verdict_json, verdict_text

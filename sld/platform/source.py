@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from sld.errors import ConfigError, SourceError
-from sld.platform.memory import DEV_MEM, MappedMemory, PhysicalMemory
+from sld.platform.memory import DEV_MEM, FileMemory, ImageMemory, MappedMemory, PhysicalMemory
 from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs
 
 
@@ -23,7 +23,7 @@ class Source:
     securityfs: SecurityFs | None = None
 
     def close(self) -> None:
-        if isinstance(self.memory, MappedMemory):
+        if isinstance(self.memory, FileMemory):
             self.memory.close()
 
     def __enter__(self) -> Source:
@@ -33,9 +33,22 @@ class Source:
         self.close()
 
 
+PATH_ARGUMENT = {"auto": "never", "securityfs": "optional", "devmem": "never", "image": "required"}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(kind, argument) of a source spec, checked without opening anything (start-up, reload)."""
+    kind, colon, arg = spec.partition(":")
+    takes = PATH_ARGUMENT.get(kind)
+    if takes is None or (takes == "never" and colon) or (takes == "required" and not arg):
+        raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem or image:PATH (e.g. "
+                          "image:/var/tmp/sld.img)", key="source")
+    return kind, arg
+
+
 def open_source(spec: str = "auto") -> Source:
     """Open the source ``spec`` names; ``auto`` prefers securityfs (works under lockdown), then /dev/mem."""
-    kind, _, arg = spec.partition(":")
+    kind, arg = parse_spec(spec)
     if kind == "auto":
         if SecurityFs.present():
             return open_source("securityfs")
@@ -52,8 +65,4 @@ def open_source(spec: str = "auto") -> Source:
         return Source("securityfs", fs.name, securityfs=fs)
     if kind == "devmem":
         return Source("devmem", DEV_MEM, memory=MappedMemory(DEV_MEM))
-    if kind == "image":
-        if not arg:
-            raise ConfigError("image: needs a path, e.g. image:/var/tmp/sld.img", key="source")
-        return Source("image", f"image:{arg}", memory=MappedMemory(arg, name=f"image:{arg}"))
-    raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem or image:PATH", key="source")
+    return Source("image", f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))

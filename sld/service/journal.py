@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from sld.vocab import LogCategory, choices
+
 MESSAGE_IDS = {
     "verified": "00113a113da54ac992c40ef820f74e5b",
     "failed": "ddc83d0bbd9a4054b8f76c4a1bde17ca",
@@ -23,7 +25,7 @@ MESSAGE_IDS = {
     "verification-stuck": "777779a29b834762a851beb5104eb4e8",
     "output-error": "987ae6c1ef654be6b65545fd7f72df29",
 }
-CATEGORIES = ("sources", "tpm", "replay", "metrics", "net", "control")
+CATEGORIES = choices(LogCategory)
 
 log = logging.getLogger("sld")
 

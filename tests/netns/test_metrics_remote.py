@@ -58,8 +58,6 @@ def fleet(tmp_path: Path) -> Iterator[tuple[dict[str, str], Pki]]:
 spec = "image:{tmp_path / 'no-platform.img'}"
 [tpm]
 tcti = "swtpm:host=127.0.0.1,port=9"
-[verify]
-lock = "{tmp_path / 'extend.lock'}"
 [metrics]
 listen = "0.0.0.0"
 port = {PORT}

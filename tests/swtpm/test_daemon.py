@@ -476,7 +476,8 @@ def _until(sock: str, cmd: str, done: Callable[[dict], bool], timeout: float = 2
 
 def test_a_textfile_that_cannot_be_written_is_journaled_and_counted(sim: Sim, tmp_path: Path) -> None:
     sim.up("clean")
-    prom = tmp_path / "missing" / "sld.prom"
+    prom = tmp_path / "sld.prom"
+    prom.mkdir()  # a directory where the file should be: every write fails (a missing directory is refused at load)
     conf = tmp_path / "sld.toml"
     conf.write_text(config(sim, free_port_pair()).replace("[metrics]\n", f'[metrics]\ntextfile = "{prom}"\n'))
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],

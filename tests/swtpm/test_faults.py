@@ -68,6 +68,7 @@ def proxied(sim: Sim, tmp_path: Path) -> Iterator[tuple[Daemon, TpmProxy, Path]]
 spec = "image:{info['image']}"
 [tpm]
 tcti = "{proxy.tcti}"
+timeout = 1
 [verify]
 interval = 1
 [metrics]
@@ -102,6 +103,24 @@ def test_tpm_cut_then_restored(proxied: tuple[Daemon, TpmProxy, Path]) -> None:
     assert daemon.watchdogs(2.5) >= 1  # the main loop stays healthy while the TPM is gone
     proxy.start()
     assert daemon.wait_state("running") < 3  # within one interval (1 s) plus a verification
+
+
+def test_tpm_that_stops_answering_degrades_within_the_timeout(sim: Sim,
+                                                               proxied: tuple[Daemon, TpmProxy, Path]) -> None:
+    """Issue 17: a SIGSTOPped swtpm makes the daemon degraded (TpmError "timeout", [tpm] timeout = 1 s) within
+    an interval plus the timeout, instead of hanging while status says verified; it recovers on SIGCONT."""
+    from sld.sim.swtpm import Swtpm
+
+    daemon, _, _ = proxied
+    pid = Swtpm.load(sim.root / "sim.json").pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert daemon.wait_state("degraded", timeout=10) < 4
+        status = daemon.status()
+        assert "TPM timeout" in status["error"] and status["launch_verified"] is False
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert daemon.wait_state("running") < 4
 
 
 def test_source_removed_then_restored(proxied: tuple[Daemon, TpmProxy, Path]) -> None:

@@ -108,3 +108,31 @@ def test_a_closed_or_collected_tpm_is_released_and_refuses_commands(swtpm: Swtpm
         gc.collect()
     with Tpm(swtpm.tcti) as again:
         assert again.read_pcrs([17], ["sha256"])["sha256"][17]
+
+
+def test_a_tpm_that_stops_answering_times_out_and_closes(swtpm: Swtpm) -> None:
+    """Issue 17: a SIGSTOPped swtpm gives TpmError kind "timeout" within the bound, for a command and for the
+    locality request at open; the stuck connection is never used again, and a new one works once it answers."""
+    import os
+    import signal
+    import time
+
+    tpm = Tpm(swtpm.tcti, timeout=0.5)
+    assert tpm.banks()
+    os.kill(swtpm.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TpmError) as err:
+            tpm.read_pcrs([17], ["sha256"])
+        assert err.value.kind == "timeout" and "TPM2_PCR_Read" in str(err.value)
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(TpmError) as closed:
+            tpm.read_pcrs([17], ["sha256"])
+        assert closed.value.kind == "unavailable" and "closed" in str(closed.value)
+        with pytest.raises(TpmError) as at_open:
+            Tpm(swtpm.tcti, locality=2, timeout=0.5)
+        assert at_open.value.kind == "timeout"
+    finally:
+        os.kill(swtpm.pid, signal.SIGCONT)
+    with Tpm(swtpm.tcti, timeout=5) as again:
+        assert again.read_pcrs([17], ["sha256"])["sha256"][17] == b"\xff" * 32
