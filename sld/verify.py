@@ -56,6 +56,14 @@ class PcrState:
     actual: dict[str, bytes]
     unmeasured: tuple[str, ...] = ()  # banks capped in this PCR: "not measured", never a match
 
+    def bank_status(self, bank: str) -> PcrStatus:
+        """This PCR in one bank: ``not-measured`` when capped, never a match (spec §7.6)."""
+        if bank in self.unmeasured:
+            return PcrStatus.NOT_MEASURED
+        if self.status == PcrStatus.MATCH and self.expected.get(bank) != self.actual.get(bank):
+            return PcrStatus.MISMATCH
+        return self.status
+
     @property
     def remaining(self) -> tuple[int, ...]:
         return self.events[self.held :] if self.held is not None else ()
