@@ -82,11 +82,14 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
-    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy")
-    p.set_defaults(handler="sld.commands.policy:run_create")
-    _add_source(p)
-    p.add_argument("--tcti", default="device:/dev/tpmrm0", help="tpm2-tss TCTI string (default device:/dev/tpmrm0)")
-    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy "
+                          "(read as a local `sld verify --mode validate` reads it, with the same defaults)")
+    p.set_defaults(handler="sld.commands.policy:run_create", mode=None, policy=None)
+    p.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N "
+                   "(default: the configuration's [tpm] locality)")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml if present)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
