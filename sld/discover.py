@@ -17,12 +17,13 @@ from sld.formats import acm, eventlog, heap, registers, slrt
 from sld.formats._util import Region
 from sld.formats.heap import OsMleData
 from sld.platform.memory import PhysicalMemory
+from sld.platform.securityfs import MAX_EVENTLOG
 from sld.platform.source import Source
 
 log = logging.getLogger("sld.sources")
 MAX_HEAP = 16 << 20
 MAX_SLRT = 1 << 20
-MAX_LOG = 16 << 20
+MAX_LOG = MAX_EVENTLOG
 STAGES = ("registers", "heap", "slrt", "log")
 
 

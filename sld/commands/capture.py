@@ -15,6 +15,7 @@ from sld.errors import SourceError
 from sld.formats.registers import TXT_PUB_BASE, TXT_SPACE_SIZE
 from sld.platform.image import write_image
 from sld.platform.source import open_source
+from sld.text import count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"source": snap.source_name, "regions": {f"0x{a:x}": len(b) for a, b in sorted(regions.items())},
             "errors": {stage: str(err) for stage, err in snap.errors.items()}}
     Path(f"{args.output}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"captured {len(regions)} regions from {snap.source_name} into {args.output} "
+    print(f"captured {count(len(regions), 'region')} from {snap.source_name} into {args.output} "
           f"(read it back with --source image:{args.output})")
     return 0
 

@@ -23,6 +23,7 @@ from sld.errors import SourceError
 from sld.formats.eventlog import Event, LogHeader, stream_log
 from sld.formats.names import EVENT_TYPES, event_type_name
 from sld.replay import PcrChains
+from sld.text import count
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _text(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, sou
         widths.add(ev)
         if chains is not None:
             chains.add(ev)
-    write(f"{header.format} event log from {source}: {widths.count} events, banks {', '.join(header.banks)}\n")
+    write(f"{header.format} event log from {source}: {count(widths.count, 'event')}, banks {', '.join(header.banks)}\n")
     _, events = walk()
     _text_rows(events, widths, write)
     if chains is not None:

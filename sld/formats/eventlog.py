@@ -30,6 +30,7 @@ from sld.formats.names import (
     TXT_CONTAINER_SIGNATURE,
     event_type_name,
 )
+from sld.text import count
 from sld.vocab import LogFormat
 
 TYPE_CHECKING = False  # typing costs a log-parsing process more than its first thousand records
@@ -142,8 +143,8 @@ class Walk:
     def _checked(self, pairs: list[tuple[int, bytes]], at: int) -> dict[str, bytes]:
         """Digests by bank: each algorithm one the Spec ID event lists, and at most once (spec §4.3)."""
         if len(pairs) > len(self.names):
-            raise FormatError(self.structure, f"more digests than the {len(self.names)} algorithms the Spec ID "
-                              "event lists", field="count", offset=at)
+            raise FormatError(self.structure, f"more digests than the {count(len(self.names), 'algorithm')} the "
+                              "Spec ID event lists", field="count", offset=at)
         digests: dict[str, bytes] = {}
         for alg, digest in pairs:
             name = self.names.get(alg)

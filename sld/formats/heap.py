@@ -45,6 +45,8 @@ ELEMENT_DATA: dict[int, cs.Construct] = {
 }
 
 ElementHeader = cs.Struct("type" / cs.Int32ul, "size" / cs.Int32ul)
+ELEMENT_HEADER = "<II"
+"""ElementHeader as a ``struct`` format, for the element walk (a 16 MiB heap holds 2M elements)."""
 Element = cs.Struct(
     "type" / cs.Int32ul,
     "size" / cs.Rebuild(cs.Int32ul, cs.len_(this.data) + 8),
@@ -134,7 +136,7 @@ TABLE_DECLS: dict[str, tuple[cs.Struct, Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExtElement:
     type: int
     offset: int  # physical address of the element header
@@ -209,22 +211,25 @@ def parse_elements(table: Region, offset: int, name: str) -> tuple[ExtElement, .
     """
     out = []
     pos = offset
+    end, base, unpack, copy = len(table), table.base, table.unpack, table.copy  # 2M elements fit in 16 MiB
     while True:
-        if pos + 8 > len(table):
+        if pos + 8 > end:
             raise FormatError(name, "extended elements run past the table without an END element",
                               field="ExtDataElements", offset=table.address(pos))
-        head = table.parse(ElementHeader, f"{name} element", pos)
-        if head.size < 8 or pos + head.size > len(table):
-            raise FormatError(f"{name} element", f"size {head.size} does not fit the {len(table) - pos} bytes "
-                              "left in the table", field="size", offset=table.address(pos))
-        payload = table[pos + 8 : pos + head.size]
-        decl = ELEMENT_DATA.get(head.type)
-        fields = plain(payload.parse(decl, f"{name} {ELEMENT_TYPES[head.type]} element")) \
-            if decl is not None else None
-        out.append(ExtElement(head.type, table.address(pos), bytes(payload), fields))
-        if head.type == ELEMENT_END:
+        etype, size = unpack(ELEMENT_HEADER, pos)
+        if size < 8 or pos + size > end:
+            raise FormatError(f"{name} element", f"size {size} does not fit the {end - pos} bytes left in the table",
+                              field="size", offset=table.address(pos))
+        decl = ELEMENT_DATA.get(etype)
+        if decl is None:
+            out.append(ExtElement(etype, base + pos, copy(pos + 8, pos + size), None))
+        else:
+            payload = table[pos + 8 : pos + size]
+            fields = plain(payload.parse(decl, f"{name} {ELEMENT_TYPES[etype]} element"))
+            out.append(ExtElement(etype, table.address(pos), bytes(payload), fields))
+        if etype == ELEMENT_END:
             return tuple(out)
-        pos += head.size
+        pos += size
 
 
 def _parse_table(name: str, record: Region) -> HeapTable:

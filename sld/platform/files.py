@@ -25,10 +25,11 @@ _KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", st
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
 
 
-def open_regular(path: str | os.PathLike[str], source: str) -> int:
-    """An O_RDONLY descriptor of ``path`` if it is a regular file and not a symlink; else SourceError."""
+def open_regular(path: str | os.PathLike[str], source: str, *, follow: bool = False) -> int:
+    """An O_RDONLY descriptor of ``path`` if it is a regular file (and, unless ``follow``, not a symlink)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as err:
         why = "is a symbolic link, which is not followed" if err.errno == errno.ELOOP else \
             f"cannot be opened: {err.strerror}"
@@ -41,9 +42,9 @@ def open_regular(path: str | os.PathLike[str], source: str) -> int:
     return fd
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int, source: str) -> bytes:
+def read_bounded(path: str | os.PathLike[str], limit: int, source: str, *, follow: bool = False) -> bytes:
     """The whole regular file at ``path``, refused if it holds more than ``limit`` bytes."""
-    fd = open_regular(path, source)
+    fd = open_regular(path, source, follow=follow)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(limit + 1)

@@ -1,7 +1,7 @@
 """Writing a platform image: a sparse file where file offset == physical address.
 
 Only the pages that hold something take disk space (a few KiB), yet /dev/mem readers such as
-txt-stat, bind-mounted onto it, and :class:`sld.platform.memory.MappedMemory` find every structure at
+txt-stat, bind-mounted onto it, and :class:`sld.platform.memory.ImageMemory` find every structure at
 its physical address: an image is read exactly as /dev/mem is.
 """
 

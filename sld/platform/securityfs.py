@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sld.errors import SourceError
+from sld.platform.files import read_bounded
 
 SLAUNCH_DIR = "/sys/kernel/security/slaunch"
 SECURITYFS_REGISTERS = ("sts", "ests", "errorcode", "didvid", "ver_emif", "scratchpad", "e2sts")
+MAX_EVENTLOG = 16 << 20
+"""The largest event log sld reads from anywhere (LOG_INFO.size bound too): a DRTM log is KiBs."""
+REGISTER_FILE_LIMIT = 64
+"""A register file is at most 20 bytes (``0x`` + 16 digits + newline + NUL, spec §1.5)."""
 
 
 class SecurityFs:
@@ -25,16 +29,14 @@ class SecurityFs:
     def present(root: str = SLAUNCH_DIR) -> bool:
         return (Path(root) / "eventlog").exists()
 
-    def _read(self, rel: str) -> bytes:
-        try:
-            return (self.root / rel).read_bytes()
-        except OSError as err:
-            raise SourceError(f"cannot read {rel}: {err.strerror}", source=self.name) from None
+    def _read(self, rel: str, limit: int) -> bytes:
+        """A file the kernel made: regular, not a link (O_NOFOLLOW), at most ``limit`` bytes (issue 17)."""
+        return read_bounded(self.root / rel, limit, self.name)
 
     def registers(self) -> dict[str, bytes]:
         """Every exported register file's bytes (the kernel's ``%#0Nx\\n\\0`` text, spec §1.5), undecoded."""
-        return {name: self._read(f"txt/{name}") for name in SECURITYFS_REGISTERS}
+        return {name: self._read(f"txt/{name}", REGISTER_FILE_LIMIT) for name in SECURITYFS_REGISTERS}
 
     def eventlog(self) -> bytes:
         """The whole log buffer (LOG_INFO.size bytes, zero-filled after the last record)."""
-        return self._read("eventlog")
+        return self._read("eventlog", MAX_EVENTLOG)

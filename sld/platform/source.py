@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from sld.errors import ConfigError, SourceError
-from sld.platform.memory import DEV_MEM, MappedMemory, PhysicalMemory
+from sld.platform.memory import DEV_MEM, FileMemory, ImageMemory, MappedMemory, PhysicalMemory
 from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs
 
 
@@ -23,7 +23,7 @@ class Source:
     securityfs: SecurityFs | None = None
 
     def close(self) -> None:
-        if isinstance(self.memory, MappedMemory):
+        if isinstance(self.memory, FileMemory):
             self.memory.close()
 
     def __enter__(self) -> Source:
@@ -65,4 +65,4 @@ def open_source(spec: str = "auto") -> Source:
         return Source("securityfs", fs.name, securityfs=fs)
     if kind == "devmem":
         return Source("devmem", DEV_MEM, memory=MappedMemory(DEV_MEM))
-    return Source("image", f"image:{arg}", memory=MappedMemory(arg, name=f"image:{arg}"))
+    return Source("image", f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import ssl
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -30,6 +29,7 @@ from sld.service import journal
 from sld.service.journal import event, log
 from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
 from sld.service.worker import Worker
+from sld.text import count
 from sld.verify import Verdict, verify_source
 from sld.vocab import DaemonState, Result
 
@@ -169,7 +169,7 @@ class Daemon:
         for index in verdict.extended:
             extends = counted(extends, next(p.pcr for p in verdict.pcrs if index in p.events))
         if verdict.extended:
-            event("extended", f"extended {len(verdict.extended)} deferred events", count=len(verdict.extended))
+            event("extended", f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
         passed = verdict.result == Result.VERIFIED
         changed = s.verdict is None or s.verdict.result != verdict.result
         self._publish(state=RESULT_STATE[verdict.result], verdict=verdict, verdict_time=now, error="", error_time=0.0,
@@ -221,7 +221,7 @@ class Daemon:
 
     def start_servers(self) -> None:
         """Bind the metrics port and control socket before acting: a clash stops start-up, clearly."""
-        from sld.service import control, http, metrics, preflight
+        from sld.service import control, preflight
 
         preflight.check(self.config)
         _reserve_descriptors()
@@ -232,8 +232,16 @@ class Daemon:
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
                                            self.config.verify.timeout))
         m = self.config.metrics
+        if not m.enabled:
+            return  # prometheus-client (and the HTTP and TLS stack under it) never imported
+        from sld.service import metrics
+
         self.registry = metrics.registry_for(self.status)
-        if m.enabled and not m.textfile:
+        if not m.textfile:
+            import ssl
+
+            from sld.service import http
+
             try:
                 self._servers.append(http.serve(self.registry, m))
             except (OSError, ssl.SSLError) as err:
@@ -272,16 +280,19 @@ class Daemon:
         return 0
 
     def _close_servers(self) -> None:
+        """Stop every listener; the control socket unlinks only the socket it bound."""
         for server in self._servers:
             server.shutdown()
             server.server_close()
         self._servers.clear()
 
     def request_reload(self) -> None:
+        """SIGHUP's handler: the main loop reloads (never inside a signal handler)."""
         self._reload.set()
         self._wake.set()
 
     def stop(self) -> None:
+        """SIGTERM/SIGINT's handler: the main loop ends, closes the listeners and says STOPPING=1."""
         self._stop.set()
         self._wake.set()
 
@@ -306,7 +317,7 @@ class Daemon:
     def _export(self) -> None:
         """node_exporter's textfile: a write that fails is journaled and counted, never fatal."""
         path = self.config.metrics.textfile
-        if not (self.config.metrics.enabled and path and self.registry is not None):
+        if not (path and self.registry is not None):
             return
         from sld.service.metrics import write_textfile
 

@@ -153,3 +153,11 @@ def test_os_mle_shape_is_the_slrt_generations(layout: str) -> None:
     h = heap.parse_heap(Region(build_platform("clean", layout).heap, HEAP_BASE))
     chosen = heap.os_mle_for(heap.os_mle_candidates(h.os_mle_data), 0x7A000000, layout)
     assert chosen.layout == heap.OS_MLE_LAYOUT_OF[layout] and chosen.fields["slrt"] == 0x7A000000
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(min_size=8, max_size=8))
+def test_element_header_fast_path_equals_the_declaration(raw: bytes) -> None:
+    declared = heap.ElementHeader.parse(raw)
+    assert Region(raw).unpack(heap.ELEMENT_HEADER, 0) == (declared.type, declared.size)
+    assert heap.ElementHeader.sizeof() == 8

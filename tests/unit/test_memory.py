@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sld.errors import ConfigError, FormatError, SourceError
-from sld.platform.memory import MappedMemory
+from sld.platform.memory import ImageMemory
 from sld.platform.source import open_source
 
 TXT_PUB = 0xFED30000
@@ -25,7 +25,7 @@ def image(tmp_path: Path) -> Path:
 
 
 def test_reads_bytes_at_physical_address_across_a_page_boundary(image: Path) -> None:
-    with MappedMemory(str(image)) as mem:
+    with ImageMemory(str(image)) as mem:
         assert mem.read(TXT_PUB + 0xFFE, 4, "probe") == b"\x11\x22\x33\x44"
         assert mem.read(TXT_PUB, 2, "probe") == b"\0\0"
 
@@ -35,7 +35,7 @@ def test_image_is_sparse(image: Path) -> None:
 
 
 def test_read_past_the_end_names_structure_and_address(image: Path) -> None:
-    with MappedMemory(str(image)) as mem, pytest.raises(FormatError) as err:
+    with ImageMemory(str(image)) as mem, pytest.raises(FormatError) as err:
         mem.read(TXT_PUB + 0xFFF0, 0x20, "SLRT header")
     assert "SLRT header" in str(err.value)
     assert f"0x{TXT_PUB + 0xFFF0:x}" in str(err.value)
@@ -43,7 +43,7 @@ def test_read_past_the_end_names_structure_and_address(image: Path) -> None:
 
 @pytest.mark.parametrize("addr,size", [(-1, 4), (0x1000, -1), (0x1000, 1 << 40)])
 def test_implausible_reads_are_format_errors(image: Path, addr: int, size: int) -> None:
-    with MappedMemory(str(image)) as mem, pytest.raises(FormatError):
+    with ImageMemory(str(image)) as mem, pytest.raises(FormatError):
         mem.read(addr, size, "heap")
 
 

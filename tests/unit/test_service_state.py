@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from sld.service.metrics import SldCollector
 from sld.service.state import DaemonStatus, Histogram, failed_checks
+from sld.sim.swtpm import free_port_pair
 from sld.verify import Check, Verdict
 from sld.vocab import CheckId, CheckStatus, DaemonState, Mode, Result
 
@@ -89,3 +90,30 @@ def test_sld_service_has_no_import_cycle_and_nothing_imports_the_daemon() -> Non
     for module in graph:
         visit(module, ())
     assert graph["state"] == set() and "daemon" in graph and "control" in graph["daemon"]
+
+
+def test_the_daemon_imports_only_what_its_configuration_uses(tmp_path: Path) -> None:
+    """Started without metrics and quarantine, the daemon has not imported prometheus-client, the HTTP
+    stack or pyroute2 (each costs the idle daemon memory); with metrics it has prometheus-client only."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from sld.config import load
+from sld.service.daemon import Daemon
+daemon = Daemon(load(sys.argv[1]))
+daemon.start_servers()
+daemon._close_servers()
+print(" ".join(m for m in ("prometheus_client", "http.server", "pyroute2") if m in sys.modules))
+"""
+    loaded = {}
+    for enabled in ("false", "true"):
+        conf = tmp_path / f"{enabled}.toml"
+        conf.write_text(f'[metrics]\nenabled = {enabled}\nport = {free_port_pair()}\n[control]\n'
+                        f'socket = "{tmp_path / enabled}.sock"\n')
+        run = subprocess.run([sys.executable, "-c", code, str(conf)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        loaded[enabled] = run.stdout.split()
+    assert loaded == {"false": [], "true": ["prometheus_client", "http.server"]}
+
