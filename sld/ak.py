@@ -23,6 +23,7 @@ from typing import Any
 from sld.errors import FormatError, TpmError
 from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
+from sld.formats.quote import pcr_bitmap
 from sld.tpm import Tpm
 from sld.tss import binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
@@ -73,7 +74,7 @@ def public_template(template: dict[str, Any]) -> bytes:
 def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
     """A TPML_PCR_SELECTION (§10.9.7) of one bank."""
     return tpm2.build_struct(tpm2.TPML_PCR_SELECTION, {"pcrSelections": [
-        {"hash": ALG_ID[bank], "pcrSelect": tpm2.pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
+        {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
 
 
 @dataclass(frozen=True)

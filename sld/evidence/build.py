@@ -12,9 +12,9 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from sld.errors import ConfigError
-from sld.formats import tpm2
+from sld.errors import ConfigError, FormatError
 from sld.formats.names import TpmAlg, TpmEccCurve
+from sld.formats.quote import read_public
 from sld.vocab import CheckStatus
 
 SCHEMA = 1
@@ -25,7 +25,7 @@ PLATFORM_NOTE = ("read by the attested host's own software and covered by no TPM
                  "operator, never a basis for a verdict")
 VERDICT_NOTE = ("sld's own result on the attested host, advisory: a verifier recomputes it from the quotes and "
                 "the DRTM log")
-_CURVES = {TpmEccCurve.NIST_P256: "secp256r1"}
+_CURVES: dict[int, str] = {TpmEccCurve.NIST_P256: "secp256r1"}  # the curve an AK template names
 
 
 def check_nonce(nonce: bytes, key: str = "nonce") -> bytes:
@@ -48,16 +48,18 @@ def public_pem(public: bytes) -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    area = tpm2.parse(tpm2.TPM2B_PUBLIC, public, "TPM2B_PUBLIC").publicArea
-    if area.type == TpmAlg.RSA:
-        exponent = area.parameters.exponent or 65537  # 0 means 2^16+1 (§12.2.3.5)
-        key: Any = rsa.RSAPublicNumbers(exponent, int.from_bytes(area.unique.buffer, "big")).public_key()
+    key = read_public(public)
+    if key.type == TpmAlg.RSA:
+        numbers: Any = rsa.RSAPublicNumbers(key.exponent, int.from_bytes(key.unique[0], "big"))
     else:
-        curve = getattr(ec, _CURVES[area.parameters.curveID].upper())()
-        point = area.unique
-        key = ec.EllipticCurvePublicNumbers(int.from_bytes(point.x.buffer, "big"),
-                                            int.from_bytes(point.y.buffer, "big"), curve).public_key()
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        if key.curve not in _CURVES:
+            raise FormatError("TPMT_PUBLIC", f"curve 0x{key.curve:04x} is not one sld's AKs use",
+                              field="parameters.curveID")
+        curve = getattr(ec, _CURVES[key.curve].upper())()
+        x, y = (int.from_bytes(c, "big") for c in key.unique)
+        numbers = ec.EllipticCurvePublicNumbers(x, y, curve)
+    return numbers.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def _b64(data: bytes) -> str:

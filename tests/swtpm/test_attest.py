@@ -21,6 +21,7 @@ import pytest
 from sld.formats import tpm2
 from sld.formats.eventlog import parse_log
 from sld.formats.names import TpmAlg, TpmSt
+from sld.formats.quote import object_name, selected_pcrs
 from sld.replay import replay
 from sld.sim.swtpm import Swtpm
 from tests.swtpm.conftest import Sim, sld
@@ -54,6 +55,28 @@ def provisioned(tmp_path: Path) -> Iterator[Swtpm]:
     tpm.stop()
 
 
+@pytest.fixture
+def two_banks(tmp_path: Path) -> Iterator[tuple[Path, Swtpm]]:
+    """The clean launch on a TPM with exactly the log's banks allocated (sha1, sha256), as on most servers."""
+    from sld.sim.builder import build_platform
+    from sld.sim.swtpm import launch
+
+    platform = build_platform("clean", None)
+    image = tmp_path / "phys.img"
+    platform.write_image(image)
+    state = tmp_path / "tpm2"
+    state.mkdir()
+    setup = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--pcr-banks", "sha1,sha256",
+                            "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    tpm = Swtpm.start(state)
+    try:
+        launch(tpm, platform)
+        yield image, tpm
+    finally:
+        tpm.stop()
+
+
 def test_ak_create_is_a_restricted_fixed_key_under_the_certified_ek(provisioned: Swtpm) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -66,7 +89,7 @@ def test_ak_create_is_a_restricted_fixed_key_under_the_certified_ek(provisioned:
                                        "userWithAuth"))
     assert not attributes.decrypt and area.type == TpmAlg.RSA
     assert area.parameters.scheme.scheme == TpmAlg.RSASSA and area.parameters.keyBits == 2048
-    assert bytes.fromhex(made["ak"]["name"]) == tpm2.object_name(public[2:])
+    assert bytes.fromhex(made["ak"]["name"]) == object_name(public[2:])
     # tpm2-tools reads the same key back from the TPM at the handle.
     read = _tools(provisioned.tcti, "tpm2_readpublic", "-c", "0x81010002")
     assert read.returncode == 0 and f"name: {made['ak']['name']}" in read.stdout, read.stderr
@@ -131,7 +154,7 @@ def _check_evidence(evidence: dict[str, Any], tcti: str, tmp_path: Path) -> None
         info = tpm2.parse(tpm2.TPMS_ATTEST, attest.read_bytes(), "TPMS_ATTEST")
         assert info.type == TpmSt.ATTEST_QUOTE and info.extraData.buffer == NONCE
         (selection,) = info.attested.pcrSelect.pcrSelections
-        assert tpm2.selected_pcrs(selection.pcrSelect) == (17, 18, 19, 20, 21, 22)
+        assert selected_pcrs(selection.pcrSelect) == (17, 18, 19, 20, 21, 22)
         values = [bytes.fromhex(quote["pcrs"][str(p)]) for p in range(17, 23)]
         assert info.attested.pcrDigest.buffer == hashlib.sha256(b"".join(values)).digest()
         read = _tools(tcti, "tpm2_pcrread", f"{bank}:17,18,19,20,21,22")
@@ -142,15 +165,27 @@ def _check_evidence(evidence: dict[str, Any], tcti: str, tmp_path: Path) -> None
     assert evidence["platform"]["authenticated"] is False and evidence["verdict"]["advisory"] is True
 
 
-def test_attest_quotes_every_bank_and_tpm2_checkquote_accepts_each(sim: Sim, tmp_path: Path) -> None:
-    info = sim.up("clean")
-    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+def test_attest_quotes_every_bank_and_both_verifiers_accept(two_banks: tuple[Path, Swtpm], tmp_path: Path) -> None:
+    image, tpm = two_banks
+    _json(sld("ak", "create", "--tcti", tpm.tcti, "--json"))
     out = tmp_path / "evidence.json"
-    run = sld("attest", "--nonce", NONCE.hex(), "--source", f"image:{info['image']}", "--tcti", info["tcti"],
-              "-o", str(out))
+    run = sld("attest", "--nonce", NONCE.hex(), "--source", f"image:{image}", "--tcti", tpm.tcti, "-o", str(out))
     assert run.returncode == 0 and not run.stdout, run.stderr
     evidence = json.loads(out.read_text())
-    assert len(evidence["banks"]) >= 2 and evidence["verdict"]["result"] == "verified"
+    assert evidence["banks"] == ["sha1", "sha256"] and evidence["verdict"]["result"] == "verified"
+    _check_evidence(evidence, tpm.tcti, tmp_path)
+    # and sld's own remote verifier (sld.evidence.check) accepts what this host wrote
+    checked = sld("verify", "--evidence", str(out), "--ak", str(tmp_path / "ak.pem"), "--nonce", NONCE.hex())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_attest_on_a_tpm_with_banks_the_log_lacks(sim: Sim, tmp_path: Path) -> None:
+    """Every allocated bank is quoted, also those the log does not cover (the remote verifier says so)."""
+    info = sim.up("clean")
+    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    run = sld("attest", "--nonce", NONCE.hex(), "--source", f"image:{info['image']}", "--tcti", info["tcti"])
+    evidence = _json(run)
+    assert evidence["banks"] == ["sha1", "sha256", "sha384", "sha512"]
     _check_evidence(evidence, info["tcti"], tmp_path)
 
 
