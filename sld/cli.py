@@ -36,7 +36,7 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
-SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH"
+SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
@@ -55,6 +55,27 @@ def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> ar
     p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
                    "scenario's, v16 for most)")
     return p
+
+
+def _add_evidence(ver: argparse.ArgumentParser) -> None:
+    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence,
+    dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
+    import argparse
+
+    class Evidence(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                     option_string: str | None = None) -> None:
+            namespace.evidence = values
+            namespace.handler = "sld.commands.evidence:run"
+
+    ver.add_argument("--evidence", metavar="FILE", action=Evidence,
+                     help="verify this evidence file (sld attest) instead of this host")
+    ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
+    ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
+    ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
+                     "must be newer (TPM clock, reset and restart counts)")
+    ver.add_argument("--format", choices=("text", "json", "ear"),
+                     help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
 
 
 def _add_policy(sub: argparse._SubParsersAction) -> None:
@@ -117,6 +138,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
     ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    _add_evidence(ver)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
     dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
-    cap = sub.add_parser("capture", help="save the registers, heap, SLRT and log for a bug report (--source reads it)")
+    cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
+                         "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
     _add_source(cap)
-    cap.add_argument("-o", "--output", required=True, metavar="FILE")
+    cap.add_argument("-o", "--output", required=True, metavar="FILE", help="the capture file to write (a gzip'd "
+                     "tar, replaced atomically; never written through a link)")
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
     qu.add_argument("action", choices=("status", "apply", "lift"))

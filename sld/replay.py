@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
-from sld.formats.names import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
@@ -53,10 +53,11 @@ class PcrChains:
     """The PCR values of ``banks`` as records are added in log order (the banks hashlib can compute).
 
     PCR0's extends are kept until the end, since its reset value depends on a StartupLocality event
-    wherever the log has it; every other PCR is one running value per bank.
+    wherever the log has it; every other PCR is one running value per bank. ``add`` is a closure over
+    the running values: it runs once per record of a log of any length.
     """
 
-    __slots__ = ("banks", "pcrs", "states", "pcr0", "seen")
+    __slots__ = ("banks", "pcrs", "states", "pcr0", "seen", "add")
 
     def __init__(self, banks: Iterable[str], pcrs: Iterable[int] = range(NUM_PCRS)) -> None:
         self.banks = [(bank, _hasher(bank)) for bank in banks if bank in hashlib.algorithms_available]
@@ -64,23 +65,29 @@ class PcrChains:
         self.states = {bank: {p: _reset(bank, p, None) for p in self.pcrs} for bank, _ in self.banks}
         self.pcr0: list[Event] = []
         self.seen: set[int] = set()
+        self.add = self._adder()
 
-    def add(self, ev: Event) -> None:
-        pcr = ev.pcr
-        if ev.type in NOT_EXTENDED or pcr not in self.pcrs:
-            if pcr == 0 and ev.type == EV_NO_ACTION:
-                self.pcr0.append(ev)  # perhaps the StartupLocality event
-            return
-        self.seen.add(pcr)
-        if pcr == 0:
-            self.pcr0.append(ev)
-            return
-        digests = ev.digests
-        for bank, new in self.banks:
-            digest = digests.get(bank)
-            if digest is not None:  # a record lacking the bank leaves it as it was
-                states = self.states[bank]
-                states[pcr] = new(states[pcr] + digest).digest()
+    def _adder(self) -> Callable[[Event], None]:
+        pcrs, pcr0, seen, skip = self.pcrs, self.pcr0, self.seen, NOT_EXTENDED
+        banks = [(bank, new, self.states[bank]) for bank, new in self.banks]
+
+        def add(ev: Event) -> None:
+            pcr = ev.pcr
+            if pcr not in pcrs or ev.type in skip:
+                if pcr == 0 and ev.type == EV_NO_ACTION:
+                    pcr0.append(ev)  # perhaps the StartupLocality event
+                return
+            seen.add(pcr)
+            if pcr == 0:
+                pcr0.append(ev)
+                return
+            digests = ev.digests
+            for bank, new, values in banks:
+                digest = digests.get(bank)
+                if digest is not None:  # a record lacking the bank leaves it as it was
+                    values[pcr] = new(values[pcr] + digest).digest()
+
+        return add
 
     def values(self) -> dict[str, dict[int, bytes]]:
         """Per bank, the PCRs that were extended, and PCR0 and 17-22 whatever the log holds."""
@@ -127,6 +134,26 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     by_pcr = {p: tuple(ev.index for ev in extended if ev.pcr == p) for p in dict.fromkeys(wanted)}
     missing = tuple((ev.index, bank) for ev in extended for bank in values if bank not in ev.digests)
     return Replay(values, {p: i for p, i in by_pcr.items() if i}, missing)
+
+
+def capped(digest: bytes) -> bool:
+    """0x01 followed by zeros: a bank the measuring code could not hash (spec §6, §7.6)."""
+    return len(digest) > 1 and digest[0] == 1 and not any(digest[1:])
+
+
+def unmeasured(log: EventLog, banks: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
+    """PCR -> the banks it is not measured in: a capped digest, or a CAP_VALUE event, among its events.
+
+    Such a bank replays like any other, but holds no measurement: "not measured", never a match.
+    """
+    out: dict[int, tuple[str, ...]] = {}
+    for pcr in DRTM_PCRS:
+        evs = [e for e in log.events if e.pcr == pcr and extends(e)]
+        hit = tuple(b for b in banks if any(e.type == EVTYPE_CAP_VALUE or capped(bytes(e.digests.get(b, b"")))
+                                            for e in evs))
+        if hit:
+            out[pcr] = hit
+    return out
 
 
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:

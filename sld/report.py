@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sld.text import count
+
 SCHEMA = 1
 
 
@@ -47,7 +49,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33"}
+           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33"}
 
 
 def paint(word: str, tty: bool) -> str:
@@ -70,16 +72,19 @@ def verdict_text(verdict: Any, tty: bool = False) -> str:
     head = f"source {verdict.source}, mode {verdict.mode}" + (f", layout {verdict.layout}" if verdict.layout else "")
     checks = table(((paint(c.status, tty), c.title, c.detail) for c in verdict.checks), ("STATUS", "CHECK", "DETAIL"))
     lines = [head, "", checks]
-    rows = []
+    rows, differ = [], []
     for s in verdict.pcrs:
         for bank in verdict.banks:
             exp, act = s.expected.get(bank, b""), s.actual.get(bank, b"")
-            status = s.status if s.status != "match" or exp == act else "mismatch"
-            rows.append((f"PCR{s.pcr}", bank, paint(status, tty), exp.hex()[:16] + "…",
+            rows.append((f"PCR{s.pcr}", bank, paint(s.bank_status(bank), tty), exp.hex()[:16] + "…",
                          act.hex()[:16] + "…", len(s.events)))
+            if exp != act:
+                differ += [f"PCR{s.pcr} {bank} differs:", f"  expected {exp.hex()}", f"  actual   {act.hex()}"]
     if rows:
         lines += ["", table(rows, ("PCR", "BANK", "STATUS", "EXPECTED", "ACTUAL", "EVENTS"))]
+    if differ:  # prefixes alike tell nothing: where two values differ, both are printed whole
+        lines += ["", *differ]
     if verdict.extended:
-        lines += ["", f"extended {len(verdict.extended)} deferred events: {list(verdict.extended)}"]
+        lines += ["", f"extended {count(len(verdict.extended), 'deferred event')}: {list(verdict.extended)}"]
     lines += ["", f"verdict: {paint(verdict.result, tty)}: {verdict.summary}"]
     return "\n".join(lines)

@@ -23,8 +23,9 @@ from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.lock import extend_lock
 from sld.platform.source import Source
-from sld.replay import DRTM_PCRS, extends, prefix_states
+from sld.replay import DRTM_PCRS, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
+from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
 SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
@@ -54,6 +55,14 @@ class PcrState:
     expected: dict[str, bytes]
     actual: dict[str, bytes]
     unmeasured: tuple[str, ...] = ()  # banks capped in this PCR: "not measured", never a match
+
+    def bank_status(self, bank: str) -> PcrStatus:
+        """This PCR in one bank: ``not-measured`` when capped, never a match (spec §7.6)."""
+        if bank in self.unmeasured:
+            return PcrStatus.NOT_MEASURED
+        if self.status == PcrStatus.MATCH and self.expected.get(bank) != self.actual.get(bank):
+            return PcrStatus.MISMATCH
+        return self.status
 
     @property
     def remaining(self) -> tuple[int, ...]:
@@ -157,7 +166,7 @@ def _platform_checks(snap: Snapshot) -> list[Check]:
         log = snap.log
         banks = ", ".join(log.banks)
         checks.append(Check(CheckId.LOG_VALID, CheckStatus.PASS,
-                            f"{log.format}, {len(log.events)} events, banks {banks}",
+                            f"{log.format}, {count(len(log.events), 'event')}, banks {banks}",
                             {"format": log.format, "events": len(log.events), "banks": list(log.banks)}))
         bad = digest_mismatches(log)
         checks.append(Check(CheckId.LOG_DIGESTS, CheckStatus.FAIL if bad else CheckStatus.PASS,
@@ -171,7 +180,7 @@ def _stage_detail(snap: Snapshot, stage: str) -> str:
     if stage == "heap" and snap.heap is not None:
         return f"0x{snap.heap.base:x} +0x{snap.heap.size:x}, OsMleData {snap.os_mle_layout} layout"
     assert snap.slrt is not None
-    return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {len(snap.slrt.entries)} entries"
+    return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {count(len(snap.slrt.entries), 'entry', 'entries')}"
 
 
 def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
@@ -187,7 +196,7 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
     for s in bad:
         if s.status == PcrStatus.RESUMABLE:
             hint = "" if mode != Mode.VALIDATE else "; `sld verify --mode perform` extends them"
-            parts.append(f"PCR{s.pcr}: {len(s.remaining)} logged events not extended{hint}")
+            parts.append(f"PCR{s.pcr}: {count(len(s.remaining), 'logged event')} not extended{hint}")
         else:
             banks = [b for b in s.expected if s.expected[b] != s.actual[b]]
             parts.append(f"PCR{s.pcr} {s.status} in {', '.join(banks)} (events {list(s.events)})")
@@ -210,11 +219,11 @@ def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tup
         except TpmError as err:
             after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
             return after, done, Check(CheckId.TPM_EXTEND, CheckStatus.FAIL,
-                                      f"{err}; extended {len(done)} events before it",
+                                      f"{err}; extended {count(len(done), 'event')} before it",
                                       {"kind": err.kind, "extended": done})
         after = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
     return after, done, Check(CheckId.TPM_EXTEND, CheckStatus.PASS,
-                              f"extended {len(done)} deferred events exactly once",
+                              f"extended {count(len(done), 'deferred event')} exactly once",
                               {"extended": done})
 
 
@@ -248,7 +257,7 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
         if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
             states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
-        capped = posture.unmeasured(snap.log, banks)
+        capped = unmeasured(snap.log, banks)
         states = tuple(replace(s, unmeasured=capped.get(s.pcr, ())) for s in states)
         if launched:
             checks += [_pcr_check(states, mode), posture.capped_check(capped), posture.lcp(snap.log),

@@ -14,6 +14,7 @@ from sld.formats.registers import TxtRegisters
 from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
 from sld.platform.source import open_source
 from sld.report import dump_json, jsonable, table
+from sld.text import count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if isinstance(value, bytes):
-        return value.hex() if any(value) else f"0 x{len(value)}"
+        return value.hex() if any(value) else count(len(value), 'zero byte')
     return str(value)
 
 

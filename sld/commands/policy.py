@@ -12,6 +12,7 @@ from sld.appraisal.files import load
 from sld.appraisal.merge import merge
 from sld.appraisal.model import Group, Policy
 from sld.errors import ConfigError
+from sld.text import count
 from sld.vocab import Mode, Result
 
 
@@ -48,7 +49,8 @@ def run_create(args: argparse.Namespace) -> int:
         _write(host, render(policy, (Group.HOST,), head=False))
         written.append(host)
     where = "from the ACM header at SINIT.BASE" if snap.acm else "on HASH_START alone (no ACM header readable)"
-    print(f"wrote {' and '.join(written)}: {len(policy.parts)} parts from {verdict.source}; SINIT identified {where}")
+    print(f"wrote {' and '.join(written)}: {count(len(policy.parts), 'part')} from {verdict.source}; "
+          f"SINIT identified {where}")
     return 0
 
 
@@ -56,8 +58,8 @@ def run_merge(args: argparse.Namespace) -> int:
     a, b = (load(p) for p in args.policies)
     merged = merge(a, b)
     _write(args.output, render(merged))
-    print(f"wrote {args.output}: {len(merged.parts)} parts allowing what {args.policies[0]} or {args.policies[1]} "
-          "allows")
+    print(f"wrote {args.output}: {count(len(merged.parts), 'part')} allowing what {args.policies[0]} or "
+          f"{args.policies[1]} allows")
     return 0
 
 
@@ -78,7 +80,7 @@ def run_show(args: argparse.Namespace) -> int:
     head = "no [sinit] section" if sinit is None else ("SINIT: no ACM header; identified by HASH_START" if not
                                                       sinit.header else f"SINIT: TxtSvn >= {sinit.txt_svn}, "
                                                       f"SeSvn >= {sinit.se_svn}, built {sinit.date:08x}")
-    print(f"{policy.path}: {len(policy.parts)} parts; {head}; unknown events "
+    print(f"{policy.path}: {count(len(policy.parts), 'part')}; {head}; unknown events "
           f"{'allowed' if policy.allow_extra else 'fail'}")
     print(table(_rows(policy), ("PART", "GROUP", "PCR", "EVENT", "BANK", "ALLOWED DIGEST")))
     for bank, values in policy.pcrs.items():

@@ -29,6 +29,7 @@ from sld.service import journal
 from sld.service.journal import event, log
 from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
 from sld.service.worker import Worker
+from sld.text import count
 from sld.verify import Verdict, verify_source
 from sld.vocab import DaemonState, Result
 
@@ -159,7 +160,7 @@ class Daemon:
         for index in verdict.extended:
             extends = counted(extends, next(p.pcr for p in verdict.pcrs if index in p.events))
         if verdict.extended:
-            event("extended", f"extended {len(verdict.extended)} deferred events", count=len(verdict.extended))
+            event("extended", f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
         passed = verdict.result == Result.VERIFIED
         changed = s.verdict is None or s.verdict.result != verdict.result
         self._publish(state=RESULT_STATE[verdict.result], verdict=verdict, verdict_time=now, error="", error_time=0.0,
@@ -270,16 +271,19 @@ class Daemon:
         return 0
 
     def _close_servers(self) -> None:
+        """Stop every listener; the control socket unlinks only the socket it bound."""
         for server in self._servers:
             server.shutdown()
             server.server_close()
         self._servers.clear()
 
     def request_reload(self) -> None:
+        """SIGHUP's handler: the main loop reloads (never inside a signal handler)."""
         self._reload.set()
         self._wake.set()
 
     def stop(self) -> None:
+        """SIGTERM/SIGINT's handler: the main loop ends, closes the listeners and says STOPPING=1."""
         self._stop.set()
         self._wake.set()
 

@@ -4,7 +4,7 @@ The golden files under golden/inspect-log/ were written by ``sld inspect log --f
 at commit 286b5dc (the renderer that built every Event and one payload first), run from the corpus
 folder (corpus logs) or from the golden folder (the built-*.bin logs: TPM 1.2 container, SHA-1 log, and a
 four-bank crypto-agile log with records lacking a bank). The forms without ``--pcrs`` are those outputs
-without their PCR part.
+without their PCR part. Since then one change, on purpose: a one-event log says "1 event" (issue 16).
 """
 
 from __future__ import annotations
