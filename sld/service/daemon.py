@@ -51,6 +51,8 @@ class Daemon:
         self._status = DaemonStatus()
         self._lock = threading.Lock()  # guards replacing _status; verification itself is the worker's
         self._tpm: Any = None
+        self._attest_tpm: Any = None  # the attest requests' own TPM session (never the verification's)
+        self._attesting = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -73,10 +75,28 @@ class Daemon:
         return self._worker.submit()
 
     def attest(self, nonce: bytes) -> Future[Any]:
-        """Evidence bound to ``nonce``: not available until the attestation key work lands."""
+        """Evidence bound to ``nonce`` (sld.evidence.collect), on its own thread and TPM session: a quote
+        neither waits for a verification nor shares its ESAPI context; attest requests run one at a time."""
         future: Future[Any] = Future()
-        future.set_exception(SldError("attest: not available (this daemon has no attestation key)"))
+        threading.Thread(target=self._attest, args=(nonce, future), name="attest", daemon=True).start()
         return future
+
+    def _attest(self, nonce: bytes, future: Future[Any]) -> None:
+        from sld.evidence.collect import collect
+        from sld.tpm import Tpm
+
+        with self._attesting:
+            try:
+                if self._attest_tpm is None:
+                    self._attest_tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
+                                           timeout=self.config.tpm.timeout)
+                future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
+                                          self.config.attest.ak_handle))
+            except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
+                if isinstance(err, TpmError) and self._attest_tpm is not None:
+                    self._attest_tpm.close()
+                    self._attest_tpm = None  # reopen next time, as the verification's session is
+                future.set_exception(err)
 
     def _publish(self, **changes: Any) -> DaemonStatus:
         with self._lock:
@@ -151,14 +171,16 @@ class Daemon:
         if verdict.extended:
             event("extended", f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
         passed = verdict.result == Result.VERIFIED
-        changed = s.verdict is None or s.verdict.result != verdict.result
+        failed = failed_checks(verdict)
+        changed = (s.verdict is None or s.stale  # the first verdict, or the first one after being degraded
+                   or (s.verdict.result, failed_checks(s.verdict)) != (verdict.result, failed))
         self._publish(state=RESULT_STATE[verdict.result], verdict=verdict, verdict_time=now, error="", error_time=0.0,
                       error_exit_code=0, extends=extends, durations=s.durations.observe(verdict.duration_s),
                       pcr_changes=s.pcr_changes + self._pcr_changes(verdict),
                       failures=s.failures + (not passed), last_success=now if passed else s.last_success)
         if changed:
             event(verdict.result, f"{verdict.result}: {verdict.summary}", logging.INFO if passed else logging.ERROR,
-                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed_checks(verdict)))
+                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed))
         notify(f"STATUS={verdict.result}: {verdict.summary}")
         self._enforce(verdict.result)
 
