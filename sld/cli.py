@@ -36,6 +36,8 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
+SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
+                "/run/sld-sim-UID: per user)")
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -238,13 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
-    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
                    "that verifies this platform (own control socket, free metrics port) and print its commands")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
-    p.add_argument("--dir", default="/run/sld-sim")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
