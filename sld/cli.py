@@ -38,6 +38,8 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
+SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
+                "/run/sld-sim-UID: per user)")
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -85,11 +87,14 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
-    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy")
-    p.set_defaults(handler="sld.commands.policy:run_create")
-    _add_source(p)
-    p.add_argument("--tcti", default="device:/dev/tpmrm0", help="tpm2-tss TCTI string (default device:/dev/tpmrm0)")
-    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy "
+                          "(read as a local `sld verify --mode validate` reads it, with the same defaults)")
+    p.set_defaults(handler="sld.commands.policy:run_create", mode=None, policy=None)
+    p.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N "
+                   "(default: the configuration's [tpm] locality)")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml if present)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
@@ -238,13 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
-    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
                    "that verifies this platform (own control socket, free metrics port) and print its commands")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
-    p.add_argument("--dir", default="/run/sld-sim")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
