@@ -17,6 +17,7 @@ from sld.sim.scenarios import SCENARIOS
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """``sld sim list``: every scenario with the verdict and exit code it should get."""
     if args.json:
         rows = [{"name": s.name, "description": s.description, "verdict": s.verdict, "exit_code": s.exit_code,
                  "with_clean_policy": s.with_clean_policy()} for s in SCENARIOS]
@@ -34,6 +35,7 @@ def _appraised(outcome: dict[str, str | None]) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """``sld sim build``: a scenario's sparse image and its manifest."""
     from sld.sim.builder import build_platform
 
     platform = build_platform(args.scenario, args.layout)
@@ -43,6 +45,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_securityfs(args: argparse.Namespace) -> int:
+    """``sld sim securityfs``: the files a Secure Launch kernel would export for the scenario."""
     from sld.sim.builder import build_platform
 
     build_platform(args.scenario, args.layout).write_securityfs(args.output)
@@ -133,6 +136,7 @@ def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario
 
 
 def run_down(args: argparse.Namespace) -> int:
+    """``sld sim down``: stop the swtpm ``sim up`` started in this directory, and only that one."""
     root = _sim_dir(args)
     print({"stopped": "simulated platform stopped", "none": f"no simulated platform under {root}",
            "gone": f"the simulated platform under {root} had already stopped"}[_stop(root)])
