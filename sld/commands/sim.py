@@ -10,8 +10,10 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from sld.errors import SldError
+from sld.platform.files import replace_file
 from sld.report import dump_json, table
 from sld.sim.scenarios import SCENARIOS
 
@@ -124,12 +126,17 @@ def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario
     from sld.sim.swtpm import free_port_pair
 
     port, sock = free_port_pair(), root / "control.sock"
+    text = (f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
+            f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
+            f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
+            f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
+            f"[control]\nsocket = {json.dumps(str(sock))}\n").encode()
+
+    def fill(f: BinaryIO) -> None:
+        f.write(text)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
-                    f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
-                    f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
-                    f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
-                    f"[control]\nsocket = {json.dumps(str(sock))}\n")
+    replace_file(path, fill)  # never through a link planted at FILE
     return {"local": f"sld verify --config {path}", "daemon": f"sld daemon --config {path}",
             "status": f"sld status --socket {sock}", "ask": f"sld verify --socket {sock}",
             "metrics": f"curl -s http://127.0.0.1:{port}/metrics"}
