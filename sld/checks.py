@@ -51,6 +51,31 @@ CATALOGUE: tuple[CheckInfo, ...] = (
               "its PCR, with an allowed digest in every bank, and no event is unknown to it (unless allow_extra); "
               "the older form's golden PCR values and required event digests hold."),
     CheckInfo(CheckId.PCR_MATCH, "PCRs equal the replayed log", "PCR17-22 in every bank equal the replay of the log."),
+    # sld verify --evidence (sld.evidence.check): a quote another machine made, checked without TXT or a TPM
+    CheckInfo(CheckId.EVIDENCE_SIGNATURE, "quotes signed by the AK",
+              "Each TPMS_ATTEST verifies under the AK the verifier trusts (--ak): RSASSA-PKCS1-v1_5 or ECDSA "
+              "P-256, SHA-256 (TPM 2.0 Part 3 TPM2_Quote)."),
+    CheckInfo(CheckId.EVIDENCE_AK, "the AK is a restricted TPM key",
+              "The evidence's TPM2B_PUBLIC holds the trusted key, is restricted, sign, fixedTPM and fixedParent, "
+              "and its Name is the one reported (Part 1 §16)."),
+    CheckInfo(CheckId.EVIDENCE_MAGIC, "attest made by a TPM",
+              "TPMS_ATTEST.magic is TPM_GENERATED_VALUE: a restricted key signs that only over data the TPM "
+              "itself produced (Part 2 §6.2)."),
+    CheckInfo(CheckId.EVIDENCE_TYPE, "attest is a quote", "TPMS_ATTEST.type is TPM_ST_ATTEST_QUOTE (Part 2 §6.9)."),
+    CheckInfo(CheckId.EVIDENCE_NONCE, "quote bound to the nonce",
+              "TPMS_ATTEST.extraData is the verifier's nonce (--nonce): the quote was made for this request."),
+    CheckInfo(CheckId.EVIDENCE_SELECTION, "PCR17-22 quoted",
+              "Each quote selects its bank's PCR17-22 and reports a value for every PCR it selects."),
+    CheckInfo(CheckId.EVIDENCE_DIGEST, "reported PCRs are the quoted ones",
+              "TPMS_QUOTE_INFO.pcrDigest is the hash of the reported PCR values in selection order."),
+    CheckInfo(CheckId.EVIDENCE_BANKS, "every bank quoted",
+              "Every bank the DRTM log records and every bank the host reports allocated has a quote: a "
+              "verifier that accepts any one bank accepts a host whose other banks were never measured."),
+    CheckInfo(CheckId.EVIDENCE_REPLAY, "quoted PCRs equal the replayed log",
+              "PCR17-22 of every quoted bank equal the replay of the DRTM log in that bank."),
+    CheckInfo(CheckId.EVIDENCE_FRESHNESS, "newer than the previous evidence",
+              "Against --previous: resetCount and restartCount never go back and clock moves forward "
+              "(TPMS_CLOCK_INFO, Part 2 §10.11.1), so old evidence cannot be replayed."),
     CheckInfo(CheckId.TXT_PREVIOUS_ERROR, "no error left by a previous boot",
               "ERRORCODE survives a warm reset (SDG B.1.3; spec §1.2): a Secure Launch or ACM error while this boot "
               "launched (SENTER.DONE, PCRs reset) was left by an earlier boot's failed launch.", Severity.WARN),

@@ -57,6 +57,27 @@ def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> ar
     return p
 
 
+def _add_evidence(ver: argparse.ArgumentParser) -> None:
+    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence,
+    dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
+    import argparse
+
+    class Evidence(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                     option_string: str | None = None) -> None:
+            namespace.evidence = values
+            namespace.handler = "sld.commands.evidence:run"
+
+    ver.add_argument("--evidence", metavar="FILE", action=Evidence,
+                     help="verify this evidence file (sld attest) instead of this host")
+    ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
+    ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
+    ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
+                     "must be newer (TPM clock, reset and restart counts)")
+    ver.add_argument("--format", choices=("text", "json", "ear"),
+                     help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
+
+
 def _add_policy(sub: argparse._SubParsersAction) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
@@ -117,6 +138,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
     ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    _add_evidence(ver)
 
 
 def build_parser() -> argparse.ArgumentParser:

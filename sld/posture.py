@@ -10,14 +10,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from sld.appraisal.check import appraise, capped, legacy
+from sld.appraisal.check import appraise, legacy
 from sld.appraisal.model import Policy
 from sld.checks import Check, outcome
 from sld.formats.acm import Acm
 from sld.formats.eventlog import EventLog
-from sld.formats.names import EVTYPE_CAP_VALUE, EVTYPE_HASH_START, EVTYPE_LCP_CONTROL_HASH, EVTYPE_STM_HASH
+from sld.formats.names import EVTYPE_HASH_START, EVTYPE_LCP_CONTROL_HASH, EVTYPE_STM_HASH
 from sld.formats.registers import SINIT_SUCCESS, TxtRegisters
-from sld.replay import DRTM_PCRS, extends
+from sld.replay import extends
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus
 
@@ -65,18 +65,6 @@ def lcp(log: EventLog) -> Check:
 
 def stm(log: EventLog) -> Check:
     return _nothing_measured(log, EVTYPE_STM_HASH, NO_STM, CheckId.POSTURE_STM, "STM_HASH")
-
-
-def unmeasured(log: EventLog, banks: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
-    """PCR -> the banks it is not measured in: a capped digest, or a CAP_VALUE event, among its events."""
-    out: dict[int, tuple[str, ...]] = {}
-    for pcr in DRTM_PCRS:
-        evs = [e for e in log.events if e.pcr == pcr and extends(e)]
-        hit = tuple(b for b in banks if any(e.type == EVTYPE_CAP_VALUE or capped(bytes(e.digests.get(b, b"")))
-                                            for e in evs))
-        if hit:
-            out[pcr] = hit
-    return out
 
 
 def capped_check(capped_pcrs: Mapping[int, tuple[str, ...]]) -> Check:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
-from sld.formats.names import EV_NO_ACTION, SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
@@ -127,6 +127,26 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     by_pcr = {p: tuple(ev.index for ev in extended if ev.pcr == p) for p in dict.fromkeys(wanted)}
     missing = tuple((ev.index, bank) for ev in extended for bank in values if bank not in ev.digests)
     return Replay(values, {p: i for p, i in by_pcr.items() if i}, missing)
+
+
+def capped(digest: bytes) -> bool:
+    """0x01 followed by zeros: a bank the measuring code could not hash (spec §6, §7.6)."""
+    return len(digest) > 1 and digest[0] == 1 and not any(digest[1:])
+
+
+def unmeasured(log: EventLog, banks: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
+    """PCR -> the banks it is not measured in: a capped digest, or a CAP_VALUE event, among its events.
+
+    Such a bank replays like any other, but holds no measurement: "not measured", never a match.
+    """
+    out: dict[int, tuple[str, ...]] = {}
+    for pcr in DRTM_PCRS:
+        evs = [e for e in log.events if e.pcr == pcr and extends(e)]
+        hit = tuple(b for b in banks if any(e.type == EVTYPE_CAP_VALUE or capped(bytes(e.digests.get(b, b"")))
+                                            for e in evs))
+        if hit:
+            out[pcr] = hit
+    return out
 
 
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:

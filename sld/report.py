@@ -49,7 +49,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33"}
+           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33"}
 
 
 def paint(word: str, tty: bool) -> str:
@@ -76,8 +76,7 @@ def verdict_text(verdict: Any, tty: bool = False) -> str:
     for s in verdict.pcrs:
         for bank in verdict.banks:
             exp, act = s.expected.get(bank, b""), s.actual.get(bank, b"")
-            status = s.status if s.status != "match" or exp == act else "mismatch"
-            rows.append((f"PCR{s.pcr}", bank, paint(status, tty), exp.hex()[:16] + "…",
+            rows.append((f"PCR{s.pcr}", bank, paint(s.bank_status(bank), tty), exp.hex()[:16] + "…",
                          act.hex()[:16] + "…", len(s.events)))
             if exp != act:
                 differ += [f"PCR{s.pcr} {bank} differs:", f"  expected {exp.hex()}", f"  actual   {act.hex()}"]

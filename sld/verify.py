@@ -23,7 +23,7 @@ from sld.formats.eventlog import Event, EventLog, digest_mismatches
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.lock import extend_lock
 from sld.platform.source import Source
-from sld.replay import DRTM_PCRS, extends, prefix_states
+from sld.replay import DRTM_PCRS, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
@@ -55,6 +55,14 @@ class PcrState:
     expected: dict[str, bytes]
     actual: dict[str, bytes]
     unmeasured: tuple[str, ...] = ()  # banks capped in this PCR: "not measured", never a match
+
+    def bank_status(self, bank: str) -> PcrStatus:
+        """This PCR in one bank: ``not-measured`` when capped, never a match (spec §7.6)."""
+        if bank in self.unmeasured:
+            return PcrStatus.NOT_MEASURED
+        if self.status == PcrStatus.MATCH and self.expected.get(bank) != self.actual.get(bank):
+            return PcrStatus.MISMATCH
+        return self.status
 
     @property
     def remaining(self) -> tuple[int, ...]:
@@ -249,7 +257,7 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
         if mode != Mode.VALIDATE and any(s.status == PcrStatus.RESUMABLE for s in states):
             states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
-        capped = posture.unmeasured(snap.log, banks)
+        capped = unmeasured(snap.log, banks)
         states = tuple(replace(s, unmeasured=capped.get(s.pcr, ())) for s in states)
         if launched:
             checks += [_pcr_check(states, mode), posture.capped_check(capped), posture.lcp(snap.log),

@@ -27,6 +27,17 @@ class CheckId(StrEnum):
     TPM_EXTEND = "tpm.extend"
     POLICY_MATCH = "policy.match"
     PCR_MATCH = "pcr.match"
+    # remote verification of an evidence file (sld verify --evidence), in the order they are checked
+    EVIDENCE_SIGNATURE = "evidence.signature"
+    EVIDENCE_AK = "evidence.ak"
+    EVIDENCE_MAGIC = "evidence.magic"
+    EVIDENCE_TYPE = "evidence.type"
+    EVIDENCE_NONCE = "evidence.nonce"
+    EVIDENCE_SELECTION = "evidence.selection"
+    EVIDENCE_DIGEST = "evidence.digest"
+    EVIDENCE_BANKS = "evidence.banks"
+    EVIDENCE_REPLAY = "evidence.replay"
+    EVIDENCE_FRESHNESS = "evidence.freshness"
     TXT_PREVIOUS_ERROR = "txt.previous-error"
     POSTURE_LCP = "posture.lcp"
     POSTURE_STM = "posture.stm"
@@ -111,6 +122,14 @@ class SourceKind(StrEnum):
     SECURITYFS = "securityfs"
     DEVMEM = "devmem"
     IMAGE = "image"
+
+
+class EarStatus(StrEnum):
+    """``ear_status`` of an EAT Attestation Result (draft-ietf-rats-ear-04 §3; AR4SI trust tiers)."""
+
+    AFFIRMING = "affirming"
+    WARNING = "warning"
+    CONTRAINDICATED = "contraindicated"
 
 
 class LogCategory(StrEnum):

@@ -12,7 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-TOOLS = ("tpm2_createek", "tpm2_createak", "tpm2_quote", "tpm2_checkquote", "tpm2_readpublic", "tpm2_flushcontext")
+TOOLS = ("tpm2_createek", "tpm2_createak", "tpm2_quote", "tpm2_checkquote", "tpm2_readpublic", "tpm2_flushcontext",
+         "tpm2_createprimary", "tpm2_create", "tpm2_load", "tpm2_sign")
 
 
 def missing_tools() -> list[str]:
@@ -31,11 +32,29 @@ class Ak:
 
 @dataclass(frozen=True)
 class Quote:
-    """tpm2_quote's outputs: the TPMS_ATTEST (-m), the TPMT_SIGNATURE (-s) and the PCR blob (-o)."""
+    """tpm2_quote's outputs: the TPMS_ATTEST (-m), the TPMT_SIGNATURE (-s), the PCR blob (-o), and the
+    PCR values it printed (bank -> PCR -> hex)."""
 
     attest: Path
     signature: Path
     pcrs: Path
+    values: dict[str, dict[int, str]]
+
+
+def printed_pcrs(yaml: str) -> dict[str, dict[int, str]]:
+    """The ``pcrs:`` block tpm2_quote prints: ``  sha256:`` then ``    17: 0x...`` lines."""
+    values: dict[str, dict[int, str]] = {}
+    inside, bank = False, ""
+    for line in yaml.splitlines():
+        if not line.startswith(" "):
+            inside = line.startswith("pcrs:")
+        elif inside and line.startswith("    ") and bank:
+            pcr, _, value = line.strip().partition(": ")
+            values[bank][int(pcr)] = value.removeprefix("0x").lower()
+        elif inside:
+            bank = line.strip().rstrip(":")
+            values[bank] = {}
+    return values
 
 
 class Tools:
@@ -68,13 +87,36 @@ class Tools:
         self.flush()
         return ak
 
+    def unrestricted_key(self, label: str = "forger") -> Ak:
+        """A signing key that is not restricted (under an owner primary): TPM2_Sign signs any digest with it."""
+        key = Ak(*(self.dir / f"{label}.{ext}" for ext in ("ctx", "pub", "pem", "name")))
+        self.run("tpm2_createprimary", "-C", "o", "-c", f"{label}-primary.ctx")
+        self.flush()
+        self.run("tpm2_create", "-C", f"{label}-primary.ctx", "-G", "rsa2048:rsassa-sha256:null", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign", "-u", str(key.public), "-r",
+                 f"{label}.priv")
+        self.flush()
+        self.run("tpm2_load", "-C", f"{label}-primary.ctx", "-u", str(key.public), "-r", f"{label}.priv", "-c",
+                 str(key.ctx))
+        self.flush()
+        self.run("tpm2_readpublic", "-c", str(key.ctx), "-o", str(key.pem), "-f", "pem", "-n", str(key.name))
+        self.flush()
+        return key
+
+    def sign(self, key: Ak, message: Path, scheme: str = "rsassa") -> Path:
+        """TPM2_Sign over SHA-256(message) (the TPM hashes it, so a restricted key gets its ticket)."""
+        out = message.with_suffix(".sig")
+        self.run("tpm2_sign", "-c", str(key.ctx), "-g", "sha256", "-s", scheme, "-o", str(out), str(message))
+        self.flush()
+        return out
+
     def quote(self, ak: Ak, selection: str, nonce: bytes, label: str = "quote") -> Quote:
         """tpm2_quote of ``selection`` (tpm2-tools syntax, e.g. ``sha256:17,18``) with qualifying data ``nonce``."""
-        q = Quote(*(self.dir / f"{label}.{ext}" for ext in ("attest", "sig", "pcrs")))
-        self.run("tpm2_quote", "-c", str(ak.ctx), "-l", selection, "-q", nonce.hex(), "-m", str(q.attest),
-                 "-s", str(q.signature), "-o", str(q.pcrs), "-g", "sha256")
+        attest, signature, pcrs = (self.dir / f"{label}.{ext}" for ext in ("attest", "sig", "pcrs"))
+        run = self.run("tpm2_quote", "-c", str(ak.ctx), "-l", selection, "-q", nonce.hex(), "-m", str(attest),
+                       "-s", str(signature), "-o", str(pcrs), "-g", "sha256")
         self.flush()
-        return q
+        return Quote(attest, signature, pcrs, printed_pcrs(run.stdout))
 
     def checkquote(self, pem: Path, quote: Quote, nonce: bytes) -> subprocess.CompletedProcess[str]:
         """The referee: tpm2_checkquote's verdict on a quote (signature, nonce and the PCR digest)."""

@@ -18,7 +18,7 @@ from sld.appraisal.create import event_text
 from sld.appraisal.model import Part, Policy
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import event_type_name
-from sld.replay import DRTM_PCRS, extends
+from sld.replay import DRTM_PCRS, capped, extends
 
 
 class Problem(StrEnum):
@@ -59,11 +59,6 @@ class Finding:
         return {"problem": str(self.problem), "part": self.part, "pcr": self.pcr, "event": self.event,
                 "type": self.type_name, "text": self.text, "expected": {b: list(v) for b, v in self.expected.items()},
                 "found": dict(self.found)}
-
-
-def capped(digest: bytes) -> bool:
-    """0x01 followed by zeros: a bank the measuring code could not hash (spec §6, §7.6)."""
-    return len(digest) > 1 and digest[0] == 1 and not any(digest[1:])
 
 
 def _key(ev: Event) -> tuple[int, int, str | None]:

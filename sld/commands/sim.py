@@ -13,12 +13,19 @@ from sld.sim.scenarios import SCENARIOS
 
 def run_list(args: argparse.Namespace) -> int:
     if args.json:
-        rows = [{"name": s.name, "description": s.description, "verdict": s.verdict, "exit_code": s.exit_code}
-                for s in SCENARIOS]
+        rows = [{"name": s.name, "description": s.description, "verdict": s.verdict, "exit_code": s.exit_code,
+                 "with_clean_policy": s.with_clean_policy()} for s in SCENARIOS]
         print(dump_json("sim.scenarios", {"scenarios": rows}))
     else:
-        print(table(((s.name, s.verdict, s.description) for s in SCENARIOS), ("SCENARIO", "VERDICT", "DESCRIPTION")))
+        print(table(((s.name, s.verdict, _appraised(s.with_clean_policy()), s.description) for s in SCENARIOS),
+                    ("SCENARIO", "VERDICT", "WITH CLEAN'S POLICY", "DESCRIPTION")))
     return 0
+
+
+def _appraised(outcome: dict[str, str | None]) -> str:
+    """``failed: part mle``, ``verified (warns txt.previous-error)``: what a policy made on clean says."""
+    text = str(outcome["verdict"]) + (f": part {outcome['part']}" if outcome["part"] else "")
+    return text + (f" (warns {outcome['warning']})" if outcome["warning"] else "")
 
 
 def run_build(args: argparse.Namespace) -> int:

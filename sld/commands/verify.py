@@ -49,6 +49,10 @@ def notice(args: argparse.Namespace, config: Config) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Verify in this process with the configuration file's settings under the options."""
+    if args.ak or args.nonce or args.previous or args.format:  # evidence options without --evidence
+        from sld.commands.evidence import run as verify_evidence
+
+        return verify_evidence(args)
     from sld.appraisal.files import load as load_policy
     from sld.config import load
     from sld.report import verdict_json, verdict_text

@@ -13,15 +13,13 @@ unrestricted key), rather than fail as malformed bytes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import construct as cs
 
-from sld.errors import FormatError
 from sld.formats._util import build, parse_at
-from sld.formats.names import ALGORITHMS, TpmAlg, TpmSt
+from sld.formats.names import TpmAlg, TpmSt
 
 
 def tpm2b(name: str) -> cs.Struct:
@@ -157,27 +155,6 @@ TPM2B_PUBLIC = cs.Struct(  # §12.2.5: the size covers exactly one TPMT_PUBLIC
 def parse(struct: cs.Construct, data: bytes, structure: str) -> Any:
     """Parse a whole TPM buffer: trailing bytes, a short buffer or an unknown union tag name the field."""
     return parse_at(struct, data, 0, structure)
-
-
-def pcr_bitmap(pcrs: list[int] | tuple[int, ...], size: int = 3) -> bytes:
-    """The ``pcrSelect`` bitmap of TPMS_PCR_SELECTION (§10.6.2) for these PCR indices."""
-    bitmap = bytearray(size)
-    for pcr in pcrs:
-        bitmap[pcr // 8] |= 1 << (pcr % 8)
-    return bytes(bitmap)
-
-
-def selected_pcrs(bitmap: bytes) -> tuple[int, ...]:
-    """The PCR indices a ``pcrSelect`` bitmap selects, ascending (the order TPM2_Quote digests them)."""
-    return tuple(8 * i + bit for i, byte in enumerate(bitmap) for bit in range(8) if byte >> bit & 1)
-
-
-def object_name(public_area: bytes) -> bytes:
-    """An object's Name (Part 1 §16): nameAlg, then the nameAlg digest of its marshalled TPMT_PUBLIC."""
-    name_alg = int.from_bytes(public_area[2:4], "big")
-    if name_alg not in ALGORITHMS:
-        raise FormatError("TPMT_PUBLIC", f"nameAlg 0x{name_alg:04x} is not a hash sld knows", field="nameAlg")
-    return public_area[2:4] + hashlib.new(ALGORITHMS[name_alg][0], public_area).digest()
 
 
 def build_struct(struct: cs.Construct, obj: Any, structure: str) -> bytes:

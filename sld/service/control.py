@@ -6,8 +6,8 @@ each line, an ``{"error": ...}`` object when the request cannot be served. ``sta
 (sld.client) answers the exit code on a line, then the verdict exactly as ``sld verify`` prints it.
 
 One thread serves every connection through a selector, so no client can take a thread, a descriptor
-or memory for long: at most ``MAX_CONNECTIONS`` are open (a new one evicts the oldest that has not
-sent a full request yet), each has ``REQUEST_TIMEOUT`` seconds to send its line and read its reply,
+or memory for long: at most ``MAX_CONNECTIONS`` are open (a new one evicts the oldest that has no
+answer in hand), each has ``REQUEST_TIMEOUT`` seconds to send its line and read its reply,
 a line longer than ``MAX_LINE`` is refused unread, and only one request per connection is in hand
 at a time. Verification runs off this thread (the service's worker); its reply is sent when done.
 """
@@ -138,9 +138,11 @@ class ControlServer:
         self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
 
     def start(self) -> None:
+        """Serve on the control thread (a daemon thread: a stuck client never holds up the exit)."""
         self._thread.start()
 
     def shutdown(self) -> None:
+        """Stop the loop and wait for it (socketserver's name, so the daemon stops every listener alike)."""
         self._stop.set()
         self._wake_w.send(b"\0")
         self._thread.join(timeout=5)

@@ -260,16 +260,19 @@ class Daemon:
         return 0
 
     def _close_servers(self) -> None:
+        """Stop every listener; the control socket unlinks only the socket it bound."""
         for server in self._servers:
             server.shutdown()
             server.server_close()
         self._servers.clear()
 
     def request_reload(self) -> None:
+        """SIGHUP's handler: the main loop reloads (never inside a signal handler)."""
         self._reload.set()
         self._wake.set()
 
     def stop(self) -> None:
+        """SIGTERM/SIGINT's handler: the main loop ends, closes the listeners and says STOPPING=1."""
         self._stop.set()
         self._wake.set()
 

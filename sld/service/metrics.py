@@ -116,11 +116,14 @@ def _verdict(verdict: Verdict) -> Iterator[Metric]:
             passed.add_metric([check.id], int(status[check.id] == CheckStatus.PASS))
     yield passed
     match = GaugeMetricFamily("sld_pcr_match", "1 when the PCR equals the replayed log", labels=["pcr", "bank"])
+    measured = GaugeMetricFamily("sld_pcr_measured", "0 when the bank is capped in this PCR: not measured",
+                                 labels=["pcr", "bank"])
     for p in verdict.pcrs:
         for bank in verdict.banks:
-            ok = p.status == PcrStatus.MATCH and p.expected.get(bank) == p.actual.get(bank)
-            match.add_metric([str(p.pcr), bank], int(ok))
+            match.add_metric([str(p.pcr), bank], int(p.bank_status(bank) == PcrStatus.MATCH))
+            measured.add_metric([str(p.pcr), bank], int(p.bank_status(bank) != PcrStatus.NOT_MEASURED))
     yield match
+    yield measured
     if "ERRORCODE" in verdict.registers:
         yield GaugeMetricFamily("sld_txt_errorcode", "raw TXT ERRORCODE register",
                                 value=verdict.registers["ERRORCODE"] & 0xFFFFFFFF)

@@ -104,7 +104,7 @@ class Platform:
             "layout": self.layout,
             "verdict": self.scenario.verdict,
             "exit_code": self.scenario.exit_code,
-            "with_clean_policy": appraisal_of(self.scenario),
+            "with_clean_policy": self.scenario.with_clean_policy(),
             "log_format": self.scenario.spec.log_format,
             "banks": list(self.scenario.spec.banks),
             "registers": {k: f"0x{v:x}" for k, v in self.registers.items() if isinstance(v, int)},
@@ -121,13 +121,6 @@ class Platform:
             (root / "txt" / name).write_bytes(format_securityfs_value(name, self.registers[reg] & ((1 << width) - 1)))
         (root / "eventlog").write_bytes(self.log)
         (root / "manifest.json").write_text(_json(self.manifest()))
-
-
-def appraisal_of(sc: Scenario) -> dict[str, Any]:
-    """The verdict ``sld verify --policy`` reaches with a policy created on ``clean``, and what it names."""
-    a = sc.appraisal
-    return {"verdict": a.verdict if a else sc.verdict, "part": a.part if a else None,
-            "warning": a.warning if a else None}
 
 
 def _json(obj: Any) -> str:

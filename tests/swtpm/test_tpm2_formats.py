@@ -10,6 +10,7 @@ import pytest
 
 from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+from sld.formats.quote import object_name, selected_pcrs
 from sld.sim.swtpm import Swtpm
 from tests.tpm2tools import Tools, missing_tools
 
@@ -36,7 +37,7 @@ def test_tpm2_quote_outputs_round_trip(swtpm: Swtpm, tmp_path: Path, key: str, s
     assert attest.magic == TPM_GENERATED_VALUE and attest.type == TpmSt.ATTEST_QUOTE
     assert attest.extraData.buffer == NONCE
     selections = attest.attested.pcrSelect.pcrSelections
-    assert [(s.hash, tpm2.selected_pcrs(s.pcrSelect)) for s in selections] == [
+    assert [(s.hash, selected_pcrs(s.pcrSelect)) for s in selections] == [
         (ALG_ID["sha1"], tuple(range(17, 23))), (ALG_ID["sha256"], tuple(range(17, 23)))]
 
     signature = same_bytes(tpm2.TPMT_SIGNATURE, quote.signature.read_bytes(), "TPMT_SIGNATURE")
@@ -47,4 +48,4 @@ def test_tpm2_quote_outputs_round_trip(swtpm: Swtpm, tmp_path: Path, key: str, s
     assert public.objectAttributes.restricted and public.objectAttributes.sign and public.objectAttributes.fixedTPM
     if key == "ecc":
         assert public.parameters.curveID == TpmEccCurve.NIST_P256
-    assert tpm2.object_name(ak.public.read_bytes()[2:]) == ak.name.read_bytes()
+    assert object_name(ak.public.read_bytes()[2:]) == ak.name.read_bytes()

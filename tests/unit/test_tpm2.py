@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
-from sld.formats import tpm2
+from sld.formats import quote, tpm2
 from sld.formats.names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 
 
@@ -45,7 +45,7 @@ def quote_attest(nonce: bytes = b"n" * 16, pcrs: tuple[int, ...] = tuple(range(1
         "clockInfo": {"clock": 8112, "resetCount": 1, "restartCount": 0, "safe": 1},
         "firmwareVersion": 0x2019102300163636,
         "attested": {
-            "pcrSelect": {"pcrSelections": [{"hash": TpmAlg.SHA256, "pcrSelect": tpm2.pcr_bitmap(pcrs)}]},
+            "pcrSelect": {"pcrSelections": [{"hash": TpmAlg.SHA256, "pcrSelect": quote.pcr_bitmap(pcrs)}]},
             "pcrDigest": {"buffer": hashlib.sha256(b"pcrs").digest()},
         },
     }
@@ -131,7 +131,7 @@ def test_public_round_trip_and_name(public: dict[str, Any]) -> None:
     data = round_trip(tpm2.TPM2B_PUBLIC, public, "TPM2B_PUBLIC")
     assert int.from_bytes(data[:2], "big") == len(data) - 2
     assert data[6:10] == bytes.fromhex("00050072")  # TPMA_OBJECT of tpm2_createak's AK template
-    assert tpm2.object_name(data[2:]) == b"\x00\x0b" + hashlib.sha256(data[2:]).digest()
+    assert quote.object_name(data[2:]) == b"\x00\x0b" + hashlib.sha256(data[2:]).digest()
 
 
 def test_public_size_must_cover_the_area() -> None:
@@ -150,11 +150,11 @@ def test_unknown_key_type_names_the_field() -> None:
 
 def test_name_of_an_unknown_name_alg() -> None:
     with pytest.raises(FormatError, match="nameAlg 0x0099"):
-        tpm2.object_name(b"\x00\x01\x00\x99" + bytes(20))
+        quote.object_name(b"\x00\x01\x00\x99" + bytes(20))
 
 
 @given(st.sets(st.integers(0, 23)))
 def test_bitmap_selects_what_it_was_made_of(pcrs: set[int]) -> None:
-    bitmap = tpm2.pcr_bitmap(sorted(pcrs))
-    assert tpm2.selected_pcrs(bitmap) == tuple(sorted(pcrs))
+    bitmap = quote.pcr_bitmap(sorted(pcrs))
+    assert quote.selected_pcrs(bitmap) == tuple(sorted(pcrs))
     assert round_trip(tpm2.TPMS_PCR_SELECTION, {"hash": TpmAlg.SHA1, "pcrSelect": bitmap}, "sel")[2] == 3

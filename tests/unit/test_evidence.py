@@ -1,0 +1,165 @@
+"""sld verify --evidence without a TPM: synthetic evidence signed by a real key (OpenSSL via cryptography).
+
+Quotes a real TPM made, tpm2_checkquote as referee and TPM-made forgeries are in tests/swtpm/test_evidence.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sld.cli import run
+from sld.evidence.bundle import parse_evidence
+from sld.evidence.check import appraise
+from sld.evidence.keys import key_from_der
+from tests.evidence import SoftAk, synthetic
+
+NONCE = bytes(range(32))
+
+
+def _key(ak: SoftAk) -> Any:
+    body = "".join(ak.pem().splitlines()[1:-1])
+    return key_from_der(base64.b64decode(body))
+
+
+@pytest.fixture(scope="module")
+def rsa_ak() -> SoftAk:
+    return SoftAk("rsa")
+
+
+def verify(tmp_path: Path, ev: dict[str, Any] | str, ak: SoftAk, *extra: str,
+           nonce: bytes = NONCE) -> int:
+    path = tmp_path / "evidence.json"
+    path.write_text(ev if isinstance(ev, str) else json.dumps(ev))
+    pem = tmp_path / "ak.pem"
+    pem.write_text(ak.pem())
+    return run(["verify", "--evidence", str(path), "--ak", str(pem), "--nonce", nonce.hex(), *extra])
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecc"])
+def test_synthetic_launch_verifies(kind: str) -> None:
+    ak = SoftAk(kind)
+    verdict = appraise(parse_evidence(json.dumps(synthetic(ak, NONCE))), _key(ak), NONCE)
+    assert verdict.result == "verified" and verdict.failure is None
+    assert verdict.banks == {"sha1": "match", "sha256": "match"}
+    assert all(c.status == "pass" for c in verdict.checks)
+
+
+def test_json_and_exit_code(tmp_path: Path, rsa_ak: SoftAk, capsys: pytest.CaptureFixture[str]) -> None:
+    code = verify(tmp_path, synthetic(rsa_ak, NONCE), rsa_ak, "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["kind"] == "evidence-verdict" and out["result"] == "verified"
+
+
+def test_one_capped_bank_warns_and_is_never_a_match(tmp_path: Path, rsa_ak: SoftAk,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = verify(tmp_path, synthetic(rsa_ak, NONCE, capped=("sha1",)), rsa_ak, "--format", "ear")
+    ear = json.loads(capsys.readouterr().out)
+    assert code == 0 and ear["ear_status"] == "warning"
+    claims = ear["submods"]["drtm"]["ear_verifier_claims"]
+    assert claims["sld_banks"] == {"sha1": "not-measured", "sha256": "match"}
+    assert claims["sld_warned_checks"] == ["pcr.capped"]
+
+
+def test_every_bank_capped_fails(rsa_ak: SoftAk) -> None:
+    ev = synthetic(rsa_ak, NONCE, capped=("sha1", "sha256"))
+    verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
+    assert verdict.failure is not None and verdict.failure.id == "evidence.replay"
+    assert "every one is capped" in verdict.failure.detail
+    assert verdict.banks == {"sha1": "not-measured", "sha256": "not-measured"}
+
+
+def test_bank_allocated_but_not_quoted(rsa_ak: SoftAk) -> None:
+    ev = synthetic(rsa_ak, NONCE)
+    ev["banks"] = ["sha1", "sha256", "sha384"]  # the host says the TPM has sha384 too: it must be quoted
+    verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
+    assert verdict.failure is not None and verdict.failure.id == "evidence.banks"
+    assert "sha384 is not quoted" in verdict.failure.detail
+
+
+def test_policy_violation_is_named(tmp_path: Path, rsa_ak: SoftAk, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pcrs.sha256]\n17 = "{"00" * 32}"\n')
+    code = verify(tmp_path, synthetic(rsa_ak, NONCE), rsa_ak, "--json", "--policy", str(policy))
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["failure"]["id"] == "policy.match" and "PCR17 sha256" in out["failure"]["detail"]
+
+
+def test_ecdsa_signature_under_the_rsa_ak_is_named(rsa_ak: SoftAk) -> None:
+    ev = synthetic(SoftAk("ecc"), NONCE)
+    verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
+    assert verdict.failure is not None and verdict.failure.id == "evidence.signature"
+    assert "ECDSA signature cannot be made by the rsa AK" in verdict.failure.detail
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _truncated_attest(ev: dict[str, Any]) -> None:
+    ev["quotes"][0]["attest"] = _b64(base64.b64decode(ev["quotes"][0]["attest"])[:60])
+
+
+BAD_EVIDENCE: dict[str, tuple[Any, str | None]] = {
+    "not JSON": ("{\"schema\": 1,", "evidence: not JSON"),
+    "not an object": ("[1]", "evidence: not a JSON object"),
+    "missing quotes": (lambda ev: ev.pop("quotes"), "evidence.quotes: missing"),
+    "quotes not a list": (lambda ev: ev.update(quotes={}), "evidence.quotes: expected a JSON list, got dict"),
+    "bad base64": (lambda ev: ev["quotes"][1].update(signature="$$$"), "evidence.quotes[1].signature: not base64"),
+    "truncated attest": (_truncated_attest, "quotes[0].attest: TPMS_ATTEST.extraData.buffer at 0x2c: truncated"),
+    "bad PCR hex": (lambda ev: ev["quotes"][0]["pcrs"].update({"17": "xyz"}), "evidence.quotes[0].pcrs.17: not hex"),
+    "short PCR": (lambda ev: ev["quotes"][0]["pcrs"].update({"17": "00"}), "1 bytes, a sha1 PCR holds 20"),
+    "unknown bank": (lambda ev: ev["quotes"][0].update(bank="md5"), "evidence.quotes[0].bank: unknown bank"),
+    "wrong schema": (lambda ev: ev.update(schema=2), "evidence.schema: expected schema 1"),
+    "bad AK public": (lambda ev: ev["ak"].update(public=_b64(b"\x00\x04abcd")), "evidence.ak.public: TPMT_PUBLIC"),
+    "bad log": (lambda ev: ev.update(drtm_log=_b64(b"\x00" * 8)), None),
+}
+
+
+@pytest.mark.parametrize("case", BAD_EVIDENCE)
+def test_bad_evidence_names_the_key(tmp_path: Path, rsa_ak: SoftAk, capsys: pytest.CaptureFixture[str],
+                                    case: str) -> None:
+    change, message = BAD_EVIDENCE[case]
+    ev: Any = change
+    if callable(change):
+        ev = synthetic(rsa_ak, NONCE)
+        change(ev)
+    code = verify(tmp_path, ev, rsa_ak, "--json")
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    if message is None:  # a log that does not parse is a failed check, not a broken file
+        assert json.loads(captured.out)["failure"]["id"] == "log.valid"
+    else:
+        assert message in captured.err, captured.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--nonce", "00" * 8], "--nonce: 8 bytes; a nonce has at least 16"),
+    (["--nonce", "zz"], "--nonce: not hex"),
+    (["--ak", "/nonexistent.pem"], "/nonexistent.pem:--ak: cannot read the AK"),
+])
+def test_usage_errors_exit_2(tmp_path: Path, rsa_ak: SoftAk, capsys: pytest.CaptureFixture[str],
+                             args: list[str], message: str) -> None:
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps(synthetic(rsa_ak, NONCE)))
+    pem = tmp_path / "ak.pem"
+    pem.write_text(rsa_ak.pem())
+    opts = {"--ak": str(pem), "--nonce": NONCE.hex(), **dict(zip(args[::2], args[1::2], strict=True))}
+    code = run(["verify", "--evidence", str(path), *[x for kv in opts.items() for x in kv]])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_a_pem_that_is_not_a_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pem = tmp_path / "ak.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n")
+    code = run(["verify", "--evidence", str(pem), "--ak", str(pem), "--nonce", NONCE.hex()])
+    assert code == 2 and "--ak: not a usable public key" in capsys.readouterr().err
+
+
+def test_evidence_options_need_evidence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["verify", "--format", "ear"]) == 2
+    assert "--evidence" in capsys.readouterr().err
