@@ -31,8 +31,9 @@ def _appraised(outcome: dict[str, str | None]) -> str:
 def run_build(args: argparse.Namespace) -> int:
     from sld.sim.builder import build_platform
 
-    manifest = build_platform(args.scenario, args.layout).write_image(args.output)
-    print(f"wrote {args.scenario} ({args.layout} layout) to {args.output}; manifest {manifest}")
+    platform = build_platform(args.scenario, args.layout)
+    manifest = platform.write_image(args.output)
+    print(f"wrote {args.scenario} ({platform.layout} layout) to {args.output}; manifest {manifest}")
     return 0
 
 
