@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import tempfile
@@ -40,17 +39,21 @@ def make_log(path: Path, times: int = 1) -> None:
     path.write_bytes(log + log[header:] * (times - 1))
 
 
-def run(cmd: list[str], out: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of ``cmd`` writing its stdout into ``out``."""
+def seconds(cmd: list[str], out: Path) -> float:
+    """Wall seconds of ``cmd`` writing its stdout into ``out``."""
     with out.open("wb") as f:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{cmd} exited {proc.returncode}")
-    return elapsed, usage.ru_maxrss
+        subprocess.run(cmd, stdout=f, check=True)
+        return time.perf_counter() - start
+
+
+def peak_rss_kib(cmd: list[str], out: Path) -> int:
+    """Peak RSS of ``cmd`` as GNU time (Debian ``time``) reports it: a process forked from this one would
+    count this one's pages (its fork copy) in its own high-water mark."""
+    report = out.with_suffix(".rss")
+    with out.open("wb") as f:
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *cmd], stdout=f, check=True)
+    return int(report.read_text().split()[-1])
 
 
 def main() -> None:
@@ -67,12 +70,12 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(RUNS):  # interleaved, so that load on the machine falls on all alike
             for name, cmd in commands.items():
-                times[name].append(run(cmd, root / "out")[0])
+                times[name].append(seconds(cmd, root / "out"))
                 check(name, root / "out")
         rss = {}
         for n in (1, 10):
             make_log(log, n)
-            rss[n * EVENTS] = run(commands["sld --pcrs --json"], root / "out")[1]
+            rss[n * EVENTS] = peak_rss_kib(commands["sld --pcrs --json"], root / "out")
             check("sld --pcrs --json", root / "out", n * EVENTS)
     medians = {name: statistics.median(t) for name, t in times.items()}
     peer = medians["tpm2_eventlog"]

@@ -36,7 +36,7 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
-SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH"
+SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
@@ -187,11 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
     dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
-    cap = sub.add_parser("capture", help="save the registers, heap, SLRT and log for a bug report (--source reads it)")
+    cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
+                         "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
     _add_source(cap)
-    cap.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="the capture to write (read back with --source image:FILE)")
+    cap.add_argument("-o", "--output", required=True, metavar="FILE", help="the capture file to write (a gzip'd "
+                     "tar, replaced atomically; never written through a link)")
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
     qu.add_argument("action", choices=("status", "apply", "lift"),

@@ -65,10 +65,14 @@ def _stage(snap: Snapshot, name: str, fn: Callable[[], None]) -> bool:
 
 
 def discover(source: Source) -> Snapshot:
-    """Read as far as the platform lets us; securityfs gives registers and log without a heap walk."""
+    """Read as far as the platform lets us; securityfs gives registers and log without a heap walk.
+
+    Physical memory, when the source has it, is walked in full: a capture holding both the securityfs
+    files and the memory regions is read as the memory (everything securityfs has is there too).
+    """
     snap = Snapshot(source.kind, source.name)
     fs = source.securityfs
-    if fs is not None:
+    if fs is not None and source.memory is None:
         def regs_fs() -> None:
             snap.registers = registers.from_securityfs(fs.registers())
 

@@ -53,10 +53,11 @@ class PcrChains:
     """The PCR values of ``banks`` as records are added in log order (the banks hashlib can compute).
 
     PCR0's extends are kept until the end, since its reset value depends on a StartupLocality event
-    wherever the log has it; every other PCR is one running value per bank.
+    wherever the log has it; every other PCR is one running value per bank. ``add`` is a closure over
+    the running values: it runs once per record of a log of any length.
     """
 
-    __slots__ = ("banks", "pcrs", "states", "pcr0", "seen")
+    __slots__ = ("banks", "pcrs", "states", "pcr0", "seen", "add")
 
     def __init__(self, banks: Iterable[str], pcrs: Iterable[int] = range(NUM_PCRS)) -> None:
         self.banks = [(bank, _hasher(bank)) for bank in banks if bank in hashlib.algorithms_available]
@@ -64,23 +65,29 @@ class PcrChains:
         self.states = {bank: {p: _reset(bank, p, None) for p in self.pcrs} for bank, _ in self.banks}
         self.pcr0: list[Event] = []
         self.seen: set[int] = set()
+        self.add = self._adder()
 
-    def add(self, ev: Event) -> None:
-        pcr = ev.pcr
-        if ev.type in NOT_EXTENDED or pcr not in self.pcrs:
-            if pcr == 0 and ev.type == EV_NO_ACTION:
-                self.pcr0.append(ev)  # perhaps the StartupLocality event
-            return
-        self.seen.add(pcr)
-        if pcr == 0:
-            self.pcr0.append(ev)
-            return
-        digests = ev.digests
-        for bank, new in self.banks:
-            digest = digests.get(bank)
-            if digest is not None:  # a record lacking the bank leaves it as it was
-                states = self.states[bank]
-                states[pcr] = new(states[pcr] + digest).digest()
+    def _adder(self) -> Callable[[Event], None]:
+        pcrs, pcr0, seen, skip = self.pcrs, self.pcr0, self.seen, NOT_EXTENDED
+        banks = [(bank, new, self.states[bank]) for bank, new in self.banks]
+
+        def add(ev: Event) -> None:
+            pcr = ev.pcr
+            if pcr not in pcrs or ev.type in skip:
+                if pcr == 0 and ev.type == EV_NO_ACTION:
+                    pcr0.append(ev)  # perhaps the StartupLocality event
+                return
+            seen.add(pcr)
+            if pcr == 0:
+                pcr0.append(ev)
+                return
+            digests = ev.digests
+            for bank, new, values in banks:
+                digest = digests.get(bank)
+                if digest is not None:  # a record lacking the bank leaves it as it was
+                    values[pcr] = new(values[pcr] + digest).digest()
+
+        return add
 
     def values(self) -> dict[str, dict[int, bytes]]:
         """Per bank, the PCRs that were extended, and PCR0 and 17-22 whatever the log holds."""

@@ -122,6 +122,7 @@ class SourceKind(StrEnum):
     SECURITYFS = "securityfs"
     DEVMEM = "devmem"
     IMAGE = "image"
+    CAPTURE = "capture"  # an `sld capture` file with memory regions (one of securityfs files alone: securityfs)
 
 
 class EarStatus(StrEnum):

@@ -41,6 +41,25 @@ class Quote:
     values: dict[str, dict[int, str]]
 
 
+def pcr_blob(alg: int, values: dict[int, bytes]) -> bytes:
+    """PCR values in tpm2-tools' PCR blob format (tpm2_quote -o; lib/pcr.c writes the structs as they lie
+    in memory, little-endian): TPML_PCR_SELECTION with its 16 slots of TPMS_PCR_SELECTION (hash, size,
+    4-byte select, padding), the number of TPML_DIGESTs, and each TPML_DIGEST of 8 TPM2B_DIGEST slots of
+    64 bytes. What Keylime's checkquote and tpm2_checkquote -f read."""
+    import struct
+
+    bitmap = bytearray(3)
+    for pcr in values:
+        bitmap[pcr // 8] |= 1 << (pcr % 8)
+    selection = struct.pack("<I", 1) + struct.pack("<HB3s2x", alg, 3, bytes(bitmap)) + bytes(8 * 15)
+    ordered = [values[p] for p in sorted(values)]
+    lists = [ordered[i : i + 8] for i in range(0, len(ordered), 8)]
+    body = b"".join(struct.pack("<I", len(chunk)) + b"".join(struct.pack("<H", len(d)) + d.ljust(64, b"\0")
+                                                            for d in chunk + [b""] * (8 - len(chunk)))
+                    for chunk in lists)
+    return selection + struct.pack("<I", len(lists)) + body
+
+
 def printed_pcrs(yaml: str) -> dict[str, dict[int, str]]:
     """The ``pcrs:`` block tpm2_quote prints: ``  sha256:`` then ``    17: 0x...`` lines."""
     values: dict[str, dict[int, str]] = {}

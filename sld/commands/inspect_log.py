@@ -36,6 +36,7 @@ MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine wri
 BATCH = 2048  # records rendered per write
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _JSON_TYPE_NAMES = {t: json.dumps(name) for t, name in EVENT_TYPES.items()}
+_TYPE_WIDTHS = {t: len(name) for t, name in EVENT_TYPES.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,12 +138,11 @@ def _json_events(events: Iterable[Event], chains: PcrChains | None, write: Calla
     keep = batch.append
     sep = "\n"
     for ev in events:
-        digests = ev.digests
+        index, offset, pcr, etype, digests, data = ev
         banks = tuple(digests)
         template = templates.get(banks) or templates.setdefault(banks, _json_template(banks))
-        name = names.get(ev.type) or json.dumps(event_type_name(ev.type))
-        keep(template % (ev.index, ev.offset, ev.pcr, ev.type, name, *[d.hex() for d in digests.values()],
-                         ev.data.hex()))
+        name = names.get(etype) or json.dumps(event_type_name(etype))
+        keep(template % (index, offset, pcr, etype, name, *map(bytes.hex, digests.values()), data.hex()))
         if add is not None:
             add(ev)
         if len(batch) == BATCH:
@@ -169,11 +169,7 @@ def _text(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, sou
 
     header, events = walk()
     chains = PcrChains(header.banks) if pcrs else None
-    widths = _Widths()
-    for ev in events:  # first walk: how wide each column is, and the replay
-        widths.add(ev)
-        if chains is not None:
-            chains.add(ev)
+    widths = _widths(events, chains)  # first walk: how wide each column is, and the replay
     write(f"{header.format} event log from {source}: {count(widths.count, 'event')}, banks {', '.join(header.banks)}\n")
     _, events = walk()
     _text_rows(events, widths, write)
@@ -186,51 +182,57 @@ _TEXT_HEADER = ("#", "PCR", "TYPE", "DIGESTS", "DATA")
 
 
 class _Widths:
-    """The widths :func:`sld.report.table` would give the record table: the widest cell of each column."""
+    """The widths :func:`sld.report.table` gives the record table (the widest cell of each column but
+    the last, which is not padded), and the number of records."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.index = self.pcr = 0
-        self.type = len(_TEXT_HEADER[2])
-        self.digests = len(_TEXT_HEADER[3])
-        self._digest_widths: dict[tuple[tuple[str, int], ...], int] = {}
+    __slots__ = ("count", "index", "pcr", "type", "digests")
 
-    def add(self, ev: Event) -> None:
-        self.count += 1
-        self.index = max(self.index, ev.index)
-        self.pcr = max(self.pcr, ev.pcr)
-        self.type = max(self.type, len(event_type_name(ev.type)))
-        shape = tuple((bank, len(d)) for bank, d in ev.digests.items())
-        width = self._digest_widths.get(shape)
-        if width is None:
-            width = sum(len(bank) + 1 + 2 * n for bank, n in shape) + 2 * (len(shape) - 1)  # bank:hex, 2 apart
-            self._digest_widths[shape] = width
-        self.digests = max(self.digests, width)
+    def __init__(self, count: int, index: int, pcr: int, type: int, digests: int) -> None:
+        self.count, self.index, self.pcr, self.type, self.digests = count, index, pcr, type, digests
 
-    def columns(self) -> tuple[int, int, int, int]:
-        return (max(len(_TEXT_HEADER[0]), len(str(self.index))), max(len(_TEXT_HEADER[1]), len(str(self.pcr))),
-                self.type, self.digests)
+
+def _widths(events: Iterable[Event], chains: PcrChains | None) -> _Widths:
+    add = chains.add if chains is not None else None
+    count = last = top_pcr = type_width = 0
+    widths = _TYPE_WIDTHS
+    shapes: dict[tuple[str, ...], int] = {}  # banks a record lists -> its digests cell's width
+    for ev in events:
+        index, _, pcr, etype, digests, _ = ev
+        count += 1
+        last = index
+        if pcr > top_pcr:
+            top_pcr = pcr
+        width = widths.get(etype) or len(event_type_name(etype))
+        if width > type_width:
+            type_width = width
+        banks = tuple(digests)
+        if banks not in shapes:  # "bank:hex" cells two apart; a bank's digests have one size in a log
+            shapes[banks] = sum(len(bank) + 1 + 2 * len(d) for bank, d in digests.items()) + 2 * (len(banks) - 1)
+        if add is not None:
+            add(ev)
+    digest_width = max(shapes.values(), default=0)
+    return _Widths(count, max(len(_TEXT_HEADER[0]), len(str(last))), max(len(_TEXT_HEADER[1]), len(str(top_pcr))),
+                   max(len(_TEXT_HEADER[2]), type_width), max(len(_TEXT_HEADER[3]), digest_width))
 
 
 def _text_rows(events: Iterable[Event], widths: _Widths, write: Callable[[str], object]) -> None:
-    w_index, w_pcr, w_type, w_digests = widths.columns()
+    w_index, w_pcr, w_type, w_digests = widths.index, widths.pcr, widths.type, widths.digests
     write("  ".join(c.ljust(w) for c, w in zip(_TEXT_HEADER, (w_index, w_pcr, w_type, w_digests, 0), strict=True))
           .rstrip() + "\n")
     templates: dict[tuple[str, ...], str] = {}
     types = {t: name.ljust(w_type) for t, name in EVENT_TYPES.items()}
     batch: list[str] = []
     keep = batch.append
-    for ev in events:
-        digests = ev.digests
+    for index, _, pcr, etype, digests, data in events:
         banks = tuple(digests)
         template = templates.get(banks)
         if template is None:
             template = templates[banks] = "  ".join(f"{bank}:%s" for bank in banks)
-        cell = (template % tuple([d.hex() for d in digests.values()])).ljust(w_digests)
-        name = types.get(ev.type) or event_type_name(ev.type).ljust(w_type)
-        shown = ev.data.rstrip(b"\0")
-        text = shown.decode()[:40] if shown and not shown.translate(None, _PRINTABLE) else f"{len(ev.data)} bytes"
-        keep(f"{ev.index:<{w_index}}  {ev.pcr:<{w_pcr}}  {name}  {cell}  {text}".rstrip())
+        cell = (template % tuple(map(bytes.hex, digests.values()))).ljust(w_digests)
+        name = types.get(etype) or event_type_name(etype).ljust(w_type)
+        shown = data.rstrip(b"\0")
+        text = shown.decode()[:40] if shown and not shown.translate(None, _PRINTABLE) else f"{len(data)} bytes"
+        keep(f"{index:<{w_index}}  {pcr:<{w_pcr}}  {name}  {cell}  {text}".rstrip())
         if len(batch) == BATCH:
             write("\n".join(batch) + "\n")
             batch.clear()

@@ -27,12 +27,18 @@ def _bad(key: str, message: str) -> FormatError:
     return FormatError("evidence", message, field=key)
 
 
-def _get(obj: dict[str, Any], name: str, kind: type, key: str) -> Any:
+JSON_NAMES = {int: "number", str: "string", dict: "object", list: "array", type(None): "null"}
+
+
+def _get(obj: dict[str, Any], name: str, kind: Any, key: str) -> Any:
+    """``obj[name]`` of Python type ``kind`` (a type or a union); JSON's true/false is never a number."""
+    where = f"{key}.{name}" if key else name
     if name not in obj:
-        raise _bad(f"{key}.{name}" if key else name, "missing")
+        raise _bad(where, "missing")
     value = obj[name]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise _bad(f"{key}.{name}" if key else name, f"expected a JSON {kind.__name__}, got {type(value).__name__}")
+        wanted = " or ".join(JSON_NAMES[t] for t in getattr(kind, "__args__", (kind,)))
+        raise _bad(where, f"expected a JSON {wanted}, got {JSON_NAMES.get(type(value), type(value).__name__)}")
     return value
 
 
@@ -84,6 +90,7 @@ class Evidence:
     """A parsed evidence object; ``platform`` and ``verdict`` are kept as the host wrote them (advisory)."""
 
     __slots__ = ("nonce", "ak_public", "ak_name", "quotes", "log", "banks", "platform", "verdict")
+    log: bytes | None
 
     def __init__(self, obj: dict[str, Any]) -> None:
         if _get(obj, "schema", int, "") != SCHEMA or _get(obj, "kind", str, "") != KIND:
@@ -96,7 +103,8 @@ class Evidence:
         if not quotes:
             raise _bad("quotes", "no quote")
         self.quotes = tuple(Quote(q if isinstance(q, dict) else {}, f"quotes[{i}]") for i, q in enumerate(quotes))
-        self.log = _b64(_get(obj, "drtm_log", str, ""), "drtm_log")
+        log = _get(obj, "drtm_log", str | None, "")  # null: the host could not read its log
+        self.log = None if log is None else _b64(log, "drtm_log")
         banks = obj.get("banks", [])
         if not isinstance(banks, list) or not all(isinstance(b, str) for b in banks):
             raise _bad("banks", "expected a list of bank names")

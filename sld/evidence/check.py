@@ -220,9 +220,11 @@ def appraise(evidence: Evidence, ak: RsaKey | EcKey, nonce: bytes, *, policy: Po
     ]
     quoted = {q.bank: q for q in quotes}
     try:
+        if evidence.log is None:
+            raise FormatError("drtm_log", "the host could not read its DRTM log (null): nothing explains the PCRs")
         log = parse_log(evidence.log)
     except FormatError as err:
-        checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.FAIL, f"drtm_log: {err}"))
+        checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.FAIL, str(err)))
         return EvidenceVerdict(checks, {})
     checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.PASS, f"{log.format}, {len(log.events)} events"))
     replayed, banks = _replay_checks(evidence, log, quoted)

@@ -35,7 +35,7 @@ from sld.vocab import LogFormat
 
 TYPE_CHECKING = False  # typing costs a log-parsing process more than its first thousand records
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import Any, NamedTuple
 
     class _EventFields(NamedTuple):
         index: int  # type: ignore[assignment]  # the record's, not tuple.index
@@ -92,11 +92,13 @@ class Walk:
     walked and ``index`` the next record's index.
     """
 
-    __slots__ = ("read_head", "structure", "sizes", "names", "stop_at_zero", "base", "index", "stop", "more")
+    __slots__ = ("read_head", "common", "structure", "sizes", "names", "stop_at_zero", "base", "index", "stop",
+                 "more")
 
-    def __init__(self, read_head: HeadReader, structure: str, sizes: Mapping[int, int], stop_at_zero: bool,
-                 base: int, index: int) -> None:
+    def __init__(self, read_head: HeadReader, common: CommonRecord | None, structure: str, sizes: Mapping[int, int],
+                 stop_at_zero: bool, base: int, index: int) -> None:
         self.read_head = read_head
+        self.common = common  # the layout most records share, read in one unpack (None: each by read_head)
         self.structure = structure  # the record's name in errors: TCG_PCR_EVENT or TCG_PCR_EVENT2
         self.sizes = sizes  # Spec ID algorithm id -> digest size: the digests a record may carry
         self.names = {alg: bank_name(alg) for alg in sizes}
@@ -107,10 +109,28 @@ class Walk:
         self.more = False
 
     def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
-        read_head, base, stop_at_zero, index = self.read_head, self.base, self.stop_at_zero, self.index
+        read_head, base, stop_at_zero, index, common = self.read_head, self.base, self.stop_at_zero, self.index, \
+            self.common
         self.more = False
         off = start
-        while off < limit:
+        while True:
+            if common is not None:  # a run of common records, to which no rule below applies
+                unpack, fsize, shape, expected, pcr_type_size, digests_of, banks = common.parts()
+                while off + fsize <= limit:
+                    head = unpack(data, off)
+                    if shape is not None and shape(head) != expected:
+                        break
+                    pcr, etype, size = pcr_type_size(head)
+                    end = off + fsize + size
+                    if end > limit or (stop_at_zero and etype == 0 and size == 0):
+                        break
+                    digests = dict(zip(banks, digests_of(head), strict=True))
+                    yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
+                    index += 1
+                    off = end
+            if off >= limit:
+                self.more = not final  # the bytes so far end with a record: the rest of the log follows
+                break
             head = read_head(data, off, limit)
             if head is None:
                 if not final:
@@ -136,8 +156,6 @@ class Walk:
             yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
             index += 1
             off = end
-        else:
-            self.more = not final  # the bytes so far end with a record: the rest of the log follows
         self.index, self.stop = index, off
 
     def _checked(self, pairs: list[tuple[int, bytes]], at: int) -> dict[str, bytes]:
@@ -168,7 +186,34 @@ _SPEC_ID_HEAD = struct.Struct("<16sIBBBBI")  # TCG_EfiSpecIDEventStruct up to nu
 _ALG_SIZE = struct.Struct("<HH")
 
 
-def sha1_head_reader() -> HeadReader:
+class CommonRecord:
+    """The head layout most records of a log share, from its field names: one ``struct`` unpack reads it
+    whole, and a record is of this layout when its ``expected`` fields hold the expected values (the
+    digest count and algorithm ids the Spec ID event lists). The walk takes runs of such records in a
+    tight loop and leaves every other record, and any a rule applies to, to the head reader."""
+
+    __slots__ = ("layout", "expected", "banks", "_parts")
+
+    def __init__(self, fields: list[tuple[str, str]], expected: Mapping[str, int], banks: list[str]) -> None:
+        names = [name for name, _ in fields]
+        self.layout = struct.Struct("<" + "".join(code for _, code in fields))
+        self.expected = dict(expected)
+        self.banks = banks
+        shape = itemgetter(*(names.index(f) for f in expected)) if expected else None
+        # itemgetter of one field gives the value, of several a tuple: one bank's digest is read twice
+        digests = [names.index(bank) for bank in banks]
+        digests_of = itemgetter(*digests, *digests) if len(digests) == 1 else itemgetter(*digests)
+        banks_once = banks * 2 if len(banks) == 1 else banks
+        self._parts = (self.layout.unpack_from, self.layout.size, shape,
+                       tuple(expected.values()) if len(expected) > 1 else next(iter(expected.values()), None),
+                       itemgetter(names.index("pcr"), names.index("type"), names.index("event_size")),
+                       digests_of, banks_once)
+
+    def parts(self) -> tuple[Any, ...]:
+        return self._parts
+
+
+def sha1_head_reader() -> tuple[HeadReader, CommonRecord]:
     """TCG_PCR_EVENT: one SHA-1 digest, a fixed 32-byte head."""
     unpack, size = _SHA1_HEAD.unpack_from, _SHA1_HEAD.size
 
@@ -178,36 +223,23 @@ def sha1_head_reader() -> HeadReader:
         pcr, etype, digest, esize = unpack(data, off)
         return pcr, etype, {"sha1": digest}, size, esize
 
-    return read
+    return read, CommonRecord([("pcr", "I"), ("type", "I"), ("sha1", "20s"), ("event_size", "I")], {}, ["sha1"])
 
 
-def event2_head_reader(sizes: Mapping[int, int]) -> HeadReader:
-    """TCG_PCR_EVENT2 for a log whose Spec ID event lists ``sizes`` (algorithm id -> digest size).
-
-    The common record carries every listed digest in Spec ID order: one unpack of a struct laid out
-    from the field names below reads its whole head, and comparing its count and algorithm ids with
-    the Spec ID's accepts it. Any other record is read digest by digest and checked by the walk.
-    """
+def event2_head_reader(sizes: Mapping[int, int]) -> tuple[HeadReader, CommonRecord]:
+    """TCG_PCR_EVENT2 for a log whose Spec ID event lists ``sizes`` (algorithm id -> digest size): the
+    common record carries every listed digest in Spec ID order; any other is read digest by digest."""
     banks = [bank_name(alg) for alg in sizes]
-    fields = ["pcr", "type", "count"] + [f for bank in banks for f in (f"alg_{bank}", bank)] + ["event_size"]
-    common = struct.Struct("<III" + "".join(f"H{n}s" for n in sizes.values()) + "I")
-    unpack, fsize = common.unpack_from, common.size
-    shape = itemgetter(*(fields.index(f) for f in ["count", *(f"alg_{b}" for b in banks)]))
-    expected = (len(sizes), *sizes)
-    digests_of = itemgetter(*(fields.index(b) for b in banks))
-    pcr_type_size = itemgetter(fields.index("pcr"), fields.index("type"), fields.index("event_size"))
-    one = len(banks) == 1
+    fields = [("pcr", "I"), ("type", "I"), ("count", "I")]
+    for bank, n in zip(banks, sizes.values(), strict=True):
+        fields += [(f"alg_{bank}", "H"), (bank, f"{n}s")]
+    expected = {"count": len(sizes), **{f"alg_{bank}": alg for bank, alg in zip(banks, sizes, strict=True)}}
+    common = CommonRecord([*fields, ("event_size", "I")], expected, banks)
 
     def read(data: bytes, off: int, limit: int) -> Head | None:
-        if off + fsize <= limit:
-            head = unpack(data, off)
-            if shape(head) == expected:
-                pcr, etype, esize = pcr_type_size(head)
-                digests = digests_of(head)
-                return pcr, etype, {banks[0]: digests} if one else dict(zip(banks, digests, strict=True)), fsize, esize
         return _read_event2(data, off, limit, sizes)
 
-    return read
+    return read, common
 
 
 def _read_event2(data: bytes, off: int, limit: int, sizes: Mapping[int, int]) -> Head | None:
@@ -310,7 +342,7 @@ def _container_start(data: bytes, size: int, base: int) -> LogStart:
     container = {"container_size": csize, "pcr_events_offset": pcr_events, "next_event_offset": next_event,
                  "container_ver_major": ver_major, "container_ver_minor": ver_minor}
     header = LogHeader(LogFormat.TPM12_CONTAINER, (("sha1", 20),), container=container)
-    walk = Walk(sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0)
+    walk = Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0)
     return LogStart(header, walk, _CONTAINER_HEAD.size, next_event)  # Secure Launch walks from header + 48 (v7-v14)
 
 
@@ -366,7 +398,7 @@ def _agile_start(data: bytes, size: int, base: int, end: int | None) -> LogStart
     spec_event = _new_event(Event, (0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[_SHA1_HEAD.size : start]))
     algorithms = tuple((bank_name(alg), n) for alg, n in sizes.items())
     header = LogHeader(LogFormat.CRYPTO_AGILE, algorithms, (spec_event,), spec_id=spec_id)
-    walk = Walk(event2_head_reader(sizes), "TCG_PCR_EVENT2", sizes, end is None, base, 1)
+    walk = Walk(*event2_head_reader(sizes), "TCG_PCR_EVENT2", sizes, end is None, base, 1)
     limit = size if end is None else end
     _refuse_sha1_records(data, start, min(limit, len(data)), sizes, base)
     return LogStart(header, walk, start, limit)
@@ -405,7 +437,7 @@ def log_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
     if size < _SHA1_HEAD.size:
         raise FormatError("event log", f"only {size} bytes: not a TPM event log", offset=base)
     header = LogHeader(LogFormat.TCG_SHA1, (("sha1", 20),))
-    return LogStart(header, Walk(sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
+    return LogStart(header, Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
                   size if end is None else min(end, size))
 
 

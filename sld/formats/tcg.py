@@ -107,6 +107,7 @@ def parse_log_reference(data: bytes, *, base: int = 0, end: int | None = None) -
     """The records of a whole log as the construct declarations read them, walked by the one walk."""
     start = log_start(data, len(data), base, end)
     walk = start.walk
+    walk.common = None  # every record through the declarations
     if start.header.format == LogFormat.CRYPTO_AGILE:
         walk.read_head = _head_reader(event2_head(walk.sizes), lambda rec: [(d.alg, d.digest) for d in rec.digests])
     else:

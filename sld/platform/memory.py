@@ -34,6 +34,16 @@ class PhysicalMemory(Protocol):
         ...
 
 
+def check_request(addr: int, size: int, what: str, limit: int | None, name: str) -> None:
+    """Refuse (FormatError) a read no TXT structure can need: every PhysicalMemory checks this first."""
+    if size < 0 or size > MAX_READ:
+        raise FormatError(what, f"size {size} is not a plausible length (max {MAX_READ})", offset=addr)
+    if addr < 0 or addr + size > 1 << 64:
+        raise FormatError(what, "address is outside the 64-bit physical space", offset=addr)
+    if limit is not None and addr + size > limit:
+        raise FormatError(what, f"{size} bytes here run past the end of {name} (0x{limit:x})", offset=addr)
+
+
 class FileMemory:
     """A descriptor whose offsets are physical addresses; the bounds every read is checked against."""
 
@@ -55,14 +65,7 @@ class FileMemory:
 
     def read(self, addr: int, size: int, what: str) -> bytes:
         """``size`` bytes at ``addr``, refused (FormatError) when the request cannot be a TXT structure."""
-        if size < 0 or size > MAX_READ:
-            raise FormatError(what, f"size {size} is not a plausible length (max {MAX_READ})", offset=addr)
-        if addr < 0 or addr + size > 1 << 64:
-            raise FormatError(what, "address is outside the 64-bit physical space", offset=addr)
-        if self._limit is not None and addr + size > self._limit:
-            raise FormatError(
-                what, f"{size} bytes here run past the end of {self.name} (0x{self._limit:x})", offset=addr
-            )
+        check_request(addr, size, what, self._limit, self.name)
         return self._read(addr, size, what) if size else b""
 
     def _read(self, addr: int, size: int, what: str) -> bytes:

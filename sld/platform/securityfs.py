@@ -7,6 +7,7 @@ and no SLRT, so a verification from securityfs alone reports those facts as unav
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from sld.platform.files import read_bounded
 
@@ -16,6 +17,20 @@ MAX_EVENTLOG = 16 << 20
 """The largest event log sld reads from anywhere (LOG_INFO.size bound too): a DRTM log is KiBs."""
 REGISTER_FILE_LIMIT = 64
 """A register file is at most 20 bytes (``0x`` + 16 digits + newline + NUL, spec §1.5)."""
+
+
+class SecurityFsView(Protocol):
+    """What discovery reads from securityfs: the live directory or the files a capture holds."""
+
+    name: str
+
+    def registers(self) -> dict[str, bytes]:
+        """Each ``slaunch/txt/*`` file's bytes, undecoded (spec §1.5)."""
+        ...
+
+    def eventlog(self) -> bytes:
+        """``slaunch/eventlog``: the whole log buffer."""
+        ...
 
 
 class SecurityFs:

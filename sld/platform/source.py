@@ -1,4 +1,4 @@
-"""Choosing where platform bytes come from: ``--source auto|securityfs[:DIR]|devmem|image:PATH``."""
+"""Choosing where platform bytes come from: ``--source auto|securityfs[:DIR]|devmem|image:PATH|capture:FILE``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 from dataclasses import dataclass
 
 from sld.errors import ConfigError, SourceError
+from sld.platform.capture import CapturedMemory, CapturedSecurityFs, is_capture, read_capture
 from sld.platform.memory import DEV_MEM, FileMemory, ImageMemory, MappedMemory, PhysicalMemory
-from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs
+from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs, SecurityFsView
+from sld.vocab import SourceKind
 
 
 @dataclass
@@ -20,7 +22,7 @@ class Source:
     kind: str
     name: str
     memory: PhysicalMemory | None = None
-    securityfs: SecurityFs | None = None
+    securityfs: SecurityFsView | None = None
 
     def close(self) -> None:
         if isinstance(self.memory, FileMemory):
@@ -33,7 +35,8 @@ class Source:
         self.close()
 
 
-PATH_ARGUMENT = {"auto": "never", "securityfs": "optional", "devmem": "never", "image": "required"}
+PATH_ARGUMENT = {"auto": "never", "securityfs": "optional", "devmem": "never", "image": "required",
+                 "capture": "required"}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -41,8 +44,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     kind, colon, arg = spec.partition(":")
     takes = PATH_ARGUMENT.get(kind)
     if takes is None or (takes == "never" and colon) or (takes == "required" and not arg):
-        raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem or image:PATH (e.g. "
-                          "image:/var/tmp/sld.img)", key="source")
+        raise ConfigError(f"unknown source {spec!r}; expected auto, securityfs[:DIR], devmem, image:PATH or "
+                          "capture:FILE (e.g. image:/var/tmp/sld.img)", key="source")
     return kind, arg
 
 
@@ -65,4 +68,20 @@ def open_source(spec: str = "auto") -> Source:
         return Source("securityfs", fs.name, securityfs=fs)
     if kind == "devmem":
         return Source("devmem", DEV_MEM, memory=MappedMemory(DEV_MEM))
+    if kind == "capture" or is_capture(arg):
+        return open_capture(arg)
     return Source("image", f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))
+
+
+def open_capture(path: str) -> Source:
+    """An ``sld capture`` file, read as what it holds: physical memory when it has any regions (the heap
+    walk then runs as on /dev/mem), else the securityfs view alone (so verdicts skip heap and SLRT as
+    they do on that machine)."""
+    cap = read_capture(path)
+    name = f"capture:{path}"
+    files = CapturedSecurityFs(cap.securityfs, name) if cap.securityfs else None
+    if cap.regions:
+        return Source(SourceKind.CAPTURE, name, memory=CapturedMemory(cap.regions, name), securityfs=files)
+    if files is None:
+        raise SourceError("the capture holds neither memory regions nor securityfs files", source=name)
+    return Source(SourceKind.SECURITYFS, name, securityfs=files)

@@ -151,14 +151,16 @@ class Daemon:
         if verdict.extended:
             event("extended", f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
         passed = verdict.result == Result.VERIFIED
-        changed = s.verdict is None or s.verdict.result != verdict.result
+        failed = failed_checks(verdict)
+        changed = (s.verdict is None or s.stale  # the first verdict, or the first one after being degraded
+                   or (s.verdict.result, failed_checks(s.verdict)) != (verdict.result, failed))
         self._publish(state=RESULT_STATE[verdict.result], verdict=verdict, verdict_time=now, error="", error_time=0.0,
                       error_exit_code=0, extends=extends, durations=s.durations.observe(verdict.duration_s),
                       pcr_changes=s.pcr_changes + self._pcr_changes(verdict),
                       failures=s.failures + (not passed), last_success=now if passed else s.last_success)
         if changed:
             event(verdict.result, f"{verdict.result}: {verdict.summary}", logging.INFO if passed else logging.ERROR,
-                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed_checks(verdict)))
+                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed))
         notify(f"STATUS={verdict.result}: {verdict.summary}")
         self._enforce(verdict.result)
 

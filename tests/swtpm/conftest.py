@@ -53,3 +53,18 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
     s = Sim(tmp_path / "sim")
     yield s
     sld("sim", "down", "--dir", str(s.root))
+
+
+@pytest.fixture(scope="session")
+def referee() -> str:
+    """The python of .venv-referee (scripts/referee-venv.sh): the PyPI keylime package, as a referee only."""
+    from tests.tpm2tools import missing_tools
+
+    if missing_tools():
+        pytest.skip(f"tpm2-tools (Debian tpm2-tools) lacks {', '.join(missing_tools())}")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(["bash", str(root / "scripts" / "referee-venv.sh")], capture_output=True, text=True,
+                         timeout=900)
+    if run.returncode != 0:
+        pytest.skip(f"the keylime referee venv cannot be built here (PyPI unreachable?): {run.stderr[-300:]}")
+    return run.stdout.strip().splitlines()[-1]

@@ -21,15 +21,16 @@ import pytest
 
 from sld.formats import tpm2
 from sld.formats.eventlog import parse_log
-from sld.formats.names import TPM_GENERATED_VALUE
+from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE
 from tests import evidence
 from tests.swtpm.conftest import Sim
-from tests.tpm2tools import Ak, Tools, missing_tools
+from tests.tpm2tools import Ak, Tools, missing_tools, pcr_blob
 
 if missing_tools():
     pytest.skip(f"tpm2-tools (Debian tpm2-tools) lacks {', '.join(missing_tools())}", allow_module_level=True)
 
 NONCE = bytes.fromhex("a5" * 20)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -195,3 +196,53 @@ def test_evidence_older_than_previous(host: Host) -> None:
     out = verdict(run := host.verify(json.loads(older.read_text()), "--previous", str(newer)))
     assert run.returncode == 1 and out["failure"]["id"] == "evidence.freshness"
     assert "clock" in out["failure"]["detail"]
+
+
+def quote_files(h: Host, ev: dict[str, Any], bank: str) -> tuple[Path, Path, Path]:
+    """One quote of the evidence as the files quote checkers read: attest, signature, tpm2-tools PCR blob."""
+    q = _quote(ev, bank)
+    files = [h.dir / f"{bank}.{ext}" for ext in ("attest", "sig", "pcrs")]
+    files[0].write_bytes(base64.b64decode(q["attest"]))
+    files[1].write_bytes(base64.b64decode(q["signature"]))
+    files[2].write_bytes(pcr_blob(ALG_ID[bank], {int(p): bytes.fromhex(v) for p, v in q["pcrs"].items()}))
+    return files[0], files[1], files[2]
+
+
+def keylime(referee: str, h: Host, files: tuple[Path, Path, Path]) -> dict[str, Any]:
+    run = subprocess.run([referee, str(ROOT / "tests" / "swtpm" / "keylime_quote.py"), str(h.ak.pem), NONCE.hex(),
+                          *map(str, files)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out: dict[str, Any] = json.loads(run.stdout.splitlines()[-1])
+    return out
+
+
+def test_keylime_and_tpm2_checkquote_accept_the_evidence_as_sld_does(host: Host, referee: str) -> None:
+    """The quotes, signatures and PCR values of the evidence file itself (the PCR blob written from it).
+
+    Keylime's checkquote reads only the selection of the bank its signature's hash names
+    (tpm_util.__hash_pcr_banks), so it judges the sha256 quote; tpm2_checkquote judges both.
+    """
+    assert host.verify().returncode == 0
+    for bank in ("sha1", "sha256"):
+        attest, sig, blob = quote_files(host, host.evidence, bank)
+        assert blob.read_bytes() == host.tools.quote(host.ak, f"{bank}:{evidence.DRTM}", NONCE, f"blob-{bank}") \
+            .pcrs.read_bytes()  # the blob writer is tpm2-tools' own format, byte for byte
+        if bank == "sha256":
+            judged = keylime(referee, host, (attest, sig, blob))
+            assert judged == {"pcrs": _quote(host.evidence, bank)["pcrs"]}, judged
+        run = host.tools.run("tpm2_checkquote", "-u", str(host.ak.pem), "-m", str(attest), "-s", str(sig), "-f",
+                             str(blob), "-g", "sha256", "-q", NONCE.hex(), check=False)
+        assert run.returncode == 0, run.stderr
+
+
+def test_keylime_rejects_what_sld_rejects(host: Host, referee: str) -> None:
+    ev = copy.deepcopy(host.evidence)
+    changed_pcr(host, ev)
+    assert verdict(host.verify(ev))["failure"]["id"] == "evidence.digest"
+    assert "digest" in keylime(referee, host, quote_files(host, ev, "sha256")).get("error", "")
+    other = host.tools.create_ak("rsa", label="other")
+    assert verdict(host.verify(None, ak=other.pem))["failure"]["id"] == "evidence.signature"
+    pem = host.ak.pem
+    host.ak = Ak(host.ak.ctx, host.ak.public, other.pem, host.ak.name)  # keylime given the other AK's PEM
+    assert "error" in keylime(referee, host, quote_files(host, host.evidence, "sha256"))
+    host.ak = Ak(host.ak.ctx, host.ak.public, pem, host.ak.name)

@@ -9,24 +9,11 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.swtpm.conftest import Sim, sld
-from tests.tpm2tools import Tools, missing_tools
+from tests.tpm2tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]
 NONCE = "sld-keylime-nonce"
-
-
-@pytest.fixture(scope="module")
-def referee() -> str:
-    if missing_tools():
-        pytest.skip(f"tpm2-tools (Debian tpm2-tools) lacks {', '.join(missing_tools())}")
-    run = subprocess.run(["bash", str(ROOT / "scripts" / "referee-venv.sh")], capture_output=True, text=True,
-                         timeout=900)
-    if run.returncode != 0:
-        pytest.skip(f"the keylime referee venv cannot be built here (PyPI unreachable?): {run.stderr[-300:]}")
-    return run.stdout.strip().splitlines()[-1]
 
 
 def keylime_judges(referee: str, policy: Path, tools: Tools, label: str, tamper: bytes = b"") -> dict:

@@ -13,6 +13,7 @@ from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, 
 from sld.formats.quote import object_name, selected_pcrs
 from sld.sim.swtpm import Swtpm
 from tests.tpm2tools import Tools, missing_tools
+from tests.unit.test_quote_reader import same_attest, same_public, same_signature
 
 if missing_tools():
     pytest.skip(f"tpm2-tools (Debian tpm2-tools) lacks {', '.join(missing_tools())}", allow_module_level=True)
@@ -49,3 +50,6 @@ def test_tpm2_quote_outputs_round_trip(swtpm: Swtpm, tmp_path: Path, key: str, s
     if key == "ecc":
         assert public.parameters.curveID == TpmEccCurve.NIST_P256
     assert object_name(ak.public.read_bytes()[2:]) == ak.name.read_bytes()
+    same_attest(quote.attest.read_bytes())  # the verifier's reader reads the same fields
+    same_signature(quote.signature.read_bytes())
+    same_public(ak.public.read_bytes())

@@ -108,7 +108,7 @@ BAD_EVIDENCE: dict[str, tuple[Any, str | None]] = {
     "not JSON": ("{\"schema\": 1,", "evidence: not JSON"),
     "not an object": ("[1]", "evidence: not a JSON object"),
     "missing quotes": (lambda ev: ev.pop("quotes"), "evidence.quotes: missing"),
-    "quotes not a list": (lambda ev: ev.update(quotes={}), "evidence.quotes: expected a JSON list, got dict"),
+    "quotes not a list": (lambda ev: ev.update(quotes={}), "evidence.quotes: expected a JSON array, got object"),
     "bad base64": (lambda ev: ev["quotes"][1].update(signature="$$$"), "evidence.quotes[1].signature: not base64"),
     "truncated attest": (_truncated_attest, "quotes[0].attest: TPMS_ATTEST.extraData.buffer at 0x2c: truncated"),
     "bad PCR hex": (lambda ev: ev["quotes"][0]["pcrs"].update({"17": "xyz"}), "evidence.quotes[0].pcrs.17: not hex"),
@@ -117,6 +117,9 @@ BAD_EVIDENCE: dict[str, tuple[Any, str | None]] = {
     "wrong schema": (lambda ev: ev.update(schema=2), "evidence.schema: expected schema 1"),
     "bad AK public": (lambda ev: ev["ak"].update(public=_b64(b"\x00\x04abcd")), "evidence.ak.public: TPMT_PUBLIC"),
     "bad log": (lambda ev: ev.update(drtm_log=_b64(b"\x00" * 8)), None),
+    "no log": (lambda ev: ev.update(drtm_log=None), None),
+    "log not text": (lambda ev: ev.update(drtm_log=7), "evidence.drtm_log: expected a JSON string or null, got number"),
+    "log missing": (lambda ev: ev.pop("drtm_log"), "evidence.drtm_log: missing"),
 }
 
 

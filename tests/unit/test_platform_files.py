@@ -97,3 +97,14 @@ def test_securityfs_register_file_linked_elsewhere_is_refused(securityfs: Path) 
     with open_source(f"securityfs:{securityfs}") as source:
         snap = discover(source)
     assert isinstance(snap.errors["registers"], SourceError) and "symbolic link" in str(snap.errors["registers"])
+
+
+@pytest.mark.parametrize("planted", ["PATH", "PATH.tmp", "PATH.json"])
+def test_sim_build_replaces_planted_links_instead_of_writing_through_them(tmp_path: Path, planted: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "phys.img"
+    Path(planted.replace("PATH", str(out))).symlink_to(victim)
+    assert sld("sim", "build", "--scenario", "clean", "-o", str(out)).returncode == 0
+    assert victim.read_text() == "precious\n"
+    assert out.is_file() and not out.is_symlink() and os.stat(out).st_blocks * 512 < 4 << 20
