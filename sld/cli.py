@@ -36,6 +36,8 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
+SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
+                "/run/sld-sim-UID: per user)")
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -161,6 +163,46 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     _add_evidence(ver)
 
 
+def _attest_parsers(sub: argparse._SubParsersAction) -> None:
+    """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
+    def handle(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+        p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
+                       help="the AK's persistent handle (default: the configuration's [attest] ak_handle, "
+                            "0x81010002)")
+        p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+
+    akp = sub.add_parser("ak", help="the attestation key: create it under the EK, answer a verifier's challenge")
+    aksub = akp.add_subparsers(dest="ak_command", metavar="AKCOMMAND", required=True)
+    p = aksub.add_parser("create", help="create a restricted signing AK under the EK and persist it; print its "
+                         "PEM and name, the EK public key and certificate")
+    p.set_defaults(handler="sld.commands.ak:run_create")
+    handle(p)
+    p.add_argument("--alg", choices=("rsa", "ecc"), default="rsa",
+                   help="rsa: RSA-2048 RSASSA-SHA256 (default); ecc: P-256 ECDSA-SHA256")
+    p.add_argument("--replace", action="store_true", help="evict a key already at the handle")
+    _add_json(p)
+    p = aksub.add_parser("activate", help="answer a TPM2_MakeCredential challenge (tpm2_makecredential -o FILE) "
+                         "for this TPM's EK and the AK: print the secret")
+    p.set_defaults(handler="sld.commands.ak:run_activate")
+    handle(p)
+    p.add_argument("--credential", required=True, metavar="FILE")
+
+    att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
+                         "bank, the DRTM log, and (unauthenticated) platform context",
+                         description="With no option but --nonce, -o and --socket the running daemon attests "
+                         "(no root needed); otherwise, or with no daemon answering, this process does.")
+    att.set_defaults(handler="sld.commands.attest:run")
+    att.add_argument("--nonce", required=True, metavar="HEX", help="the verifier's nonce, 16..64 bytes")
+    att.add_argument("-o", "--output", metavar="FILE", help="write the evidence here (default stdout)")
+    att.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    handle(att)
+    att.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    att.add_argument("--local", action="store_true", help="attest in this process even if a daemon answers")
+    att.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
 
@@ -208,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(st)
 
     _add_policy(sub)
+    _attest_parsers(sub)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
@@ -218,14 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="IMAGE",
                    help="the sparse physical-memory image to write (its manifest goes to IMAGE.json)")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
-    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
                    "that verifies this platform (own control socket, free metrics port) and print its commands")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
-    p.add_argument("--dir", default="/run/sld-sim", help="the simulator directory `sld sim up` used "
-                   "(default %(default)s)")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="the directory to write the slaunch/ view and manifest.json into")
