@@ -186,7 +186,8 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
                          "for this TPM's EK and the AK: print the secret")
     p.set_defaults(handler="sld.commands.ak:run_activate")
     handle(p)
-    p.add_argument("--credential", required=True, metavar="FILE")
+    p.add_argument("--credential", required=True, metavar="FILE",
+                   help="the verifier's challenge, as tpm2_makecredential -o wrote it")
 
     att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
                          "bank, the DRTM log, and (unauthenticated) platform context",
