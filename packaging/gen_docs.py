@@ -35,6 +35,7 @@ def _with_dependencies() -> None:
 _with_dependencies()
 
 from sld import __version__  # noqa: E402
+from sld.appraisal import __doc__ as POLICY_DOC  # noqa: E402
 from sld.checks import CATALOGUE  # noqa: E402
 from sld.cli import EXIT_CODES, build_parser  # noqa: E402
 from sld.config import Config  # noqa: E402
@@ -94,6 +95,16 @@ def exposition(text: str) -> list[tuple[str, str, str]]:
     return [(name, kind, helps.get(name, "")) for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)]
 
 
+def _roff(doc: str) -> list[str]:
+    """A docstring's paragraphs as roff: prose as .PP, indented blocks verbatim (.nf/.fi)."""
+    out = []
+    for para in doc.strip().split("\n\n"):
+        verbatim = para.startswith("    ")
+        out += [".nf", *(_esc(line[4:]) for line in para.splitlines()), ".fi"] if verbatim else \
+            [".PP", _esc(" ".join(para.split()))]
+    return out
+
+
 def man_sld() -> str:
     parser = build_parser()
     lines = [f'.TH SLD 8 "" "sld {__version__}" "System Administration"', ".SH NAME",
@@ -104,6 +115,7 @@ def man_sld() -> str:
         lines += [".TP", f".B sld {_esc(name)}", _esc(text)]
         for opt, helptext in _options(sub):
             lines += [".RS", ".TP", f".B {_esc(opt)}", _esc(helptext), ".RE"]
+    lines += [".SH POLICY", *_roff(POLICY_DOC or "")]
     lines += [".SH CHECKS", "Each verdict is made of these checks (ids as in JSON, metrics and the journal):"]
     for check in CATALOGUE:
         lines += [".TP", f".B {_esc(check.id)}", _esc(f"{check.title}. {check.doc}")]
