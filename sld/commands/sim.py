@@ -10,13 +10,16 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from sld.errors import SldError
+from sld.platform.files import replace_file
 from sld.report import dump_json, table
 from sld.sim.scenarios import SCENARIOS
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """``sld sim list``: every scenario with the verdict and exit code it should get."""
     if args.json:
         rows = [{"name": s.name, "description": s.description, "verdict": s.verdict, "exit_code": s.exit_code,
                  "with_clean_policy": s.with_clean_policy()} for s in SCENARIOS]
@@ -34,6 +37,7 @@ def _appraised(outcome: dict[str, str | None]) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """``sld sim build``: a scenario's sparse image and its manifest."""
     from sld.sim.builder import build_platform
 
     platform = build_platform(args.scenario, args.layout)
@@ -43,6 +47,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_securityfs(args: argparse.Namespace) -> int:
+    """``sld sim securityfs``: the files a Secure Launch kernel would export for the scenario."""
     from sld.sim.builder import build_platform
 
     build_platform(args.scenario, args.layout).write_securityfs(args.output)
@@ -121,18 +126,24 @@ def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario
     from sld.sim.swtpm import free_port_pair
 
     port, sock = free_port_pair(), root / "control.sock"
+    text = (f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
+            f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
+            f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
+            f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
+            f"[control]\nsocket = {json.dumps(str(sock))}\n").encode()
+
+    def fill(f: BinaryIO) -> None:
+        f.write(text)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
-                    f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
-                    f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
-                    f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
-                    f"[control]\nsocket = {json.dumps(str(sock))}\n")
+    replace_file(path, fill)  # never through a link planted at FILE
     return {"local": f"sld verify --config {path}", "daemon": f"sld daemon --config {path}",
             "status": f"sld status --socket {sock}", "ask": f"sld verify --socket {sock}",
             "metrics": f"curl -s http://127.0.0.1:{port}/metrics"}
 
 
 def run_down(args: argparse.Namespace) -> int:
+    """``sld sim down``: stop the swtpm ``sim up`` started in this directory, and only that one."""
     root = _sim_dir(args)
     print({"stopped": "simulated platform stopped", "none": f"no simulated platform under {root}",
            "gone": f"the simulated platform under {root} had already stopped"}[_stop(root)])

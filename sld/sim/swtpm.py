@@ -76,10 +76,12 @@ class Swtpm:
 
     @property
     def tcti(self) -> str:
+        """The tss2 swtpm TCTI string for this TPM (its control port is port + 1)."""
         return f"swtpm:host={HOST},port={self.port}"
 
     @property
     def ctrl(self) -> str:
+        """host:port of the control channel swtpm_ioctl talks to."""
         return f"{HOST}:{self.port + 1}"
 
     @classmethod
@@ -108,6 +110,7 @@ class Swtpm:
         raise SldError(f"swtpm did not start after 5 attempts: {run.stderr.strip()}")
 
     def ioctl(self, *args: str, data: bytes | None = None) -> str:
+        """Run swtpm_ioctl on the control channel (locality, DRTM hash sequence, shutdown)."""
         run = subprocess.run(["swtpm_ioctl", "--tcp", self.ctrl, *args], input=data, capture_output=True)
         if run.returncode != 0:
             raise SldError(f"swtpm_ioctl {' '.join(args)}: {run.stderr.decode(errors='replace').strip()}")
@@ -142,6 +145,7 @@ class Swtpm:
             time.sleep(0.01)
 
     def save(self, path: Path, **extra: object) -> None:
+        """Record this TPM (with its process identity) in ``path`` for :meth:`load` and ``sim down``."""
         path.write_text(json.dumps({"state_dir": str(self.state_dir), "port": self.port, "pid": self.pid,
                                     "process": self.identity, "tcti": self.tcti, **extra}, indent=2) + "\n")
 

@@ -73,3 +73,13 @@ def test_a_directory_that_is_a_link_is_refused(tmp_path: Path) -> None:
     run = sld("sim", "up", "--scenario", "clean", "--dir", str(link))
     assert run.returncode != 0 and "refusing" in run.stderr and "Traceback" not in run.stderr
     assert list(target.iterdir()) == []
+
+
+def test_daemon_config_replaces_a_planted_link(sim: Sim, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    conf = tmp_path / "sld.toml"
+    conf.symlink_to(victim)
+    info = sim.up("clean", "--daemon-config", str(conf))
+    assert victim.read_text() == "precious\n" and conf.is_file() and not conf.is_symlink()
+    assert f"image:{info['image']}" in conf.read_text()
