@@ -11,7 +11,7 @@ import os
 import sys
 
 from sld import __version__
-from sld.client import DEFAULT_SOCKET, fast_verify
+from sld.client import DEFAULT_SOCKET, fast_attest, fast_verify
 
 TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client), else :func:`run`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    code = fast_verify(args)
+    code = fast_attest(args) if args[:1] == ["attest"] else fast_verify(args)
     return run(args) if code is None else code
 
 
