@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sld import __version__  # noqa: E402
+from sld.appraisal import __doc__ as POLICY_DOC  # noqa: E402
 from sld.checks import CATALOGUE  # noqa: E402
 from sld.cli import EXIT_CODES, build_parser  # noqa: E402
 from sld.config import Config  # noqa: E402
@@ -55,6 +56,16 @@ def _metrics() -> list[str]:
     return sorted(set(re.findall(r'"(sld_[a-z_]+)"', source)))
 
 
+def _roff(doc: str) -> list[str]:
+    """A docstring's paragraphs as roff: prose as .PP, indented blocks verbatim (.nf/.fi)."""
+    out = []
+    for para in doc.strip().split("\n\n"):
+        verbatim = para.startswith("    ")
+        out += [".nf", *(_esc(line[4:]) for line in para.splitlines()), ".fi"] if verbatim else \
+            [".PP", _esc(" ".join(para.split()))]
+    return out
+
+
 def man_sld() -> str:
     parser = build_parser()
     lines = [f'.TH SLD 8 "" "sld {__version__}" "System Administration"', ".SH NAME",
@@ -65,6 +76,7 @@ def man_sld() -> str:
         lines += [".TP", f".B sld {_esc(name)}", _esc(text)]
         for opt, helptext in _options(sub):
             lines += [".RS", ".TP", f".B {_esc(opt)}", _esc(helptext), ".RE"]
+    lines += [".SH POLICY", *_roff(POLICY_DOC or "")]
     lines += [".SH CHECKS", "Each verdict is made of these checks (ids as in JSON, metrics and the journal):"]
     for check in CATALOGUE:
         lines += [".TP", f".B {_esc(check.id)}", _esc(f"{check.title}. {check.doc}")]

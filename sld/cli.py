@@ -17,6 +17,8 @@ TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from types import SimpleNamespace
+    from typing import Any
 
 EXIT_CODES = """exit codes:
   0  verified / success
@@ -36,6 +38,8 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
+SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
+                "/run/sld-sim-UID: per user)")
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -62,31 +66,35 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
     dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
     import argparse
 
+    from sld.evidence.options import FORMATS, HANDLER, OPTIONS
+
     class Evidence(argparse.Action):
         def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                      option_string: str | None = None) -> None:
             namespace.evidence = values
-            namespace.handler = "sld.commands.evidence:run"
+            namespace.handler = HANDLER
 
-    ver.add_argument("--evidence", metavar="FILE", action=Evidence,
-                     help="verify this evidence file (sld attest) instead of this host")
-    ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
-    ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
-    ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
-                     "must be newer (TPM clock, reset and restart counts)")
-    ver.add_argument("--format", choices=("text", "json", "ear"),
-                     help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
+    for option, metavar, text in OPTIONS:
+        extra: dict[str, Any] = {"metavar": metavar}
+        if option == "--evidence":
+            extra["action"] = Evidence
+        if option == "--format":
+            extra = {"choices": FORMATS}
+        ver.add_argument(option, help=text, **extra)
 
 
 def _add_policy(sub: argparse._SubParsersAction) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
-    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy")
-    p.set_defaults(handler="sld.commands.policy:run_create")
-    _add_source(p)
-    p.add_argument("--tcti", default="device:/dev/tpmrm0", help="tpm2-tss TCTI string (default device:/dev/tpmrm0)")
-    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy "
+                          "(read as a local `sld verify --mode validate` reads it, with the same defaults)")
+    p.set_defaults(handler="sld.commands.policy:run_create", mode=None, policy=None)
+    p.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N "
+                   "(default: the configuration's [tpm] locality)")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml if present)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
@@ -235,35 +243,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
     p.add_argument("-o", "--output", required=True, metavar="IMAGE")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
-    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
                    "that verifies this platform (own control socket, free metrics port) and print its commands")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
-    p.add_argument("--dir", default="/run/sld-sim")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     return parser
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace | SimpleNamespace) -> int:
     module_name, func_name = args.handler.split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     return int(handler(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client), else :func:`run`."""
+    """The running daemon's answer to a plain ``sld verify`` or ``sld attest`` when it gives one (sld.client);
+    another host's evidence checked without building the parser (sld.evidence.options); else :func:`run`."""
     args = list(sys.argv[1:] if argv is None else argv)
     code = fast_attest(args) if args[:1] == ["attest"] else fast_verify(args)
-    return run(args) if code is None else code
+    if code is not None:
+        return code
+    if "--evidence" in args or any(a.startswith("--evidence=") for a in args):
+        from sld.evidence.options import parse
+
+        options = parse(args)
+        if options is not None:
+            return guarded(options)
+    return run(args)
 
 
 def run(argv: Sequence[str]) -> int:
+    return guarded(build_parser().parse_args(argv))
+
+
+def guarded(args: argparse.Namespace | SimpleNamespace) -> int:
+    """The subcommand's exit code; its failures as one line on stderr and their exit code, never a traceback."""
     from sld.errors import SldError
 
-    args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except SldError as err:

@@ -45,6 +45,7 @@ class Snapshot:
 
     @property
     def ok(self) -> bool:
+        """Every stage that ran succeeded."""
         return not self.errors
 
     @property

@@ -33,11 +33,14 @@ def _write(path: str, text: str) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     """Verify this host as ``sld verify`` does (never extending), then describe what it launched."""
+    from sld.commands.verify import settings
+    from sld.config import load as load_config
     from sld.tpm import Tpm
     from sld.verify import verify_source_snapshot
 
-    with Tpm(args.tcti, locality=args.locality) as tpm:
-        verdict, snap = verify_source_snapshot(args.source, tpm, mode=Mode.VALIDATE)
+    use = settings(args, load_config(args.config))
+    with Tpm(use.tcti, locality=use.locality) as tpm:
+        verdict, snap = verify_source_snapshot(use.source, tpm, mode=Mode.VALIDATE)
     if verdict.result != Result.VERIFIED or snap.log is None:
         print(f"sld: refusing to make a policy from a host that does not verify: {verdict.summary}", file=sys.stderr)
         return 1

@@ -144,6 +144,7 @@ class CapturedMemory:
         self._regions = sorted(regions.items())
 
     def read(self, addr: int, size: int, what: str) -> bytes:
+        """``size`` bytes at ``addr`` from the one captured region that holds them all."""
         check_request(addr, size, what, None, self.name)
         for start, data in self._regions:
             if start <= addr and addr + size <= start + len(data):

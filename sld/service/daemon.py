@@ -151,17 +151,28 @@ class Daemon:
         """Let the quarantine policy act on a verdict or on degraded (the worker's or the watch's)."""
         if self.quarantine is None:
             return
+        done = None
         try:
             with self._enforcing:
                 done = self.quarantine.decide(state)
         except SldError as err:
             log.error("quarantine: %s", err)
-            return
-        self._publish(quarantine_active=bool(self.quarantine.active), quarantine_changes=self.quarantine.changes)
+        self._publish_quarantine(changed=bool(done) and not str(done).startswith("dry run"))
         if done:
             interfaces = ", ".join(self.config.quarantine.interfaces)
             level = logging.WARNING if self.quarantine.active else logging.INFO
             event("quarantine", f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
+
+    def _publish_quarantine(self, changed: bool = False) -> None:
+        """What the kernel holds, as the quarantine last listed it; a foreign filter that can decide before
+        sld's is journaled once when it appears, and stays in status and metrics while it is there."""
+        q, s = self.quarantine, self._status
+        overtaking = tuple(str(f) for f in q.observed.overtaking) if q is not None else ()
+        if overtaking and overtaking != s.quarantine_overtaking:
+            event("quarantine", f"quarantine can be bypassed: {'; '.join(overtaking)} runs before sld's filters",
+                  logging.ERROR, action="overtaken", filters="; ".join(overtaking))
+        self._publish(quarantine_active=bool(q is not None and q.active), quarantine_overtaking=overtaking,
+                      quarantine_changes=s.quarantine_changes + changed)
 
     def _record(self, verdict: Verdict) -> None:
         s, now = self._status, time.time()
@@ -230,7 +241,7 @@ class Daemon:
         self.quarantine = _quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine is not None and self.quarantine.active:
             log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
-            self._publish(quarantine_active=True)
+        self._publish_quarantine()
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
                                            self.config.verify.timeout))
         m = self.config.metrics
@@ -311,10 +322,27 @@ class Daemon:
             return
         if new.control.socket != self.config.control.socket:
             log.warning("[control] socket changed: the new path is used after a restart")
+        lifted = self._release_quarantine(new.quarantine)
         self.config = replace(new, path=self.config.path)
         self.quarantine = quarantine
+        self._publish_quarantine(changed=lifted)
         journal.set_debug(new.log.debug)
         event("config-reloaded", f"configuration reloaded from {self.config.path or 'defaults'}")
+
+    def _release_quarantine(self, successor: configuration.QuarantineConfig) -> bool:
+        """On reload: lift sld's filters where the new configuration no longer quarantines."""
+        if self.quarantine is None:
+            return False
+        try:
+            with self._enforcing:
+                lifted = self.quarantine.release(successor)
+        except SldError as err:
+            log.error("quarantine: %s", err)
+            return False
+        if lifted:
+            event("quarantine", f"quarantine lifted: {lifted} filters no longer configured (reload)", logging.INFO,
+                  action="lifted", trigger="reload")
+        return bool(lifted)
 
     def _export(self) -> None:
         """node_exporter's textfile: a write that fails is journaled and counted, never fatal."""

@@ -166,3 +166,51 @@ def test_a_pem_that_is_not_a_key(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_evidence_options_need_evidence(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["verify", "--format", "ear"]) == 2
     assert "--evidence" in capsys.readouterr().err
+
+
+ARGVS = [
+    ["verify", "--evidence", "e.json", "--ak", "ak.pem", "--nonce", "00" * 16],
+    ["verify", "--json", "--evidence=e.json", "--ak=ak.pem", "--nonce", "ab" * 16, "--format", "ear"],
+    ["verify", "--evidence", "e.json", "--previous", "old.json", "--policy", "p.toml", "--format=json"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGVS)
+def test_fast_options_are_what_argparse_makes(argv: list[str]) -> None:
+    from sld.cli import build_parser
+    from sld.evidence.options import parse
+
+    fast = parse(argv)
+    slow = build_parser().parse_args(argv)
+    assert fast is not None
+    assert vars(fast) == {k: getattr(slow, k) for k in vars(fast)}
+
+
+@pytest.mark.parametrize("argv", [
+    ["verify", "--evidence", "e.json", "--help"],
+    ["verify", "--evidence", "e.json", "--tcti", "x"],
+    ["verify", "--evidence", "e.json", "--evidence", "f.json"],
+    ["verify", "--evidence", "e.json", "--format", "yaml"],
+    ["verify", "--evidence", "e.json", "--ak"],
+    ["verify", "--evidence", "e.json", "--ak", "--json"],
+    ["verify", "--ak", "ak.pem"],
+    ["status", "--evidence", "e.json"],
+])
+def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
+    from sld.evidence.options import parse
+
+    assert parse(argv) is None
+
+
+def test_main_takes_the_fast_path_to_the_same_answer(tmp_path: Path, rsa_ak: SoftAk,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from sld.cli import main
+
+    path, pem = tmp_path / "evidence.json", tmp_path / "ak.pem"
+    path.write_text(json.dumps(synthetic(rsa_ak, NONCE, capped=("sha1",))))
+    pem.write_text(rsa_ak.pem())
+    argv = ["verify", "--evidence", str(path), "--ak", str(pem), "--nonce", NONCE.hex(), "--json"]
+    assert main(argv) == run(argv) == 0
+    fast, slow = capsys.readouterr().out.split("\n}\n")[:2]
+    assert json.loads(fast + "}") == json.loads(slow + "}")
+    assert main([*argv[:-2], "00" * 8]) == 2 and "--nonce" in capsys.readouterr().err
