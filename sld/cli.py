@@ -16,7 +16,7 @@ from sld.client import DEFAULT_SOCKET, fast_attest, fast_verify
 TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from types import SimpleNamespace
     from typing import Any
 
@@ -51,11 +51,31 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
 
 
+class _ScenarioNames:
+    """The simulator's scenario names for ``--scenario`` choices, read only when argparse looks at them
+    (a check or a help text): sld.sim.scenarios costs 30 ms, which ``sld inspect`` must not pay."""
+
+    def _names(self) -> tuple[str, ...]:
+        from sld.sim.scenarios import SCENARIOS
+
+        return tuple(s.name for s in SCENARIOS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+SCENARIO_NAMES = _ScenarioNames()
+
+
 def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
     """A ``sld sim`` subcommand that takes a scenario and a structure generation."""
     p = simsub.add_parser(name, help=text)
     p.set_defaults(handler=f"sld.commands.sim:run_{name}")
-    p.add_argument("--scenario", required=True)
+    p.add_argument("--scenario", required=True, choices=SCENARIO_NAMES, metavar="NAME",
+                   help="the scenario to simulate: %(choices)s (`sld sim list` says what each is)")
     p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
                    "scenario's, v16 for most)")
     return p
@@ -99,15 +119,15 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
     p.set_defaults(handler="sld.commands.policy:run_merge")
-    p.add_argument("policies", nargs=2, metavar="POLICY")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("policies", nargs=2, metavar="POLICY", help="the two policies (each with its drop-ins)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written")
     p = polsub.add_parser("show", help="a policy (and its drop-ins) as a table")
     p.set_defaults(handler="sld.commands.policy:run_show")
-    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     _add_json(p)
     p = polsub.add_parser("export", help="a policy in another verifier's format")
     p.set_defaults(handler="sld.commands.policy:run_export")
-    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     p.add_argument("--format", choices=("keylime",), required=True, help="keylime: its tpm_policy JSON")
     p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
 
@@ -172,7 +192,8 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
                          "for this TPM's EK and the AK: print the secret")
     p.set_defaults(handler="sld.commands.ak:run_activate")
     handle(p)
-    p.add_argument("--credential", required=True, metavar="FILE")
+    p.add_argument("--credential", required=True, metavar="FILE",
+                   help="the verifier's challenge, as tpm2_makecredential -o wrote it")
 
     att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
                          "bank, the DRTM log, and (unauthenticated) platform context",
@@ -203,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
-    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
+    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"),
+                      help="regs: the TXT registers; heap: the TXT heap tables; slrt: the Secure Launch Resource "
+                           "Table; log: the DRTM event log")
     _add_source(insp)
     _add_json(insp)
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
@@ -221,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "tar, replaced atomically; never written through a link)")
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
-    qu.add_argument("action", choices=("status", "apply", "lift"))
+    qu.add_argument("action", choices=("status", "apply", "lift"),
+                    help="status: what is installed; apply: install it now; lift: remove it (needs --force)")
     qu.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
@@ -241,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_list.set_defaults(handler="sld.commands.sim:run_list")
     _add_json(sim_list)
     p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
-    p.add_argument("-o", "--output", required=True, metavar="IMAGE")
+    p.add_argument("-o", "--output", required=True, metavar="IMAGE",
+                   help="the sparse physical-memory image to write (its manifest goes to IMAGE.json)")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
     p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
@@ -251,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="sld.commands.sim:run_down")
     p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the directory to write the slaunch/ view and manifest.json into")
     return parser
 
 

@@ -23,6 +23,7 @@ from sld.formats.eventlog import EventLog, parse_log
 from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
 from sld.replay import DRTM_PCRS, replay, unmeasured
+from sld.text import count
 from sld.vocab import CheckId, CheckStatus, PcrStatus, Result
 
 TYPE_CHECKING = False  # typing and the appraisal's dataclasses cost a cold verification more than its checks
@@ -226,7 +227,7 @@ def appraise(evidence: Evidence, ak: RsaKey | EcKey, nonce: bytes, *, policy: Po
     except FormatError as err:
         checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.FAIL, str(err)))
         return EvidenceVerdict(checks, {})
-    checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.PASS, f"{log.format}, {len(log.events)} events"))
+    checks.append(Outcome(CheckId.LOG_VALID, CheckStatus.PASS, f"{log.format}, {count(len(log.events), 'event')}"))
     replayed, banks = _replay_checks(evidence, log, quoted)
     checks += replayed
     if policy is not None:  # issue 13's appraisal, on the PCR values the quotes vouch for
