@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _platform import SLD, compile_sld, daemon_config
+from _platform import SLD, compile_sld, daemon_config, print_ratios
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -117,9 +117,7 @@ def main() -> None:
     events = evidence["platform"]["log_events"]
     print(f"medians of {RUNS} runs; evidence of {len(evidence['quotes'])} quotes ({', '.join(evidence['banks'])}) "
           f"and {events} events: {size} bytes ({size / 1024:.1f} KiB)")
-    for i, what in enumerate(("wall", "CPU")):
-        print(f"{what}: tpm2_quote ({SELECTION}) {peer[i] * 1000:.1f} ms; sld attest via the daemon "
-              f"{ours[i] * 1000:.1f} ms; ratio {ours[i] / peer[i]:.2f} (goal <= 1.0)")
+    print_ratios(f"tpm2_quote ({SELECTION})", peer, "sld attest via the daemon", ours, 1.0)
 
 
 if __name__ == "__main__":
