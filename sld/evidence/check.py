@@ -187,7 +187,15 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
 
 
 def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]:
-    """TPMS_CLOCK_INFO (Part 2 §10.11.1): Clock only advances; resetCount and restartCount never go back."""
+    """TPMS_CLOCK_INFO (Part 2 §10.11.1): resetCount and restartCount never go back, and Clock advances.
+
+    Clock is saved to NV only now and then, so after an unorderly shutdown it may restart behind its
+    last value; the TPM then says so (``safe`` NO) and resetCount has grown: only that case excuses a
+    clock that did not move forward. Evidence of another AK is no history of this one.
+    """
+    if previous.ak_name != evidence.ak_name:
+        yield f"the previous evidence is of another AK ({previous.ak_name.hex()})"
+        return
     last = max(previous.quotes, key=lambda q: (q.attest.reset_count, q.attest.restart_count, q.attest.clock)).attest
     for q in evidence.quotes:
         a = q.attest
@@ -195,7 +203,7 @@ def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]
             yield f"{q.bank} quote: resetCount {a.reset_count} is below the previous {last.reset_count}"
         elif a.reset_count == last.reset_count and a.restart_count < last.restart_count:
             yield f"{q.bank} quote: restartCount {a.restart_count} is below the previous {last.restart_count}"
-        if a.clock <= last.clock:
+        if a.clock <= last.clock and not (a.reset_count > last.reset_count and not a.safe):
             yield f"{q.bank} quote: clock {a.clock} ms does not move past the previous {last.clock} ms"
 
 
