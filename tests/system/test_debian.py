@@ -30,7 +30,8 @@ def test_package_installs_every_operator_file(deb: Path) -> None:
     for path in ("./usr/bin/sld", "./lib/systemd/system/sld.service", "./etc/sld/sld.toml",
                  "./usr/lib/systemd/catalog/sld.catalog", "./usr/share/man/man8/sld.8.gz",
                  "./usr/share/man/man5/sld.toml.5.gz", "./usr/share/bash-completion/completions/sld",
-                 "./usr/share/zsh/vendor-completions/_sld", "./usr/share/sld/sld-alerts.yml"):
+                 "./usr/share/zsh/vendor-completions/_sld", "./usr/share/sld/sld-alerts.yml",
+                 "./usr/share/doc/sld/examples/sld.service.d/remote-scrape.conf"):
         assert path in listing
     depends = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True,
                              check=True).stdout

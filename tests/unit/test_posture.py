@@ -10,6 +10,7 @@ import pytest
 
 from sld import posture
 from sld.appraisal.create import create
+from sld.appraisal.files import load
 from sld.discover import discover
 from sld.errors import ConfigError, FormatError
 from sld.formats._util import Region
@@ -126,3 +127,10 @@ def test_state_records_are_atomic_and_refuse_links(tmp_path: Path) -> None:
     (state / "bad.json").write_text("[1]")
     with pytest.raises(ConfigError, match="not a JSON object"):
         read_record(str(state), "bad")
+
+
+def test_an_older_form_policy_says_nothing_about_the_sinit(tmp_path: Path) -> None:
+    log = parse_log(build_platform("clean").log)
+    path = tmp_path / "old.toml"
+    path.write_text(f'[pcrs.sha256]\n17 = "{"ab" * 32}"\n')
+    assert posture.sinit_policy(load(str(path)), log, None).status == CheckStatus.SKIP
