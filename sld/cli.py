@@ -11,7 +11,7 @@ import os
 import sys
 
 from sld import __version__
-from sld.client import fast_verify
+from sld.client import fast_attest, fast_verify
 from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
@@ -290,10 +290,10 @@ def _dispatch(args: argparse.Namespace | SimpleNamespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client); another host's
-    evidence checked without building the parser (sld.evidence.options); else :func:`run`."""
+    """The running daemon's answer to a plain ``sld verify`` or ``sld attest`` when it gives one (sld.client);
+    another host's evidence checked without building the parser (sld.evidence.options); else :func:`run`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    code = fast_verify(args)
+    code = fast_attest(args) if args[:1] == ["attest"] else fast_verify(args)
     if code is not None:
         return code
     if "--evidence" in args or any(a.startswith("--evidence=") for a in args):
