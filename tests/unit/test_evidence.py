@@ -97,7 +97,7 @@ def test_ecdsa_signature_under_the_rsa_ak_is_named(rsa_ak: SoftAk) -> None:
     ev = synthetic(SoftAk("ecc"), NONCE)
     verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
     assert verdict.failure is not None and verdict.failure.id == "evidence.signature"
-    assert "ECDSA signature cannot be made by the rsa AK" in verdict.failure.detail
+    assert "an ECDSA signature, where the rsa AK signs RSASSA" in verdict.failure.detail
 
 
 def _b64(data: bytes) -> str:
