@@ -14,6 +14,7 @@ one bank and left another open passes there).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 
 from sld.errors import FormatError
@@ -139,7 +140,10 @@ def _digest_problem(q: Quote) -> str | None:
     pcrs = [p for _, bitmap in q.attest.selections for p in selected_pcrs(bitmap)]
     if any(p not in q.pcrs for p in pcrs):
         return f"{q.bank} quote: reported PCR values do not cover its selection"
-    if hashlib.new(_bank_of(q.signature.hash), b"".join(q.pcrs[p] for p in pcrs)).digest() != q.attest.pcr_digest:
+    scheme_hash = _bank_of(q.signature.hash)
+    if scheme_hash not in hashlib.algorithms_available:
+        return f"{q.bank} quote: signed with hash {scheme_hash}, which sld cannot compute the pcrDigest with"
+    if hashlib.new(scheme_hash, b"".join(q.pcrs[p] for p in pcrs)).digest() != q.attest.pcr_digest:
         return f"{q.bank} quote: the reported PCR values do not hash to the quoted pcrDigest"
     return None
 
@@ -165,12 +169,13 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
                                    f"of the log (PCR{bad[0]} quoted {q.pcrs.get(bad[0], b'').hex()}, replayed "
                                    f"{expected[bank][bad[0]].hex()})")
         banks[bank] = PcrStatus.NOT_MEASURED if bank in capped else PcrStatus.MISMATCH if bad else PcrStatus.MATCH
-    missing = [b for b in wanted if b not in quoted]
+    missing = [f"{b} is not quoted" for b in wanted if b not in quoted]
+    missing += [f"{b} is quoted {n} times" for b, n in Counter(q.bank for q in evidence.quotes).items() if n > 1]
     if banks and PcrStatus.MATCH not in banks.values() and not replay_problems:
         replay_problems.append("no quoted bank holds a measurement: every one is capped")
     not_measured = sorted(capped & set(banks))
     return [
-        _outcome(CheckId.EVIDENCE_BANKS, [f"{b} is not quoted" for b in missing],
+        _outcome(CheckId.EVIDENCE_BANKS, missing,
                  f"quoted: {', '.join(quoted)} (log: {', '.join(log.banks)})"),
         _outcome(CheckId.EVIDENCE_REPLAY, replay_problems, f"PCR17-22 equal the log's replay in {', '.join(quoted)}"),
         Outcome(CheckId.PCR_CAPPED, CheckStatus.WARN, f"not measured (capped): {', '.join(not_measured)}")
@@ -182,7 +187,15 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
 
 
 def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]:
-    """TPMS_CLOCK_INFO (Part 2 §10.11.1): Clock only advances; resetCount and restartCount never go back."""
+    """TPMS_CLOCK_INFO (Part 2 §10.11.1): resetCount and restartCount never go back, and Clock advances.
+
+    Clock is saved to NV only now and then, so after an unorderly shutdown it may restart behind its
+    last value; the TPM then says so (``safe`` NO) and resetCount has grown: only that case excuses a
+    clock that did not move forward. Evidence of another AK is no history of this one.
+    """
+    if previous.ak_name != evidence.ak_name:
+        yield f"the previous evidence is of another AK ({previous.ak_name.hex()})"
+        return
     last = max(previous.quotes, key=lambda q: (q.attest.reset_count, q.attest.restart_count, q.attest.clock)).attest
     for q in evidence.quotes:
         a = q.attest
@@ -190,7 +203,7 @@ def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]
             yield f"{q.bank} quote: resetCount {a.reset_count} is below the previous {last.reset_count}"
         elif a.reset_count == last.reset_count and a.restart_count < last.restart_count:
             yield f"{q.bank} quote: restartCount {a.restart_count} is below the previous {last.restart_count}"
-        if a.clock <= last.clock:
+        if a.clock <= last.clock and not (a.reset_count > last.reset_count and not a.safe):
             yield f"{q.bank} quote: clock {a.clock} ms does not move past the previous {last.clock} ms"
 
 
