@@ -95,6 +95,14 @@ def _completions(shell: list[str], script: str) -> list[str]:
     return subprocess.run([*shell, script], capture_output=True, text=True, check=True).stdout.split()
 
 
+def test_bash_completion_completes_every_commands_subcommands_and_their_options() -> None:
+    source = f"source {GENERATED / 'sld.bash-completion'}; "
+    script = source + "COMP_WORDS=(sld policy ''); COMP_CWORD=2; _sld; echo ${COMPREPLY[@]}"
+    assert _completions(["bash", "-c"], script) == ["create", "export", "merge", "show"]
+    script = source + "COMP_WORDS=(sld policy create --ho); COMP_CWORD=3; _sld; echo ${COMPREPLY[@]}"
+    assert _completions(["bash", "-c"], script) == ["--host"]
+
+
 def test_bash_completion_completes_scenario_names() -> None:
     script = f"source {GENERATED / 'sld.bash-completion'}; COMP_WORDS=(sld sim up --scenario part); COMP_CWORD=4; " \
              "_sld; echo ${COMPREPLY[@]}"
