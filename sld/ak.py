@@ -25,7 +25,7 @@ from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
 from sld.formats.quote import pcr_bitmap
 from sld.tpm import Tpm
-from sld.tss import binding, marshal, unmarshal
+from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
 
 DEFAULT_HANDLE = 0x81010002  # TCG "Registry of Reserved TPM 2.0 Handles and Localities" §2.3.1: an AK
@@ -115,15 +115,21 @@ class _Session:
         for pointer in self._outputs:
             if pointer[0] != self.ffi.NULL:
                 self.lib.Esys_Free(pointer[0])
-        release = [("TPM2_FlushContext", lambda ctx, h=h: self.lib.Esys_FlushContext(ctx, h)) for h in self._flush]
-        release += [("Esys_TR_Close", lambda ctx, h=h: self.lib.Esys_TR_Close(ctx, self.ffi.new("ESYS_TR *", h)))
-                    for h in self._close]
-        for what, call in reversed(release):
+        for handle in self._close:  # ESAPI's own record of a persistent object: no TPM command
+            self.tpm.esys_local(self._forget(handle))
+        for handle in reversed(self._flush):
             try:
-                self.tpm.esys(what, call)
+                self.tpm.esys("TPM2_FlushContext", self._flush_call(handle))
             except TpmError:
                 if exc is None:
                     raise  # a clean run must leave the TPM clean; after a failure, the first error is the news
+
+    def _forget(self, handle: int) -> Callable[[Any], int]:
+        record = self.ffi.new("ESYS_TR *", handle)
+        return lambda ctx: int(self.lib.Esys_TR_Close(ctx, record))
+
+    def _flush_call(self, handle: int) -> Callable[[Any], int]:
+        return lambda ctx: int(self.lib.Esys_FlushContext(ctx, handle))
 
     def command(self, what: str, call: Callable[[Any], int]) -> None:
         self.tpm.esys(what, call)
@@ -168,17 +174,17 @@ class _Session:
         return int(session[0])
 
     def persistent(self, handle: int) -> int | None:
-        """The ESYS_TR of a persistent or NV handle if the TPM holds it (TPM2_GetCapability HANDLES), else None."""
-        lib, ffi = self.lib, self.ffi
-        more, data = ffi.new("TPMI_YES_NO *"), self.out("TPMS_CAPABILITY_DATA")
-        self.command(f"TPM2_GetCapability(HANDLES 0x{handle:08x})", lambda ctx: lib.Esys_GetCapability(
-            ctx, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.TPM2_CAP_HANDLES, handle, 1, more, data))
-        handles = data[0].data.handles
-        if handles.count == 0 or handles.handle[0] != handle:
-            return None
-        tr = self.handle()
-        self.command(f"Esys_TR_FromTPMPublic(0x{handle:08x})", lambda ctx: lib.Esys_TR_FromTPMPublic(
-            ctx, handle, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, tr))
+        """The ESYS_TR of a persistent or NV handle (Esys_TR_FromTPMPublic: TPM2_ReadPublic or NV_ReadPublic),
+        or None when the TPM holds nothing there (TPM_RC_HANDLE)."""
+        lib, tr = self.lib, self.handle()
+        try:
+            self.command(f"Esys_TR_FromTPMPublic(0x{handle:08x})", lambda ctx: lib.Esys_TR_FromTPMPublic(
+                ctx, handle, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, tr))
+        except TpmError as err:
+            if err.kind == TpmErrorKind.COMMAND and err.rc is not None and Tss2Error(err.rc, "").error == \
+                    lib.TPM2_RC_HANDLE:
+                return None
+            raise
         self._close.append(tr[0])
         return int(tr[0])
 
