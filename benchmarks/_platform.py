@@ -36,3 +36,10 @@ def daemon_config(root: Path, info: dict[str, Any], metrics_port: int | None = N
                     f'[metrics]\n{metrics}\n'
                     f'[control]\nsocket = "{root / "control.sock"}"\n')
     return conf
+
+
+def print_ratios(peer_label: str, peer: list[float], ours_label: str, ours: list[float], goal: float) -> None:
+    """One line per measure (wall, CPU): the peer's median, sld's, and their ratio against the goal."""
+    for i, what in enumerate(("wall", "CPU")):
+        print(f"{what}: {peer_label} {peer[i] * 1000:.1f} ms; {ours_label} {ours[i] * 1000:.1f} ms; "
+              f"ratio {ours[i] / peer[i]:.2f} (goal <= {goal:g})")

@@ -24,10 +24,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 
 def _log(data: bytes, end: int | None) -> object:
-    """Parse, then everything built lazily from the record heads: Events (offsets, data) and the replay."""
-    log = eventlog.parse_log(data, base=0x7A010000, end=end)
+    """Parse, replay, and (without ``end``, as ``sld inspect log --file`` reads) stream the same bytes in
+    chunks of 37: the same records, or the same refusal."""
+    try:
+        log = eventlog.parse_log(data, base=0x7A010000, end=end)
+    except SldError:
+        if end is None:
+            try:
+                _, streamed = eventlog.stream_log((data[i : i + 37] for i in range(0, len(data), 37)), len(data))
+                for _ in streamed:
+                    pass
+            except SldError:
+                raise
+            raise AssertionError("streamed what parse_log refused") from None
+        raise
     for ev in log.events:
         assert 0x7A010000 <= ev.offset < 0x7A010000 + len(data) and ev.type_name
+    if end is None:
+        _, streamed = eventlog.stream_log((data[i : i + 37] for i in range(0, len(data), 37)), len(data),
+                                          base=0x7A010000)
+        assert tuple(streamed) == log.events
     return replay(log), log.startup_locality
 
 

@@ -1,12 +1,15 @@
 """Generate sld(8), sld.toml(5) and the bash/zsh completions from their one source: the argparse
 parser (commands, options, exit codes), the config dataclasses + conf/sld.toml comments (keys), the
-check catalogue and the metrics module (metric names). Run: python packaging/gen_docs.py [OUTDIR]
+check catalogue and the metrics collector (what /metrics serves). Run: python3 packaging/gen_docs.py [OUTDIR]
+(an interpreter without sld's dependencies hands over to the checkout's .venv, made by scripts/setup.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import re
 import sys
 import typing
@@ -15,7 +18,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
+def _with_dependencies() -> None:
+    """The collector (metric names) needs prometheus-client, and a verdict construct: ``python3`` without
+    them (Debian's or pyenv's) re-runs this script with the checkout's venv."""
+    try:
+        import construct  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as err:
+        venv = ROOT / ".venv"
+        if Path(sys.prefix) == venv or not (venv / "bin" / "python").exists():
+            sys.exit(f"gen_docs: {err.name} is missing here and there is no {venv} (bash scripts/setup.sh makes it)")
+        os.execv(venv / "bin" / "python", [str(venv / "bin" / "python"), *sys.argv])
+
+
+_with_dependencies()
+
 from sld import __version__  # noqa: E402
+from sld.appraisal import __doc__ as POLICY_DOC  # noqa: E402
 from sld.checks import CATALOGUE  # noqa: E402
 from sld.cli import EXIT_CODES, build_parser  # noqa: E402
 from sld.config import Config  # noqa: E402
@@ -46,13 +66,43 @@ def _options(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
             name = ", ".join(a.option_strings) + (f" {a.metavar or a.dest.upper()}" if a.nargs != 0 else "")
         else:
             name = a.dest.upper() + (f" ({'|'.join(a.choices)})" if a.choices else "")
-        rows.append((name, a.help or ""))
+        rows.append((name, argparse.HelpFormatter("sld")._expand_help(a) if a.help else ""))
     return rows
 
 
-def _metrics() -> list[str]:
-    source = (ROOT / "sld" / "service" / "metrics.py").read_text()
-    return sorted(set(re.findall(r'"(sld_[a-z_]+)"', source)))
+def _metrics() -> list[tuple[str, str, str]]:
+    """(name, type, help) of every family ``/metrics`` serves, as the daemon's own registry renders them.
+
+    The collector is svc's: it renders a published status at scrape time, so here it renders one with a
+    verdict (every family appears, with or without samples) and the names are read from its exposition,
+    exactly as a scrape shows them (``_total``, ``_info``).
+    """
+    from prometheus_client import generate_latest
+
+    from sld.service.metrics import registry_for
+    from sld.service.state import DaemonStatus
+    from sld.verify import Verdict
+    from sld.vocab import DaemonState, Mode, Result
+
+    verdict = Verdict(Result.VERIFIED, "", "", Mode.AUTO, (), (), (), registers={"ERRORCODE": 0})
+    status = DaemonStatus(state=DaemonState.RUNNING, verdict=verdict, verdict_time=1.0, last_success=1.0)
+    return exposition(generate_latest(registry_for(lambda: status)).decode())
+
+
+def exposition(text: str) -> list[tuple[str, str, str]]:
+    """(name, type, help) from the ``# HELP``/``# TYPE`` lines of a Prometheus text exposition."""
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+    return [(name, kind, helps.get(name, "")) for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)]
+
+
+def _roff(doc: str) -> list[str]:
+    """A docstring's paragraphs as roff: prose as .PP, indented blocks verbatim (.nf/.fi)."""
+    out = []
+    for para in doc.strip().split("\n\n"):
+        verbatim = para.startswith("    ")
+        out += [".nf", *(_esc(line[4:]) for line in para.splitlines()), ".fi"] if verbatim else \
+            [".PP", _esc(" ".join(para.split()))]
+    return out
 
 
 def man_sld() -> str:
@@ -65,11 +115,13 @@ def man_sld() -> str:
         lines += [".TP", f".B sld {_esc(name)}", _esc(text)]
         for opt, helptext in _options(sub):
             lines += [".RS", ".TP", f".B {_esc(opt)}", _esc(helptext), ".RE"]
+    lines += [".SH POLICY", *_roff(POLICY_DOC or "")]
     lines += [".SH CHECKS", "Each verdict is made of these checks (ids as in JSON, metrics and the journal):"]
     for check in CATALOGUE:
         lines += [".TP", f".B {_esc(check.id)}", _esc(f"{check.title}. {check.doc}")]
     lines += [".SH METRICS", "Served by \\fBsld daemon\\fR (see \\fBsld.toml\\fR(5), section metrics):"]
-    lines += [f".br\n{_esc(m)}" for m in _metrics()]
+    for name, kind, text in _metrics():
+        lines += [".TP", f".B {_esc(name)}", _esc(f"{kind}: {text.replace(chr(92) + 'n', ' ')}")]
     lines += [".SH EXIT STATUS"]
     for line in EXIT_CODES.strip().splitlines()[1:]:
         code, text = line.strip().split(None, 1)
@@ -95,10 +147,27 @@ def man_toml() -> str:
         cls = hints[section.name]
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            shown = "(unset)" if default is None else repr(default).replace("()", "[]")
+            shown = "(unset)" if default is None else _toml(default)
             lines += [".TP", f".B {f.name}", _esc(f"default {shown}. {comments.get((section.name, f.name), '')}")]
     lines += [".SH SEE ALSO", "\\fBsld\\fR(8)"]
     return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    """A default as it is written in sld.toml: ``true``, ``60``, ``"auto"``, ``["failed"]``, ``{}``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same escapes as JSON's
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
 def _key_comments(text: str) -> dict[tuple[str, str], str]:
@@ -126,15 +195,24 @@ def bash_completion() -> str:
         words = " ".join(o for a in sub._actions for o in a.option_strings) + " " + " ".join(
             c for a in sub._actions if not a.option_strings and a.choices for c in a.choices)
         cases.append(f'        "{name}") opts="{words.strip()}" ;;')
-    sim = sorted(name.split()[1] for name, _, _ in subs if name.startswith("sim "))
+    groups: dict[str, list[str]] = {}  # sim, policy, ak: commands whose second word is a subcommand
+    for name, _, _ in subs:
+        if " " in name:
+            groups.setdefault(name.split()[0], []).append(name.split()[1])
+    nested = "\n".join(f'        {group}) [[ $COMP_CWORD -eq 2 ]] && '
+                       f'{{ COMPREPLY=($(compgen -W "{" ".join(sorted(words))}" -- "$cur")); return; }}\n'
+                       f'            cmd="{group} ${{COMP_WORDS[2]}}" ;;' for group, words in groups.items())
+    scenarios = " ".join(next(a.choices for _, p, _ in subs for a in p._actions if "--scenario" in a.option_strings))
     return f"""# bash completion for sld (generated by packaging/gen_docs.py)
 _sld() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} cmd="${{COMP_WORDS[1]}}" opts
     if [[ $COMP_CWORD -eq 1 ]]; then COMPREPLY=($(compgen -W "{' '.join(top)} --help --version" -- "$cur")); return; fi
-    if [[ $cmd == sim ]]; then
-        if [[ $COMP_CWORD -eq 2 ]]; then COMPREPLY=($(compgen -W "{' '.join(sim)}" -- "$cur")); return; fi
-        cmd="sim ${{COMP_WORDS[2]}}"
+    if [[ ${{COMP_WORDS[COMP_CWORD-1]}} == --scenario ]]; then
+        COMPREPLY=($(compgen -W "{scenarios}" -- "$cur")); return
     fi
+    case "$cmd" in
+{nested}
+    esac
     case "$cmd" in
 {chr(10).join(cases)}
         *) opts="" ;;

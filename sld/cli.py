@@ -11,12 +11,15 @@ import os
 import sys
 
 from sld import __version__
-from sld.client import DEFAULT_SOCKET, fast_verify
+from sld.client import fast_attest, fast_verify
+from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
+    from types import SimpleNamespace
+    from typing import Any
 
 EXIT_CODES = """exit codes:
   0  verified / success
@@ -36,6 +39,8 @@ STATUS_EXIT_CODES = """exit codes:
      last verdict is stale), starting or stopping
 """
 
+SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
+                "/run/sld-sim-UID: per user)")
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -47,11 +52,31 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
 
 
+class _ScenarioNames:
+    """The simulator's scenario names for ``--scenario`` choices, read only when argparse looks at them
+    (a check or a help text): sld.sim.scenarios costs 30 ms, which ``sld inspect`` must not pay."""
+
+    def _names(self) -> tuple[str, ...]:
+        from sld.sim.scenarios import SCENARIOS
+
+        return tuple(s.name for s in SCENARIOS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+SCENARIO_NAMES = _ScenarioNames()
+
+
 def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
     """A ``sld sim`` subcommand that takes a scenario and a structure generation."""
     p = simsub.add_parser(name, help=text)
     p.set_defaults(handler=f"sld.commands.sim:run_{name}")
-    p.add_argument("--scenario", required=True)
+    p.add_argument("--scenario", required=True, choices=SCENARIO_NAMES, metavar="NAME",
+                   help="the scenario to simulate: %(choices)s (`sld sim list` says what each is)")
     p.add_argument("--layout", help="Secure Launch structure generation: v7, v9, v10, v12, v16 (default: the "
                    "scenario's, v16 for most)")
     return p
@@ -62,44 +87,48 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
     dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
     import argparse
 
+    from sld.evidence.options import FORMATS, HANDLER, OPTIONS
+
     class Evidence(argparse.Action):
         def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                      option_string: str | None = None) -> None:
             namespace.evidence = values
-            namespace.handler = "sld.commands.evidence:run"
+            namespace.handler = HANDLER
 
-    ver.add_argument("--evidence", metavar="FILE", action=Evidence,
-                     help="verify this evidence file (sld attest) instead of this host")
-    ver.add_argument("--ak", metavar="PEM", help="(evidence) the AK public key the verifier trusts")
-    ver.add_argument("--nonce", metavar="HEX", help="(evidence) the nonce the verifier gave sld attest")
-    ver.add_argument("--previous", metavar="FILE", help="(evidence) earlier evidence of that host: the new one "
-                     "must be newer (TPM clock, reset and restart counts)")
-    ver.add_argument("--format", choices=("text", "json", "ear"),
-                     help="(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)")
+    for option, metavar, text in OPTIONS:
+        extra: dict[str, Any] = {"metavar": metavar}
+        if option == "--evidence":
+            extra["action"] = Evidence
+        if option == "--format":
+            extra = {"choices": FORMATS}
+        ver.add_argument(option, help=text, **extra)
 
 
 def _add_policy(sub: argparse._SubParsersAction) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
-    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy")
-    p.set_defaults(handler="sld.commands.policy:run_create")
-    _add_source(p)
-    p.add_argument("--tcti", default="device:/dev/tpmrm0", help="tpm2-tss TCTI string (default device:/dev/tpmrm0)")
-    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    p = polsub.add_parser("create", help="describe this host's verified launch, part by part, as a policy "
+                          "(read as a local `sld verify --mode validate` reads it, with the same defaults)")
+    p.set_defaults(handler="sld.commands.policy:run_create", mode=None, policy=None)
+    p.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N "
+                   "(default: the configuration's [tpm] locality)")
+    p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG} if present)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
     p.set_defaults(handler="sld.commands.policy:run_merge")
-    p.add_argument("policies", nargs=2, metavar="POLICY")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("policies", nargs=2, metavar="POLICY", help="the two policies (each with its drop-ins)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written")
     p = polsub.add_parser("show", help="a policy (and its drop-ins) as a table")
     p.set_defaults(handler="sld.commands.policy:run_show")
-    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     _add_json(p)
     p = polsub.add_parser("export", help="a policy in another verifier's format")
     p.set_defaults(handler="sld.commands.policy:run_export")
-    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     p.add_argument("--format", choices=("keylime",), required=True, help="keylime: its tpm_policy JSON")
     p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
 
@@ -134,11 +163,52 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--state-dir", metavar="DIR", help="compare the SINIT with the one this host last launched "
                      "with, remembered in DIR (the daemon uses [verify] state_dir), and remember this one")
     ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
-                     "/etc/sld/sld.toml; when that does not exist, built-in defaults)")
+                     f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)")
     ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
     ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
     _add_evidence(ver)
+
+
+def _attest_parsers(sub: argparse._SubParsersAction) -> None:
+    """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
+    def handle(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+        p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
+                       help="the AK's persistent handle (default: the configuration's [attest] ak_handle, "
+                            "0x81010002)")
+        p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+
+    akp = sub.add_parser("ak", help="the attestation key: create it under the EK, answer a verifier's challenge")
+    aksub = akp.add_subparsers(dest="ak_command", metavar="AKCOMMAND", required=True)
+    p = aksub.add_parser("create", help="create a restricted signing AK under the EK and persist it; print its "
+                         "PEM and name, the EK public key and certificate")
+    p.set_defaults(handler="sld.commands.ak:run_create")
+    handle(p)
+    p.add_argument("--alg", choices=("rsa", "ecc"), default="rsa",
+                   help="rsa: RSA-2048 RSASSA-SHA256 (default); ecc: P-256 ECDSA-SHA256")
+    p.add_argument("--replace", action="store_true", help="evict a key already at the handle")
+    _add_json(p)
+    p = aksub.add_parser("activate", help="answer a TPM2_MakeCredential challenge (tpm2_makecredential -o FILE) "
+                         "for this TPM's EK and the AK: print the secret")
+    p.set_defaults(handler="sld.commands.ak:run_activate")
+    handle(p)
+    p.add_argument("--credential", required=True, metavar="FILE",
+                   help="the verifier's challenge, as tpm2_makecredential -o wrote it")
+
+    att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
+                         "bank, the DRTM log, and (unauthenticated) platform context",
+                         description="With no option but --nonce, -o and --socket the running daemon attests "
+                         "(no root needed); otherwise, or with no daemon answering, this process does.")
+    att.set_defaults(handler="sld.commands.attest:run")
+    att.add_argument("--nonce", required=True, metavar="HEX", help="the verifier's nonce, 16..64 bytes")
+    att.add_argument("-o", "--output", metavar="FILE", help="write the evidence here (default stdout)")
+    att.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
+    handle(att)
+    att.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
+    att.add_argument("--local", action="store_true", help="attest in this process even if a daemon answers")
+    att.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
-    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"))
+    insp.add_argument("what", choices=("regs", "heap", "slrt", "log"),
+                      help="regs: the TXT registers; heap: the TXT heap tables; slrt: the Secure Launch Resource "
+                           "Table; log: the DRTM event log")
     _add_source(insp)
     _add_json(insp)
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
@@ -164,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_parser(sub)
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
-    dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+    dmn.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
     cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
                          "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
@@ -173,18 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "tar, replaced atomically; never written through a link)")
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
-    qu.add_argument("action", choices=("status", "apply", "lift"))
-    qu.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+    qu.add_argument("action", choices=("status", "apply", "lift"),
+                    help="status: what is installed; apply: install it now; lift: remove it (needs --force)")
+    qu.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
     st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
                         epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
-    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
+    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                    help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
     _add_json(st)
 
     _add_policy(sub)
+    _attest_parsers(sub)
 
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
@@ -192,37 +267,52 @@ def build_parser() -> argparse.ArgumentParser:
     sim_list.set_defaults(handler="sld.commands.sim:run_list")
     _add_json(sim_list)
     p = _sim_command(simsub, "build", "write a physical-memory image of a scenario and its manifest (IMAGE.json)")
-    p.add_argument("-o", "--output", required=True, metavar="IMAGE")
+    p.add_argument("-o", "--output", required=True, metavar="IMAGE",
+                   help="the sparse physical-memory image to write (its manifest goes to IMAGE.json)")
     p = _sim_command(simsub, "up", "build a scenario's image and start a swtpm in the state its launch leaves")
-    p.add_argument("--dir", default="/run/sld-sim", help="where the image, securityfs view and TPM state go")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p.add_argument("--daemon-config", metavar="FILE", help="also write a sld.toml for `sld daemon --config FILE` "
                    "that verifies this platform (own control socket, free metrics port) and print its commands")
     _add_json(p)
     p = simsub.add_parser("down", help="stop the simulated platform's swtpm")
     p.set_defaults(handler="sld.commands.sim:run_down")
-    p.add_argument("--dir", default="/run/sld-sim")
+    p.add_argument("--dir", help=SIM_DIR_HELP)
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the directory to write the slaunch/ view and manifest.json into")
     return parser
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace | SimpleNamespace) -> int:
     module_name, func_name = args.handler.split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     return int(handler(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The running daemon's answer to a plain ``sld verify`` when it gives one (sld.client), else :func:`run`."""
+    """The running daemon's answer to a plain ``sld verify`` or ``sld attest`` when it gives one (sld.client);
+    another host's evidence checked without building the parser (sld.evidence.options); else :func:`run`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    code = fast_verify(args)
-    return run(args) if code is None else code
+    code = fast_attest(args) if args[:1] == ["attest"] else fast_verify(args)
+    if code is not None:
+        return code
+    if "--evidence" in args or any(a.startswith("--evidence=") for a in args):
+        from sld.evidence.options import parse
+
+        options = parse(args)
+        if options is not None:
+            return guarded(options)
+    return run(args)
 
 
 def run(argv: Sequence[str]) -> int:
+    return guarded(build_parser().parse_args(argv))
+
+
+def guarded(args: argparse.Namespace | SimpleNamespace) -> int:
+    """The subcommand's exit code; its failures as one line on stderr and their exit code, never a traceback."""
     from sld.errors import SldError
 
-    args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except SldError as err:

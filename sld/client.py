@@ -1,4 +1,4 @@
-"""``sld verify`` answered by the running daemon, import-light on purpose.
+"""``sld verify`` and ``sld attest`` answered by the running daemon, import-light on purpose.
 
 Only builtin modules: on a slow interpreter argparse, json and socket.py each cost more than the
 daemon's whole verification, and this path exists so that a monitoring check asking every few
@@ -67,6 +67,52 @@ def fast_verify(argv: list[str]) -> int | None:
     sys.stdout.buffer.write(body)
     sys.stdout.flush()
     return int(code)
+
+
+def _attest_options(argv: list[str]) -> tuple[str, str | None, str] | None:
+    """(nonce hex, output file or None, socket path) for ``attest --nonce HEX [-o FILE] [--socket PATH]``."""
+    if not argv or argv[0] != "attest":
+        return None
+    found: dict[str, str] = {}
+    names = {"--nonce": "nonce", "-o": "output", "--output": "output", "--socket": "socket"}
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name not in names or (not eq and not rest):
+            return None
+        found[names[name]] = value if eq else rest.pop(0)
+    nonce = found.get("nonce", "")
+    if not nonce or not all(c in "0123456789abcdefABCDEF" for c in nonce):
+        return None
+    return nonce, found.get("output"), found.get("socket", DEFAULT_SOCKET)
+
+
+def fast_attest(argv: list[str]) -> int | None:
+    """``sld attest`` answered by the daemon, written as it sent it; None when the full command must run
+    (other options, no daemon, or a refusal, which the full command then explains)."""
+    options = _attest_options(argv)
+    if options is None:
+        return None
+    nonce, output, path = options
+    try:
+        answer = ask(path, b'{"cmd": "attest", "nonce": "%s"}\n' % nonce.encode())
+    except OSError:
+        return None
+    if not answer.startswith(b'{"schema": 1, "kind": "evidence"'):
+        return None
+    if output is None:
+        sys.stdout.buffer.write(answer)
+        return 0
+    import os
+
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        return None  # the full command says why, as a usage error naming -o
+    with open(fd, "wb") as f:
+        f.write(answer)
+    return 0
 
 
 def refusal(path: str, answer: bytes, render: str) -> int:

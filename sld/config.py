@@ -83,6 +83,11 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AttestConfig:
+    ak_handle: int = 0x81010002  # where `sld ak create` persists the AK (TCG handle registry: an AK)
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     tpm: TpmConfig = field(default_factory=TpmConfig)
@@ -91,6 +96,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    attest: AttestConfig = field(default_factory=AttestConfig)
     path: str = ""
 
 
@@ -108,7 +114,8 @@ RETIRED = dict.fromkeys(
     f'[metrics.basic_auth_users] (prom = "$2y$10$..."); {MAKE_BCRYPT}')
 RANGES: dict[str, tuple[float, float]] = {"verify.interval": (1, 86400), "verify.timeout": (1, 600),
                                           "metrics.port": (1, 65535), "tpm.locality": (0, 4),
-                                          "tpm.timeout": (0.1, 600)}
+                                          "tpm.timeout": (0.1, 600),
+                                          "attest.ak_handle": (0x81010000, 0x817FFFFF)}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

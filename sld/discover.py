@@ -39,11 +39,13 @@ class Snapshot:
     slrt: slrt.Slrt | None = None
     log_pointer: dict[str, Any] | None = None
     log: eventlog.EventLog | None = None
+    log_data: bytes | None = None  # the log's bytes as read, up to its last record once parsed (sld attest)
     acm: acm.Acm | None = None  # the ACM header at SINIT.BASE, when that memory holds one (never via securityfs)
     errors: dict[str, SldError] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
+        """Every stage that ran succeeded."""
         return not self.errors
 
     @property
@@ -77,7 +79,7 @@ def discover(source: Source) -> Snapshot:
             snap.registers = registers.from_securityfs(fs.registers())
 
         def log_fs() -> None:
-            snap.log = eventlog.parse_log(fs.eventlog())
+            _parse_log(snap, fs.eventlog())
 
         _stage(snap, "registers", regs_fs)
         _stage(snap, "log", log_fs)
@@ -174,5 +176,14 @@ def _read_log(snap: Snapshot, mem: PhysicalMemory) -> None:
                           f"0x{info.addr:x}; the kernel assumes they are equal", field=pointer["type"],
                           offset=snap.heap.os_sinit_data.data_address)
     end = pointer.get("next_record_offset") if pointer is not None else None
-    data = mem.read(info.addr, info.size, "DRTM event log (SLRT LOG_INFO)")
-    snap.log = eventlog.parse_log(data, base=info.addr, end=end)
+    _parse_log(snap, mem.read(info.addr, info.size, "DRTM event log (SLRT LOG_INFO)"), base=info.addr, end=end)
+
+
+def _parse_log(snap: Snapshot, data: bytes | memoryview, base: int = 0, end: int | None = None) -> None:
+    """Parse the log, keeping its bytes: up to the last record, or all of them if they do not parse."""
+    try:
+        snap.log = eventlog.parse_log(data, base=base, end=end)
+    except SldError:
+        snap.log_data = bytes(data)
+        raise
+    snap.log_data = bytes(data[: snap.log.end - base])

@@ -102,6 +102,8 @@ def sinit_policy(policy: Policy, log: EventLog, acm: Acm | None) -> Check:
     """The SINIT identity (HASH_START in the policy's list) and its SVNs against the policy's minimums."""
     start = next((e for e in log.events if e.type == EVTYPE_HASH_START), None)
     part = next((p for p in policy.parts if p.type == EVTYPE_HASH_START), None)
+    if part is None and policy.sinit is None:
+        return Check(CheckId.SINIT_POLICY, CheckStatus.SKIP, f"{policy.path} says nothing about the SINIT")
     problems = []
     if part is not None and (start is None or not any(bytes(d) in part.digests.get(b, ()) for b, d in
                                                       start.digests.items())):

@@ -169,6 +169,16 @@ class Tpm:
             delay *= 2
         raise AssertionError("unreachable")
 
+    def esys(self, what: str, call: Callable[[Any], int]) -> None:
+        """One ESAPI command, ``call(ESYS_CONTEXT *)`` returning its TSS2_RC: bounded, retried and classified as
+        every command of this session is (sld.ak's key and quote commands come through here)."""
+        self._call(what, lambda: check(call(self._esys[0])))
+
+    def esys_local(self, call: Callable[[Any], int]) -> None:
+        """An ESAPI call that sends nothing to the TPM (Esys_TR_Close of a persistent object's record)."""
+        self._require_open("ESAPI")
+        check(call(self._esys[0]))
+
     def banks(self) -> tuple[str, ...]:
         """Active PCR banks: those with any PCR allocated (TPM2_GetCapability, TPM_CAP_PCRS)."""
         if self._banks is None:

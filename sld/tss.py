@@ -119,3 +119,11 @@ def marshal(type_name: str, value: Any) -> bytes:
     check(getattr(lib, f"Tss2_MU_{type_name}_Marshal")(value, buffer, MAX_MARSHALLED, offset))
     return bytes(ffi.buffer(buffer, offset[0]))
 
+
+
+def unmarshal(type_name: str, data: bytes) -> Any:
+    """``Tss2_MU_<type>_Unmarshal``: spec bytes (built with sld.formats.tpm2) -> a new cffi structure for ESAPI."""
+    ffi, lib = binding()
+    out, offset = ffi.new(f"{type_name} *"), ffi.new("size_t *")
+    check(getattr(lib, f"Tss2_MU_{type_name}_Unmarshal")(data, len(data), offset, out))
+    return out

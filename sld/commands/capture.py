@@ -26,6 +26,7 @@ from sld.text import count
 
 
 def run(args: argparse.Namespace) -> int:
+    """``sld capture``: discover, gather the regions and files, write the capture."""
     meta: dict[str, Any] = {"captured_at": int(time.time()), "sld_version": __version__,
                             "kernel": os.uname().release}
     with open_source(args.source) as source:

@@ -18,6 +18,7 @@ from sld.evidence.keys import load_pem
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from types import SimpleNamespace
 
 MIN_NONCE = 16  # bytes; sld attest refuses shorter ones, and a verifier must not make them
 
@@ -57,7 +58,7 @@ def render(verdict: EvidenceVerdict, fmt: str, nonce: bytes, policy: str | None)
     return _text(verdict)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace | SimpleNamespace) -> int:
     if not args.evidence:
         raise ConfigError("--ak, --nonce, --previous and --format ear go with --evidence FILE", key="--evidence")
     if not args.ak:

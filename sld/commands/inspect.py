@@ -18,6 +18,7 @@ from sld.text import count
 
 
 def run(args: argparse.Namespace) -> int:
+    """``sld inspect regs|heap|slrt|log`` from a source: discover, then show the stage asked for."""
     with open_source(args.source) as source:
         snap = discover(source)
     stage = {"regs": "registers"}.get(args.what, args.what)

@@ -226,13 +226,14 @@ def _text_rows(events: Iterable[Event], widths: _Widths, write: Callable[[str], 
     for index, _, pcr, etype, digests, data in events:
         banks = tuple(digests)
         template = templates.get(banks)
-        if template is None:
-            template = templates[banks] = "  ".join(f"{bank}:%s" for bank in banks)
-        cell = (template % tuple(map(bytes.hex, digests.values()))).ljust(w_digests)
+        if template is None:  # the whole row but its values: a bank's digests have one size in a log
+            cell = "  ".join(f"{bank}:%s" for bank in banks)
+            pad = " " * (w_digests - len(cell % tuple(d.hex() for d in digests.values())))
+            template = templates[banks] = f"%-{w_index}d  %-{w_pcr}d  %s  {cell}{pad}  %s"
         name = types.get(etype) or event_type_name(etype).ljust(w_type)
         shown = data.rstrip(b"\0")
         text = shown.decode()[:40] if shown and not shown.translate(None, _PRINTABLE) else f"{len(data)} bytes"
-        keep(f"{index:<{w_index}}  {pcr:<{w_pcr}}  {name}  {cell}  {text}".rstrip())
+        keep((template % (index, pcr, name, *map(bytes.hex, digests.values()), text)).rstrip())
         if len(batch) == BATCH:
             write("\n".join(batch) + "\n")
             batch.clear()

@@ -12,6 +12,7 @@ from sld.appraisal.files import load
 from sld.appraisal.merge import merge
 from sld.appraisal.model import Group, Policy
 from sld.errors import ConfigError
+from sld.formats.names import event_type_name
 from sld.text import count
 from sld.vocab import Mode, Result
 
@@ -33,11 +34,14 @@ def _write(path: str, text: str) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     """Verify this host as ``sld verify`` does (never extending), then describe what it launched."""
+    from sld.commands.verify import settings
+    from sld.config import load as load_config
     from sld.tpm import Tpm
     from sld.verify import verify_source_snapshot
 
-    with Tpm(args.tcti, locality=args.locality) as tpm:
-        verdict, snap = verify_source_snapshot(args.source, tpm, mode=Mode.VALIDATE)
+    use = settings(args, load_config(args.config))
+    with Tpm(use.tcti, locality=use.locality) as tpm:
+        verdict, snap = verify_source_snapshot(use.source, tpm, mode=Mode.VALIDATE)
     if verdict.result != Result.VERIFIED or snap.log is None:
         print(f"sld: refusing to make a policy from a host that does not verify: {verdict.summary}", file=sys.stderr)
         return 1
@@ -80,12 +84,19 @@ def run_show(args: argparse.Namespace) -> int:
     head = "no [sinit] section" if sinit is None else ("SINIT: no ACM header; identified by HASH_START" if not
                                                       sinit.header else f"SINIT: TxtSvn >= {sinit.txt_svn}, "
                                                       f"SeSvn >= {sinit.se_svn}, built {sinit.date:08x}")
-    print(f"{policy.path}: {count(len(policy.parts), 'part')}; {head}; unknown events "
-          f"{'allowed' if policy.allow_extra else 'fail'}")
-    print(table(_rows(policy), ("PART", "GROUP", "PCR", "EVENT", "BANK", "ALLOWED DIGEST")))
+    if policy.parts:
+        print(f"{policy.path}: {count(len(policy.parts), 'part')}; {head}; unknown events "
+              f"{'allowed' if policy.allow_extra else 'fail'}")
+        print(table(_rows(policy), ("PART", "GROUP", "PCR", "EVENT", "BANK", "ALLOWED DIGEST")))
+    else:
+        print(f"{policy.path}: the older form (golden PCR values and required events)")
     for bank, values in policy.pcrs.items():
         for pcr, value in sorted(values.items()):
             print(f"golden PCR{pcr} {bank} {value.hex()}")
+    for ev in policy.events:
+        where = f"PCR{ev.pcr}" if ev.pcr is not None else "any PCR"
+        kind = event_type_name(ev.type) if ev.type is not None else "any type"
+        print(f"required event in {where}, {kind}: " + ", ".join(f"{b} {d.hex()}" for b, d in ev.digests.items()))
     return 0
 
 

@@ -30,10 +30,13 @@ def run(args: argparse.Namespace) -> int:
         removed = sum(tc.lift(ifname) for ifname in interfaces)
         print(f"removed {removed} quarantine filters from {', '.join(interfaces)}")
         return 0
-    rows = [f for ifname in interfaces for f in tc.status(ifname)]
+    listed = [f for ifname in interfaces for f in tc.filters(ifname)]
+    rows, overtaking = [f for f in listed if f.ours], tc.overtaking(listed)
     if args.json:
-        print(dump_json("quarantine.status", {"active": bool(rows), "filters": rows}))
-    else:
-        print(table(((f.ifname, f.direction, f.prio, f"0x{f.handle:x}", f.ops) for f in rows),
-                    ("INTERFACE", "DIRECTION", "PRIO", "HANDLE", "BPF OPS")) or "no quarantine installed")
+        print(dump_json("quarantine.status", {"active": bool(rows), "filters": rows, "overtaking": overtaking}))
+        return 0
+    print(table(((f.ifname, f.direction, f.prio, f"0x{f.handle:x}", f.ops) for f in rows),
+                ("INTERFACE", "DIRECTION", "PRIO", "HANDLE", "BPF OPS")) or "no quarantine installed")
+    for f in overtaking:
+        print(f"warning: {f} runs before sld's filters and may let traffic past the quarantine")
     return 0

@@ -43,4 +43,5 @@ def _status_text(answer: dict[str, Any]) -> str:
     if answer["error"]:
         lines.append(f"error: {answer['error']} (since {answer['error_age_seconds']:.0f} s)")
     lines.append(f"quarantine: {'active' if answer['quarantined'] else 'not active'}")
+    lines += [f"quarantine can be bypassed by: {f}" for f in answer.get("quarantine_overtaken_by", [])]
     return "\n".join(lines)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import stat
+import sys
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
+from sld.errors import SldError
+from sld.platform.files import replace_file
 from sld.report import dump_json, table
 from sld.sim.scenarios import SCENARIOS
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """``sld sim list``: every scenario with the verdict and exit code it should get."""
     if args.json:
         rows = [{"name": s.name, "description": s.description, "verdict": s.verdict, "exit_code": s.exit_code,
                  "with_clean_policy": s.with_clean_policy()} for s in SCENARIOS]
@@ -29,6 +37,7 @@ def _appraised(outcome: dict[str, str | None]) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """``sld sim build``: a scenario's sparse image and its manifest."""
     from sld.sim.builder import build_platform
 
     platform = build_platform(args.scenario, args.layout)
@@ -38,6 +47,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_securityfs(args: argparse.Namespace) -> int:
+    """``sld sim securityfs``: the files a Secure Launch kernel would export for the scenario."""
     from sld.sim.builder import build_platform
 
     build_platform(args.scenario, args.layout).write_securityfs(args.output)
@@ -45,7 +55,31 @@ def run_securityfs(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_SIM_DIR = "/run/sld-sim"
+def default_sim_dir() -> Path:
+    """Per user, never machine-wide (issue 16): $XDG_RUNTIME_DIR/sld-sim (the user's own runtime directory),
+    else /run/sld-sim-UID where /run is writable (root), else sld-sim-UID in the temporary directory."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and os.path.isdir(runtime):
+        return Path(runtime) / "sld-sim"
+    parent = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    return Path(parent) / f"sld-sim-{os.getuid()}"
+
+
+def _sim_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir) if args.dir else default_sim_dir()
+
+
+def _own_dir(root: Path) -> Path:
+    """``root`` created (mode 0700) or found as a real directory of this user: never another's, never a link."""
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(root)
+    except OSError as err:
+        raise SldError(f"{root}: cannot create the simulator's directory: {err.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise SldError(f"{root} is not a directory of uid {os.getuid()} (a link, a file or another user's): "
+                       "refusing to put a simulator there")
+    return root
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -53,10 +87,9 @@ def run_up(args: argparse.Namespace) -> int:
     from sld.sim.builder import build_platform
     from sld.sim.swtpm import STATE_FILE, Swtpm, launch
 
-    root = Path(args.dir)
+    root = _own_dir(_sim_dir(args))
     _stop(root)
     platform = build_platform(args.scenario, args.layout)
-    root.mkdir(parents=True, exist_ok=True)
     image = root / "phys.img"
     platform.write_image(image)
     platform.write_securityfs(root / "securityfs")
@@ -93,29 +126,44 @@ def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario
     from sld.sim.swtpm import free_port_pair
 
     port, sock = free_port_pair(), root / "control.sock"
+    text = (f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
+            f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
+            f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
+            f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
+            f"[control]\nsocket = {json.dumps(str(sock))}\n").encode()
+
+    def fill(f: BinaryIO) -> None:
+        f.write(text)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
-                    f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
-                    f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
-                    f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
-                    f"[control]\nsocket = {json.dumps(str(sock))}\n")
+    replace_file(path, fill)  # never through a link planted at FILE
     return {"local": f"sld verify --config {path}", "daemon": f"sld daemon --config {path}",
             "status": f"sld status --socket {sock}", "ask": f"sld verify --socket {sock}",
             "metrics": f"curl -s http://127.0.0.1:{port}/metrics"}
 
 
 def run_down(args: argparse.Namespace) -> int:
-    stopped = _stop(Path(args.dir))
-    print("simulated platform stopped" if stopped else f"no simulated platform under {args.dir}")
+    """``sld sim down``: stop the swtpm ``sim up`` started in this directory, and only that one."""
+    root = _sim_dir(args)
+    print({"stopped": "simulated platform stopped", "none": f"no simulated platform under {root}",
+           "gone": f"the simulated platform under {root} had already stopped"}[_stop(root)])
     return 0
 
 
-def _stop(root: Path) -> bool:
-    from sld.sim.swtpm import STATE_FILE, Swtpm
+def _stop(root: Path) -> str:
+    """Stop the swtpm ``root/sim.json`` records, only if that PID is still the process sld started (issue 17)."""
+    from sld.sim.swtpm import STATE_FILE, Swtpm, process_identity
 
     state = root / STATE_FILE
-    if not state.exists():
-        return False
-    Swtpm.load(state).stop()
+    if not state.is_file():
+        return "none"
+    tpm = Swtpm.load(state)
+    if not tpm.is_ours():
+        if process_identity(tpm.pid) is not None:
+            print(f"sld: pid {tpm.pid} is not the swtpm {state} recorded (another executable, start time or boot); "
+                  "left alone", file=sys.stderr)
+        state.unlink()
+        return "gone"
+    tpm.stop()
     state.unlink()
-    return True
+    return "stopped"

@@ -17,7 +17,7 @@ from sld.evidence.check import EvidenceVerdict
 from sld.vocab import EarStatus, Result
 
 EAT_PROFILE = "tag:ietf.org,2026:rats/ear#04"  # draft-ietf-rats-ear-04 §3
-DEVELOPER = "https://github.com/TrenchBoot"  # ar4si verifier-id: who built the verifier, and which build
+DEVELOPER = "sld, the Secure Launch daemon"  # ar4si verifier-id: who built the verifier (with the build below)
 SUBMOD = "drtm"  # the one attester appraised: the dynamic launch (PCR17-22) of the quoting TPM
 
 

@@ -17,7 +17,7 @@ import struct
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 
 from sld.errors import FormatError
@@ -59,6 +59,7 @@ class Event(_EventFields):
 
     @property
     def type_name(self) -> str:
+        """The event type's name (TCG PC Client PFP §10.4.1, SDG Table E-5/E-6, Secure Launch), or its hex."""
         return event_type_name(self.type)
 
 
@@ -109,6 +110,7 @@ class Walk:
         self.more = False
 
     def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
+        """The records in ``data[start:limit]`` (``data[0]`` at address ``base``), numbered from ``index``."""
         read_head, base, stop_at_zero, index, common = self.read_head, self.base, self.stop_at_zero, self.index, \
             self.common
         self.more = False
@@ -124,8 +126,8 @@ class Walk:
                     end = off + fsize + size
                     if end > limit or (stop_at_zero and etype == 0 and size == 0):
                         break
-                    digests = dict(zip(banks, digests_of(head), strict=True))
-                    yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
+                    named = dict(zip(banks, digests_of(head), strict=True))
+                    yield _new_event(Event, (index, base + off, pcr, etype, named, data[end - size : end]))
                     index += 1
                     off = end
             if off >= limit:
@@ -140,9 +142,8 @@ class Walk:
                     off = limit  # fewer zero bytes than a record head: the zero-filled tail
                     break
                 raise _truncated(self.structure, "header", base + off)
-            pcr, etype, digests, head_size, size = head
-            if type(digests) is list and digests:
-                digests = self._checked(digests, base + off)
+            pcr, etype, found, head_size, size = head
+            digests = found if not isinstance(found, list) else self._checked(found, base + off) if found else {}
             if stop_at_zero and etype == 0 and size == 0:
                 break
             if not digests:
@@ -210,6 +211,8 @@ class CommonRecord:
                        digests_of, banks_once)
 
     def parts(self) -> tuple[Any, ...]:
+        """What the walk's tight loop needs, bound once: unpack, size, the shape getter and its expected
+        value, the (pcr, type, event_size) getter, the digests getter and the banks they are of."""
         return self._parts
 
 
@@ -285,6 +288,7 @@ class LogHeader:
 
     @property
     def banks(self) -> tuple[str, ...]:
+        """The digest banks, in Spec ID order (sha1 alone for the SHA-1 formats)."""
         return tuple(bank for bank, _ in self.algorithms)
 
 
@@ -303,6 +307,7 @@ class EventLog(LogHeader):
 
 
 def startup_locality(events: Iterable[Event]) -> int | None:
+    """The locality of the first StartupLocality event (EV_NO_ACTION on PCR0, PFP §10.4.5.3), if any."""
     for ev in events:
         if ev.pcr == 0 and ev.type == EV_NO_ACTION and ev.data[:16] == STARTUP_LOCALITY and len(ev.data) > 16:
             return ev.data[16]
@@ -411,9 +416,7 @@ def _refuse_sha1_records(data: bytes, start: int, limit: int, sizes: Mapping[int
         return
     _, _, count = _EVENT2_START.unpack_from(data, start)
     (alg,) = _ALG.unpack_from(data, start + _EVENT2_START.size)
-    (esize,) = _EVENT_SIZE.unpack_from(data, start + _SHA1_HEAD.size - _EVENT_SIZE.size)
-    plausible = any(data[start : start + _SHA1_HEAD.size]) and start + _SHA1_HEAD.size + esize <= limit
-    if plausible and not (count and count <= len(sizes) and alg in sizes):
+    if any(data[start : start + _SHA1_HEAD.size]) and not (count and count <= len(sizes) and alg in sizes):
         raise FormatError("crypto-agile log", "the records after the Spec ID header are in the SHA-1 format "
                           "(TCG_PCR_EVENT), not TCG_PCR_EVENT2", field="records", offset=base + start)
 
@@ -456,42 +459,62 @@ def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None
     return EventLog(start.header, tuple(events), base + start.walk.stop)
 
 
-HEADER_BYTES = 1 << 16  # a log's header (TXT container, Spec ID event with vendorInfo) fits in this
-
-
 def stream_log(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[Event]]:
     """A log of ``size`` bytes read as ``chunks``: its header now, and every record (the header's own
-    first) as it is walked, the next chunk taken only when a record runs past the bytes taken so far."""
+    first) as it is walked, the next chunk taken only when a record runs past the bytes taken so far.
+
+    The header is read from as many chunks as it needs, with the first record's head (what tells an agile
+    header followed by SHA-1 records): the same bytes decide it as when the log is parsed whole.
+    """
     it = iter(chunks)
     buf = b""
-    for chunk in it:
-        buf += chunk
-        if len(buf) >= min(HEADER_BYTES, size):
+    while True:
+        whole = len(buf) >= size
+        if whole or len(buf) >= _SHA1_HEAD.size + len(SPEC_ID_SIGNATURE):  # what tells the formats apart
+            try:
+                start = log_start(buf, size, base, None)
+            except FormatError:
+                if whole:
+                    raise
+            else:
+                if whole or len(buf) >= start.start + _SHA1_HEAD.size:
+                    return start.header, chain.from_iterable(_stream(start, buf, it))
+        more = _take(it, max(len(buf), 1))  # as many bytes again: linear in a long header
+        if not more:
+            size = len(buf)  # the file ended early (it shrank): what was read is the log
+        buf += more
+
+
+def _take(chunks: Iterator[bytes], n: int) -> bytes:
+    """At least ``n`` more bytes, or what is left."""
+    taken: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = next(chunks, b"")
+        if not chunk:
             break
-    start = log_start(buf, size, base, None)
-    return start.header, _stream(start, buf, it)
+        taken.append(chunk)
+        got += len(chunk)
+    return b"".join(taken)
 
 
-def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Event]:
+def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Iterable[Event]]:
+    """The log's records as runs, one per part of the bytes (chained by the caller: each record then
+    comes straight from the walk, whatever the number of parts)."""
     walk, limit, origin = start.walk, start.limit, start.walk.base
-    yield from start.header.leading
+    yield start.header.leading
     done, off = 0, start.start  # log bytes before buf[0]; where the next record starts in buf
     while True:
         walk.base = origin + done
-        yield from walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
+        yield walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
         if not walk.more:
             return
-        more = [buf[walk.stop :]]
-        # one more chunk; as many again as there is if not one record fitted (linear in a long record)
-        need, got = len(more[0]) if walk.stop == off else 1, 0
-        while got < need:
-            chunk = next(chunks, b"")
-            if not chunk:
-                limit = done + len(buf) + got  # the file ended early (it shrank): what was read is the log
-                break
-            more.append(chunk)
-            got += len(chunk)
-        done, buf, off = done + walk.stop, b"".join(more), 0
+        rest = buf[walk.stop :]
+        # the next chunk; as many bytes again if not one record fitted (linear in a long record)
+        more = _take(chunks, len(rest) if walk.stop == off else 1)
+        if not more:
+            limit = done + len(buf)  # the file ended early (it shrank): what was read is the log
+        done, buf, off = done + walk.stop, rest + more, 0
 
 
 # ---- payload checks -----------------------------------------------------------------------------

@@ -138,6 +138,7 @@ TABLE_DECLS: dict[str, tuple[cs.Struct, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class ExtElement:
+    """One extended data element (SDG C.1): ``fields`` decoded for the types ELEMENT_DATA declares."""
     type: int
     offset: int  # physical address of the element header
     data: bytes
@@ -145,6 +146,7 @@ class ExtElement:
 
     @property
     def name(self) -> str:
+        """The SDG C.1 type name (HEAP_EXTDATA_TYPE_*), or ``unknown(0xN)`` for a type to be skipped."""
         return ELEMENT_TYPES.get(self.type, f"unknown(0x{self.type:x})")
 
 
@@ -162,35 +164,44 @@ class HeapTable:
 
     @property
     def data_address(self) -> int:
+        """Where the table's own fields start: just past its u64 size (SDG Table C-1)."""
         return self.address + 8
 
     def element(self, etype: int) -> ExtElement | None:
+        """The first element of type ``etype`` (SDG C.1 allows each type once per table), or None."""
         return next((e for e in self.elements if e.type == etype), None)
 
 
 @dataclass(frozen=True)
 class Heap:
+    """The TXT heap at HEAP.BASE: its four tables in their SDG order (Table C-1)."""
+
     base: int
     size: int
     tables: tuple[HeapTable, ...]
 
     def table(self, name: str) -> HeapTable:
+        """The table called ``name`` (one of TABLES)."""
         return next(t for t in self.tables if t.name == name)
 
     @property
     def bios_data(self) -> HeapTable:
+        """BiosData: written by the BIOS (SDG C.2)."""
         return self.table("BiosData")
 
     @property
     def os_mle_data(self) -> HeapTable:
+        """OsMleData: the loader's, kept raw; its shape is decided through the SLRT (:func:`os_mle_for`, spec §2.3)."""
         return self.table("OsMleData")
 
     @property
     def os_sinit_data(self) -> HeapTable:
+        """OsSinitData: the loader's request to SINIT, with the event log pointer (SDG C.4)."""
         return self.table("OsSinitData")
 
     @property
     def sinit_mle_data(self) -> HeapTable:
+        """SinitMleData: what SINIT reports back, with the MDRs (SDG C.5)."""
         return self.table("SinitMleData")
 
 
@@ -343,10 +354,12 @@ def build_table(name: str, fields: Mapping[str, Any],
 
 
 def build_mdrs(mdrs: Sequence[Mapping[str, Any]]) -> bytes:
+    """SinitMleData's memory descriptor records (SDG Table C-9), as the simulator's SINIT writes them."""
     return build(cs.Array(len(mdrs), Mdr), mdrs, "SinitMleData MDR table")
 
 
 def build_os_mle(layout: str, fields: Mapping[str, Any]) -> bytes:
+    """OsMleData in the shape ``layout`` (a generation or a shape name) uses, version 1 (spec §2.3)."""
     return build(OS_MLE_LAYOUTS[OS_MLE_LAYOUT_OF.get(layout, layout)], {"version": 1, **fields}, "OsMleData")
 
 

@@ -63,36 +63,44 @@ class TxtRegisters:
 
     @property
     def heap_base(self) -> int:
+        """HEAP.BASE (SDG B.1.13); 0 when absent, as securityfs does not export it."""
         return int(self.values.get("HEAP.BASE", 0))
 
     @property
     def heap_size(self) -> int:
+        """HEAP.SIZE (SDG B.1.14); 0 when absent."""
         return int(self.values.get("HEAP.SIZE", 0))
 
     @property
     def sts(self) -> dict[str, bool]:
+        """STS bits by name (SDG B.1.1; spec §1.3)."""
         return _bits(self.values["STS"], STS_BITS)
 
     @property
     def ests(self) -> dict[str, bool]:
+        """ESTS bits by name (SDG B.1.2)."""
         return _bits(self.values["ESTS"], ESTS_BITS)
 
     @property
     def e2sts(self) -> dict[str, bool]:
+        """E2STS bits by name (SDG B.1.23)."""
         return _bits(self.values["E2STS"], E2STS_BITS)
 
     @property
     def errorcode(self) -> ErrorCode:
+        """ERRORCODE decoded (SDG App. I; spec §1.4)."""
         return decode_errorcode(self.values["ERRORCODE"])
 
     @property
     def didvid(self) -> dict[str, int]:
+        """DIDVID's vendor, device, revision and extended ids (SDG B.1.7)."""
         v = self.values["DIDVID"]
         return {"vendor_id": v & 0xFFFF, "device_id": (v >> 16) & 0xFFFF, "revision_id": (v >> 32) & 0xFFFF,
                 "extended_id": (v >> 48) & 0xFFFF}
 
     @property
     def dpr(self) -> dict[str, int | bool] | None:
+        """DPR's lock, size and top (SDG B.1.15), or None when it was not read."""
         if "DPR" not in self.values:
             return None
         v = self.values["DPR"]
@@ -100,6 +108,7 @@ class TxtRegisters:
 
     @property
     def production_fused(self) -> bool | None:
+        """VER.EMIF bit 31: production (True) or debug fused (SDG B.1.8), None when unread."""
         v = self.values.get("VER.EMIF")
         return None if v is None else bool(v & (1 << 31))
 
@@ -163,6 +172,7 @@ class ErrorCode:
 
 
 def decode_errorcode(value: int) -> ErrorCode:
+    """ERRORCODE by SDG Table I-1 field, named as txt-parse_err and Secure Launch's slaunch.h name it."""
     value &= 0xFFFFFFFF
     valid, external = bool(value >> 31 & 1), bool(value >> 30 & 1)
     type1, sw, type2 = (value >> 16) & 0x3FFF, bool(value >> 15 & 1), value & 0x7FFF

@@ -131,6 +131,8 @@ FIXED_SIZES = {layout: {tag: entry_struct(layout, tag).sizeof() for tag in (1, 2
 
 @dataclass(frozen=True)
 class Entry:
+    """One SLRT entry (SL slr_entry_hdr + body): ``fields`` are the body in the table's generation."""
+
     tag: int
     offset: int  # physical address of the entry header
     size: int
@@ -138,11 +140,14 @@ class Entry:
 
     @property
     def name(self) -> str:
+        """The SLR_ENTRY_* tag name (SL slr_table.h), or ``unknown(0xN)``."""
         return TAGS.get(self.tag, f"unknown(0x{self.tag:x})")
 
 
 @dataclass(frozen=True)
 class LogInfo:
+    """SLR_ENTRY_LOG_INFO: where the DRTM event log buffer is and its format (spec §3, §4.3)."""
+
     format: str
     addr: int
     size: int
@@ -150,6 +155,8 @@ class LogInfo:
 
 @dataclass(frozen=True)
 class Slrt:
+    """A parsed SLRT (SL slr_table): its header, its entries and the generation they were read in."""
+
     address: int
     layout: str
     candidates: tuple[str, ...]  # every generation the bytes fit; ``layout`` is the newest of them
@@ -157,10 +164,12 @@ class Slrt:
     entries: tuple[Entry, ...]
 
     def entry(self, tag_name: str) -> Entry | None:
+        """The first entry tagged ``tag_name`` (a TAGS name), or None."""
         return next((e for e in self.entries if e.tag == TAG[tag_name]), None)
 
     @property
     def log_info(self) -> LogInfo | None:
+        """LOG_INFO decoded, or None when the entry is missing (SL_ERROR_SLRT_MISSING_ENTRY on a real boot)."""
         e = self.entry("LOG_INFO")
         if e is None:
             return None
@@ -169,6 +178,7 @@ class Slrt:
 
     @property
     def policy(self) -> list[dict[str, Any]]:
+        """ENTRY_POLICY's entries: what the kernel measures into which PCR (spec §3, §6)."""
         e = self.entry("ENTRY_POLICY")
         return list(e.fields["entries"]) if e is not None else []
 
@@ -264,4 +274,5 @@ def build_slrt(layout: str, entries: Sequence[tuple[str, Mapping[str, Any]]], *,
 
 
 def evt_info_text(raw: bytes) -> str:
+    """An evt_info field as text: NUL-padded ASCII that may fill all 32 bytes (spec §3)."""
     return raw.split(b"\0", 1)[0].decode("ascii", "replace")

@@ -53,6 +53,7 @@ class FileMemory:
         self._limit = limit  # an image's size when opened; a character device has none
 
     def close(self) -> None:
+        """Release the descriptor (idempotent)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

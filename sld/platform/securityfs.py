@@ -42,6 +42,7 @@ class SecurityFs:
 
     @staticmethod
     def present(root: str = SLAUNCH_DIR) -> bool:
+        """Whether ``root`` holds slaunch/eventlog: a Secure Launch kernel booted (spec §1.5)."""
         return (Path(root) / "eventlog").exists()
 
     def _read(self, rel: str, limit: int) -> bytes:

@@ -25,6 +25,7 @@ class Source:
     securityfs: SecurityFsView | None = None
 
     def close(self) -> None:
+        """Release what the source opened (a memory descriptor)."""
         if isinstance(self.memory, FileMemory):
             self.memory.close()
 

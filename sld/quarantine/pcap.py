@@ -21,6 +21,7 @@ BPF_RET_MASK = 0x07
 BPF_RET = 0x06
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
+BPF_MAXINSNS = 4096  # linux/bpf_common.h: the kernel refuses a longer classic program (sk_chk_filter)
 
 Insn = tuple[int, int, int, int]  # code, jt, jf, k
 
@@ -75,4 +76,8 @@ def tc_program(allow: str) -> list[Insn]:
                 raise ConfigError(f"libpcap produced a non-constant return (code 0x{code:x})", key="quarantine.allow")
             k = TC_ACT_OK if k else TC_ACT_SHOT
         out.append((code, jt, jf, k))
+    if len(out) > BPF_MAXINSNS:
+        raise ConfigError(f"compiles to {len(out)} classic-BPF instructions; the kernel takes at most {BPF_MAXINSNS} "
+                          "(simplify the expression, e.g. use net/portrange instead of many hosts/ports)",
+                          key="quarantine.allow")
     return out

@@ -1,45 +1,106 @@
-"""When to quarantine: the configured verdicts apply it, a passing verification lifts it.
+"""When to quarantine, reconciled with what the kernel holds: the configured verdicts apply it, a
+passing verification lifts it, and every decision starts from the kernel's own listing.
 
-The kernel is the source of truth: at start-up the daemon reads what is installed (reconcile) and
-the next verdict decides; nothing is lifted on shutdown or crash.
+The kernel is the source of truth. At start-up and at every verdict (every interval) the filters are
+listed again: a quarantine lifted by hand (``sld quarantine lift --force``) while the verdict still
+fails is re-applied, a filter with another program (the allow list changed on reload) is replaced,
+and foreign filters that run before sld's (:func:`sld.quarantine.tc.overtaking`) are reported. What
+is reported as active is what is installed, never what sld last asked for. Nothing is lifted on
+shutdown or crash.
 """
 
 from __future__ import annotations
 
-from sld.config import QuarantineConfig
+from dataclasses import dataclass
+from typing import Protocol
+
 from sld.quarantine import tc
 from sld.quarantine.pcap import Insn, tc_program
+from sld.vocab import Result
+
+
+class Settings(Protocol):
+    """What the quarantine needs from ``[quarantine]`` (``sld.config.QuarantineConfig`` is one)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def interfaces(self) -> tuple[str, ...]: ...
+    @property
+    def allow(self) -> str: ...
+    @property
+    def on(self) -> tuple[str, ...]: ...
+    @property
+    def dry_run(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The kernel's view of the configured interfaces at one moment."""
+
+    filters: tuple[tc.Filter, ...] = ()
+    expected: int = 0  # sld filters a complete quarantine has: ingress and egress per interface
+
+    @property
+    def ours(self) -> tuple[tc.Filter, ...]:
+        return tuple(f for f in self.filters if f.ours)
+
+    @property
+    def complete(self) -> bool:
+        return self.expected > 0 and len(self.ours) == self.expected
+
+    @property
+    def overtaking(self) -> tuple[tc.Filter, ...]:
+        return tuple(tc.overtaking(list(self.filters)))
 
 
 class Quarantine:
-    def __init__(self, config: QuarantineConfig, netns: str | None = None) -> None:
-        self.config = config
-        self.netns = netns
-        self.program: list[Insn] = tc_program(config.allow) if config.enabled else []  # ConfigError if bad
-        self.changes = 0
-        self.active = self.installed()
+    """The quarantine of one configuration; a ConfigError at construction (start-up, reload) for an
+    ``allow`` the kernel would refuse or an interface that does not exist."""
 
-    def installed(self) -> bool:
-        """Whether sld's filters are on any configured interface right now (the kernel's view)."""
-        return self.config.enabled and any(tc.status(i, self.netns) for i in self.config.interfaces)
+    def __init__(self, settings: Settings, netns: str | None = None) -> None:
+        self.settings = settings
+        self.netns = netns
+        self.program: list[Insn] = tc_program(settings.allow) if settings.enabled else []
+        self.changes = 0
+        self.observed = self.observe()  # a ConfigError naming quarantine.interfaces if one does not exist
+
+    @property
+    def active(self) -> bool:
+        """sld's filters are on both directions of every configured interface, as last listed."""
+        return self.observed.complete
+
+    def observe(self) -> Observed:
+        if not self.settings.enabled:
+            return Observed()
+        listed = tuple(f for i in self.settings.interfaces for f in tc.filters(i, self.netns))
+        return Observed(listed, 2 * len(self.settings.interfaces))
 
     def decide(self, state: str) -> str | None:
         """``state`` is a verdict result or ``degraded``; returns what was done (for the journal)."""
-        if not self.config.enabled:
+        if not self.settings.enabled:
             return None
-        if state in self.config.on and not self.active:
-            action = "apply"
-        elif state == "verified" and self.active:
+        self.observed = self.observe()
+        current = self.observed.complete and all(f.runs(self.program) for f in self.observed.ours)
+        if state in self.settings.on and not current:
+            action = "re-apply" if self.changes and not self.observed.ours else "apply"
+        elif state == Result.VERIFIED and self.observed.ours:
             action = "lift"
         else:
             return None
-        if self.config.dry_run:
+        if self.settings.dry_run:
             return f"dry run: would {action}"
-        for ifname in self.config.interfaces:
-            if action == "apply":
-                tc.apply(ifname, self.program, self.netns)
-            else:
+        for ifname in self.settings.interfaces:
+            if action == "lift":
                 tc.lift(ifname, self.netns)
-        self.active = action == "apply"
+            else:
+                tc.apply(ifname, self.program, self.netns)
         self.changes += 1
-        return "applied" if self.active else "lifted"
+        self.observed = self.observe()
+        return {"apply": "applied", "re-apply": "re-applied", "lift": "lifted"}[action]
+
+    def release(self, successor: Settings | None) -> int:
+        """Lift sld's filters from the interfaces ``successor`` (the reloaded configuration) does not
+        quarantine: a reload that disables the quarantine or drops an interface leaves nothing behind."""
+        keep = set(successor.interfaces) if successor is not None and successor.enabled else set()
+        return sum(tc.lift(i, self.netns) for i in self.settings.interfaces if i not in keep)

@@ -2,6 +2,12 @@
 clsact ingress and egress, through pyroute2 (netlink). The kernel holds the filters, so a stopped or
 crashed daemon leaves the quarantine in place.
 
+sld's filters sit at preference 1, the first a clsact hook consults (0 asks the kernel to choose, so 1
+is the highest priority tc lets anyone set). A direct-action verdict ends classification, so only a
+filter that runs before sld's can let traffic past the quarantine: one at the same preference,
+which the kernel allows only for another cls_bpf filter (added later, it runs first). Listings
+report every filter so such a filter is found (:func:`overtaking`).
+
 pyroute2 0.9.7 declares TCA_BPF_OPS as a u32 and has no keyword for classic BPF ops; the one place
 that extends its message declaration is :func:`_teach_pyroute2_classic_bpf`.
 """
@@ -11,20 +17,20 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
-from sld.errors import SldError
+from sld.errors import ConfigError, SldError
 from sld.quarantine.pcap import Insn
 
 INGRESS = 0xFFFFFFF2
 EGRESS = 0xFFFFFFF3
 PARENTS = {"ingress": INGRESS, "egress": EGRESS}
 ETH_P_ALL = 0x0003
-PRIO = 0x51D  # sld's own priority and handle: how its filters are told apart from anyone else's
+PRIO = 1  # sld's priority (tc "pref") and handle: how its filters are told apart from anyone else's
 HANDLE = 0x51D
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
 ENOENT, EEXIST = 2, 17
@@ -43,22 +49,44 @@ def _teach_pyroute2_classic_bpf() -> None:
         ops = kwarg.pop("bpf_ops", None)
         params = original(kwarg)
         if ops is not None:
-            params["attrs"] += [["TCA_BPF_OPS_LEN", len(ops)],
-                                ["TCA_BPF_OPS", b"".join(struct.pack("<HBBI", *op) for op in ops)]]
+            params["attrs"] += [["TCA_BPF_OPS_LEN", len(ops)], ["TCA_BPF_OPS", packed(ops)]]
         return params
 
     sched_bpf.get_parameters = get_parameters
     sched_bpf._sld_classic_bpf = True
 
 
+def packed(program: list[Insn]) -> bytes:
+    """struct sock_filter records (linux/filter.h), as TCA_BPF_OPS carries them."""
+    return b"".join(struct.pack("<HBBI", *op) for op in program)
+
+
 @dataclass(frozen=True)
-class Installed:
+class Filter:
+    """One filter on a clsact hook as the kernel lists it: sld's own, or anyone else's."""
+
     ifname: str
     direction: str
     prio: int
     handle: int
-    name: str
-    ops: int
+    kind: str
+    ops: int  # classic-BPF instructions (cls_bpf); 0 for other kinds
+    _program: bytes = field(default=b"", repr=False)
+
+    @property
+    def ours(self) -> bool:
+        return self.kind == "bpf" and self.prio == PRIO and self.handle == HANDLE
+
+    @property
+    def name(self) -> str:
+        return NAME if self.ours else ""
+
+    def runs(self, program: list[Insn]) -> bool:
+        """Whether this filter holds exactly ``program`` (a reload may have changed the allow list)."""
+        return self._program == packed(program)
+
+    def __str__(self) -> str:
+        return f"{self.kind} filter pref {self.prio} handle 0x{self.handle:x} on {self.ifname} {self.direction}"
 
 
 class QuarantineError(SldError):
@@ -76,8 +104,8 @@ def _ipr(netns: str | None) -> Iterator[IPRoute]:
 
 def _index(ipr: IPRoute, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise QuarantineError(f"no interface {ifname!r}")
+    if not found:  # a name in [quarantine] interfaces (or --interface) that this namespace lacks
+        raise ConfigError(f"no interface {ifname!r} here", key="quarantine.interfaces")
     return int(found[0])
 
 
@@ -110,22 +138,36 @@ def lift(ifname: str, netns: str | None = None) -> int:
     return removed
 
 
-def status(ifname: str, netns: str | None = None) -> list[Installed]:
-    """sld's filters on ``ifname`` as the kernel reports them."""
+def filters(ifname: str, netns: str | None = None) -> list[Filter]:
+    """Every filter on ``ifname``'s clsact ingress and egress, as the kernel reports them."""
+    _teach_pyroute2_classic_bpf()
     out = []
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
         for direction, parent in PARENTS.items():
             try:
-                filters = ipr.get_filters(index=index, parent=parent)
+                listed = ipr.get_filters(index=index, parent=parent)
             except NetlinkError as err:
-                if err.code in (ENOENT, 22):
+                if err.code in (ENOENT, 22):  # no clsact qdisc: nothing on this hook
                     continue
                 raise QuarantineError(f"{ifname}: cannot list filters: {err}") from None
-            for f in filters:
+            for f in listed:
                 opts = f.get_attr("TCA_OPTIONS")
-                prio = f["info"] >> 16
-                if opts is None or prio != PRIO or f["handle"] != HANDLE:
+                if opts is None:  # the per-priority header record a dump starts each filter chain with
                     continue
-                out.append(Installed(ifname, direction, prio, f["handle"], NAME, opts.get_attr("TCA_BPF_OPS_LEN") or 0))
+                kind = f.get_attr("TCA_KIND") or "?"
+                ops, program = 0, b""
+                if kind == "bpf":
+                    ops, program = opts.get_attr("TCA_BPF_OPS_LEN") or 0, opts.get_attr("TCA_BPF_OPS") or b""
+                out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, ops, bytes(program)))
     return out
+
+
+def status(ifname: str, netns: str | None = None) -> list[Filter]:
+    """sld's filters on ``ifname``."""
+    return [f for f in filters(ifname, netns) if f.ours]
+
+
+def overtaking(listed: list[Filter]) -> list[Filter]:
+    """Foreign filters that run before or beside sld's and so may accept what the quarantine drops."""
+    return [f for f in listed if not f.ours and f.prio <= PRIO]

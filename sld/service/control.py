@@ -81,7 +81,7 @@ def status_reply(s: DaemonStatus, now: float) -> dict[str, Any]:
                    "stale": s.stale, "failed_checks": list(failed_checks(s.verdict))}
     return {"state": s.state, "launch_verified": s.launch_verified, "verdict": verdict, "error": s.error or None,
             "error_age_seconds": max(0.0, now - s.error_time) if s.error else None, "exit_code": s.exit_code,
-            "quarantined": s.quarantine_active}
+            "quarantined": s.quarantine_active, "quarantine_overtaken_by": list(s.quarantine_overtaking)}
 
 
 def stats_reply(s: DaemonStatus) -> dict[str, Any]:

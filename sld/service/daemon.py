@@ -66,6 +66,8 @@ class Daemon:
         self._status = DaemonStatus()
         self._lock = threading.Lock()  # guards replacing _status; verification itself is the worker's
         self._tpm: Any = None
+        self._attest_tpm: Any = None  # the attest requests' own TPM session (never the verification's)
+        self._attesting = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -88,10 +90,28 @@ class Daemon:
         return self._worker.submit()
 
     def attest(self, nonce: bytes) -> Future[Any]:
-        """Evidence bound to ``nonce``: not available until the attestation key work lands."""
+        """Evidence bound to ``nonce`` (sld.evidence.collect), on its own thread and TPM session: a quote
+        neither waits for a verification nor shares its ESAPI context; attest requests run one at a time."""
         future: Future[Any] = Future()
-        future.set_exception(SldError("attest: not available (this daemon has no attestation key)"))
+        threading.Thread(target=self._attest, args=(nonce, future), name="attest", daemon=True).start()
         return future
+
+    def _attest(self, nonce: bytes, future: Future[Any]) -> None:
+        from sld.evidence.collect import collect
+        from sld.tpm import Tpm
+
+        with self._attesting:
+            try:
+                if self._attest_tpm is None:
+                    self._attest_tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
+                                           timeout=self.config.tpm.timeout)
+                future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
+                                          self.config.attest.ak_handle))
+            except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
+                if isinstance(err, TpmError) and self._attest_tpm is not None:
+                    self._attest_tpm.close()
+                    self._attest_tpm = None  # reopen next time, as the verification's session is
+                future.set_exception(err)
 
     def _publish(self, **changes: Any) -> DaemonStatus:
         with self._lock:
@@ -146,17 +166,28 @@ class Daemon:
         """Let the quarantine policy act on a verdict or on degraded (the worker's or the watch's)."""
         if self.quarantine is None:
             return
+        done = None
         try:
             with self._enforcing:
                 done = self.quarantine.decide(state)
         except SldError as err:
             log.error("quarantine: %s", err)
-            return
-        self._publish(quarantine_active=bool(self.quarantine.active), quarantine_changes=self.quarantine.changes)
+        self._publish_quarantine(changed=bool(done) and not str(done).startswith("dry run"))
         if done:
             interfaces = ", ".join(self.config.quarantine.interfaces)
             level = logging.WARNING if self.quarantine.active else logging.INFO
             event("quarantine", f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
+
+    def _publish_quarantine(self, changed: bool = False) -> None:
+        """What the kernel holds, as the quarantine last listed it; a foreign filter that can decide before
+        sld's is journaled once when it appears, and stays in status and metrics while it is there."""
+        q, s = self.quarantine, self._status
+        overtaking = tuple(str(f) for f in q.observed.overtaking) if q is not None else ()
+        if overtaking and overtaking != s.quarantine_overtaking:
+            event("quarantine", f"quarantine can be bypassed: {'; '.join(overtaking)} runs before sld's filters",
+                  logging.ERROR, action="overtaken", filters="; ".join(overtaking))
+        self._publish(quarantine_active=bool(q is not None and q.active), quarantine_overtaking=overtaking,
+                      quarantine_changes=s.quarantine_changes + changed)
 
     def _record(self, verdict: Verdict) -> None:
         s, now = self._status, time.time()
@@ -225,7 +256,7 @@ class Daemon:
         self.quarantine = _quarantine(self.config.quarantine)  # reconcile: what the kernel holds now
         if self.quarantine is not None and self.quarantine.active:
             log.warning("quarantine found in place at start-up; the first verdict decides whether it stays")
-            self._publish(quarantine_active=True)
+        self._publish_quarantine()
         self._servers.append(control.serve(self, self.config.control.socket, self.config.control.group,
                                            self.config.verify.timeout))
         m = self.config.metrics
@@ -306,10 +337,27 @@ class Daemon:
             return
         if new.control.socket != self.config.control.socket:
             log.warning("[control] socket changed: the new path is used after a restart")
+        lifted = self._release_quarantine(new.quarantine)
         self.config = replace(new, path=self.config.path)
         self.quarantine = quarantine
+        self._publish_quarantine(changed=lifted)
         journal.set_debug(new.log.debug)
         event("config-reloaded", f"configuration reloaded from {self.config.path or 'defaults'}")
+
+    def _release_quarantine(self, successor: configuration.QuarantineConfig) -> bool:
+        """On reload: lift sld's filters where the new configuration no longer quarantines."""
+        if self.quarantine is None:
+            return False
+        try:
+            with self._enforcing:
+                lifted = self.quarantine.release(successor)
+        except SldError as err:
+            log.error("quarantine: %s", err)
+            return False
+        if lifted:
+            event("quarantine", f"quarantine lifted: {lifted} filters no longer configured (reload)", logging.INFO,
+                  action="lifted", trigger="reload")
+        return bool(lifted)
 
     def _export(self) -> None:
         """node_exporter's textfile: a write that fails is journaled and counted, never fatal."""

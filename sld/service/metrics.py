@@ -78,6 +78,8 @@ def _daemon(s: DaemonStatus) -> Iterator[Metric]:
     yield GaugeMetricFamily("sld_quarantine_active", "network quarantine installed (0/1)",
                             value=int(s.quarantine_active))
     yield CounterMetricFamily("sld_quarantine_changes", "quarantine applied or lifted", value=s.quarantine_changes)
+    yield GaugeMetricFamily("sld_quarantine_foreign_filters", "foreign tc filters that run before sld's quarantine "
+                            "filters and may let traffic past them", value=len(s.quarantine_overtaking))
     if s.last_success:
         yield GaugeMetricFamily("sld_last_success_timestamp_seconds", "end of the last passing verification",
                                 value=s.last_success)

@@ -76,6 +76,7 @@ class DaemonStatus:
     durations: Histogram = field(default_factory=Histogram)
     quarantine_active: bool = False
     quarantine_changes: int = 0
+    quarantine_overtaking: tuple[str, ...] = ()  # foreign tc filters that run before sld's (may bypass it)
 
     @property
     def stale(self) -> bool:

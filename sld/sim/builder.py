@@ -224,9 +224,10 @@ def _heap(spec: PlatformSpec, layout: str, slrt_table: bytes, log: bytes) -> byt
     return heap.build_heap([bios, os_mle, os_sinit, sinit_mle], HEAP_SIZE)
 
 
-def build_platform(name: str, layout: str | None = None) -> Platform:
-    """The scenario's platform in ``layout`` (default: the scenario's own generation)."""
-    sc = scenario(name)
+def build_platform(name: str | Scenario, layout: str | None = None) -> Platform:
+    """The scenario's platform (a named one, or a benchmark's own) in ``layout`` (default: its own generation)."""
+    sc = scenario(name) if isinstance(name, str) else name
+    name = sc.name
     spec = sc.spec
     layout = layout or spec.layout
     if layout not in LAYOUTS:

@@ -48,20 +48,40 @@ def free_port_pair() -> int:
     raise SldError("no free TCP port pair on 127.0.0.1 for swtpm")
 
 
+def process_identity(pid: int) -> dict[str, str] | None:
+    """What tells *this* process apart from a later one reusing its PID: its executable, its start time
+    (clock ticks after boot, /proc/PID/stat field 22) and the boot it started in; None if it is gone."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3, starttime field 22
+    return {"exe": exe, "start": fields[19], "boot": boot}
+
+
 @dataclass
 class Swtpm:
-    """One swtpm process (daemonized) with its state directory; the TCTI string tpm2-pytss opens."""
+    """One swtpm process (daemonized) with its state directory; the TCTI string tpm2-pytss opens.
+
+    ``identity`` (:func:`process_identity` when it started) is what :meth:`stop` checks before it
+    signals or shuts down anything, so a stale record never stops a process this one did not start.
+    """
 
     state_dir: Path
     port: int
     pid: int
+    identity: dict[str, str] | None = None
 
     @property
     def tcti(self) -> str:
+        """The tss2 swtpm TCTI string for this TPM (its control port is port + 1)."""
         return f"swtpm:host={HOST},port={self.port}"
 
     @property
     def ctrl(self) -> str:
+        """host:port of the control channel swtpm_ioctl talks to."""
         return f"{HOST}:{self.port + 1}"
 
     @classmethod
@@ -85,10 +105,12 @@ class Swtpm:
                  "--log", f"file={state / 'swtpm.log'},level=1"],
                 capture_output=True, text=True)
             if run.returncode == 0 and _wait_listening(port):
-                return cls(state, port, int(pidfile.read_text()))
+                pid = int(pidfile.read_text())
+                return cls(state, port, pid, process_identity(pid))
         raise SldError(f"swtpm did not start after 5 attempts: {run.stderr.strip()}")
 
     def ioctl(self, *args: str, data: bytes | None = None) -> str:
+        """Run swtpm_ioctl on the control channel (locality, DRTM hash sequence, shutdown)."""
         run = subprocess.run(["swtpm_ioctl", "--tcp", self.ctrl, *args], input=data, capture_output=True)
         if run.returncode != 0:
             raise SldError(f"swtpm_ioctl {' '.join(args)}: {run.stderr.decode(errors='replace').strip()}")
@@ -102,7 +124,14 @@ class Swtpm:
         """The DRTM sequence (_TPM_Hash_Start/Data/End): PCR17-22 := 0, PCR17 := H(0 || H(data))."""
         self.ioctl("-h", "-", data=data)
 
+    def is_ours(self) -> bool:
+        """Whether ``pid`` is still the swtpm that :meth:`start` started (same executable, start time, boot)."""
+        return self.identity is not None and process_identity(self.pid) == self.identity
+
     def stop(self) -> None:
+        """Shut it down (CMD_SHUTDOWN, then SIGTERM) if it is still ours; a process that is not is left alone."""
+        if not self.is_ours():
+            return
         try:
             self.ioctl("-s")
         except SldError:
@@ -116,13 +145,20 @@ class Swtpm:
             time.sleep(0.01)
 
     def save(self, path: Path, **extra: object) -> None:
+        """Record this TPM (with its process identity) in ``path`` for :meth:`load` and ``sim down``."""
         path.write_text(json.dumps({"state_dir": str(self.state_dir), "port": self.port, "pid": self.pid,
-                                    "tcti": self.tcti, **extra}, indent=2) + "\n")
+                                    "process": self.identity, "tcti": self.tcti, **extra}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Swtpm:
-        info = json.loads(path.read_text())
-        return cls(Path(info["state_dir"]), int(info["port"]), int(info["pid"]))
+        """The swtpm a ``sim.json`` records; a record without a process identity can never be stopped by sld."""
+        try:
+            info = json.loads(path.read_text())
+            identity = info.get("process")
+            return cls(Path(info["state_dir"]), int(info["port"]), int(info["pid"]),
+                       {k: str(v) for k, v in identity.items()} if isinstance(identity, dict) else None)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            raise SldError(f"{path}: not a simulator record ({type(err).__name__}: {err})") from None
 
 
 def _alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -93,13 +94,19 @@ def _in(ns: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, **kw)  # type: ignore[call-overload]
 
 
-def _daemon_config(tmp_path, ns: str, scenario: str) -> str:
+QUARANTINE = f'[quarantine]\nenabled = true\ninterfaces = ["vB"]\nallow = "tcp port {ALLOWED}"\n'
+
+
+def _daemon_config(tmp_path, ns: str, scenario: str, quarantine: str = QUARANTINE,
+                   metrics: str = "enabled = false") -> str:
     import json
 
-    sim_dir = tmp_path / scenario
-    run = _in(ns, "sim", "up", "--scenario", scenario, "--dir", str(sim_dir), "--json")
-    assert run.returncode == 0, run.stderr
-    info = json.loads(run.stdout)
+    up = tmp_path / f"{scenario}.up.json"  # one simulator per scenario, however many configurations use it
+    if not up.exists():
+        run = _in(ns, "sim", "up", "--scenario", scenario, "--dir", str(tmp_path / scenario), "--json")
+        assert run.returncode == 0, run.stderr
+        up.write_text(run.stdout)
+    info = json.loads(up.read_text())
     conf = tmp_path / f"{scenario}.toml"
     conf.write_text(f"""
 [source]
@@ -110,14 +117,10 @@ locality = 2
 [verify]
 interval = 1
 [metrics]
-enabled = false
+{metrics}
 [control]
 socket = "{tmp_path / 'control.sock'}"
-[quarantine]
-enabled = true
-interfaces = ["vB"]
-allow = "tcp port {ALLOWED}"
-""")
+{quarantine}""")
     return str(conf)
 
 
@@ -168,3 +171,106 @@ def test_daemon_quarantines_survives_kill_9_and_lifts_on_a_passing_restart(pair:
             first.kill()
         for scenario in ("tampered-log", "clean"):
             _in(server, "sim", "down", "--dir", str(tmp_path / scenario))
+
+
+def _tc(ns: str, *args: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "tc", *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tc") is None, reason="tc (Debian iproute2) is absent")
+def test_sld_filters_run_first_and_a_foreign_filter_beside_them_is_found(pair: tuple[str, str]) -> None:
+    from sld.config import QuarantineConfig
+    from sld.quarantine.policy import Quarantine
+
+    client, server = pair
+    q = Quarantine(QuarantineConfig(enabled=True, interfaces=("vB",), allow=f"tcp port {ALLOWED}"), netns=server)
+    assert q.decide("failed") == "applied" and q.active
+    assert {f.prio for f in tc.status("vB", netns=server)} == {1}  # the highest priority tc lets anyone set
+    accept_all = ("protocol", "all", "bpf", "bytecode", "1,6 0 0 0", "da")  # returns TC_ACT_OK for every packet
+    _tc(server, "filter", "add", "dev", "vB", "ingress", "pref", "2", *accept_all)
+    assert not connects(client, BLOCKED, timeout=1.5) and q.observe().overtaking == ()  # runs after sld's: harmless
+    for direction in ("ingress", "egress"):  # cls_bpf runs the newest filter of a priority first
+        _tc(server, "filter", "add", "dev", "vB", direction, "pref", "1", *accept_all)
+    assert connects(client, BLOCKED, timeout=3)  # the bypass is real
+    overtaking = q.observe().overtaking
+    assert [(f.direction, f.prio, f.kind) for f in overtaking] == [("ingress", 1, "bpf"), ("egress", 1, "bpf")]
+    assert "bpf filter pref 1" in str(overtaking[0]) and "vB ingress" in str(overtaking[0])
+    shown = _in(server, "quarantine", "status", "--interface", "vB")
+    assert shown.returncode == 0 and "warning: bpf filter pref 1 handle 0x1 on vB ingress runs before" in shown.stdout
+    tc.lift("vB", netns=server)
+
+
+def test_a_quarantine_that_cannot_work_is_refused_at_daemon_start(pair: tuple[str, str], tmp_path) -> None:
+    client, server = pair
+    hosts = " or ".join(f"ether host 02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(500))
+    for quarantine, key in ((QUARANTINE.replace('"vB"', '"vNone"'), "quarantine.interfaces"),
+                            (QUARANTINE.replace(f'"tcp port {ALLOWED}"', f'"{hosts}"'), "quarantine.allow")):
+        conf = tmp_path / "sld.toml"
+        conf.write_text(f'[tpm]\ntcti = "swtpm:port=9"\n[metrics]\nenabled = false\n[control]\n'
+                        f'socket = "{tmp_path / "control.sock"}"\n{quarantine}')
+        run = _in(server, "daemon", "--config", str(conf))
+        assert run.returncode == 2 and key in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert tc.status("vB", netns=server) == []
+    by_hand = _in(server, "quarantine", "apply", "--interface", "vNone")
+    assert by_hand.returncode == 2 and "quarantine.interfaces" in by_hand.stderr and "vNone" in by_hand.stderr
+
+
+def _until(sock: str, check, what: str) -> dict:
+    import time
+
+    from sld.errors import SourceError
+    from sld.service.control import request
+
+    deadline, answer = time.monotonic() + 20, {}
+    while time.monotonic() < deadline:
+        try:
+            answer = request(sock, {"cmd": "status"})
+            if check(answer):
+                return answer
+        except SourceError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"daemon never reached {what}: {answer}")
+
+
+@pytest.mark.swtpm
+@pytest.mark.skipif(shutil.which("swtpm") is None or shutil.which("tc") is None, reason="swtpm or tc is absent")
+def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str], tmp_path) -> None:
+    """Lifted by hand while the verdict still fails: re-applied. A foreign filter that runs first: status,
+    metric and journal say so. A reload that disables the quarantine: the filters go."""
+    client, server = pair
+    port = 39300 + os.getpid() % 500
+    conf = _daemon_config(tmp_path, server, "tampered-log", metrics=f"port = {port}")
+    sock = str(tmp_path / "control.sock")
+    daemon = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, "-m", "sld.cli", "daemon", "--config",
+                               conf], stderr=subprocess.PIPE, text=True)
+    try:
+        _until(sock, lambda a: a["state"] == "failed" and a["quarantined"], "failed + quarantined")
+        lift = _in(server, "quarantine", "lift", "--force", "--config", conf)
+        assert lift.returncode == 0 and "removed 2" in lift.stdout, lift.stdout + lift.stderr
+        assert connects(client, BLOCKED, timeout=3)
+        _until(sock, lambda a: a["quarantined"] and len(tc.status("vB", netns=server)) == 2, "re-applied")
+        assert not connects(client, BLOCKED, timeout=1.5)
+
+        _tc(server, "filter", "add", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "bpf", "bytecode",
+            "1,6 0 0 0", "da")  # another tool's accept-all, ahead of sld's
+        answer = _until(sock, lambda a: a["quarantine_overtaken_by"], "a foreign filter reported")
+        assert "bpf filter pref 1" in answer["quarantine_overtaken_by"][0]
+        scrape = subprocess.run(["ip", "netns", "exec", server, sys.executable, "-c",
+                                 f"import urllib.request; print(urllib.request.urlopen("
+                                 f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"],
+                                capture_output=True, text=True, timeout=30)
+        assert "sld_quarantine_foreign_filters 1.0" in scrape.stdout, scrape.stderr
+        _tc(server, "filter", "del", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "handle", "1", "bpf")
+
+        _daemon_config(tmp_path, server, "tampered-log", quarantine="[quarantine]\nenabled = false\n",
+                       metrics=f"port = {port}")
+        daemon.send_signal(signal.SIGHUP)
+        _until(sock, lambda a: not a["quarantined"] and not tc.status("vB", netns=server), "lifted by the reload")
+        assert connects(client, BLOCKED, timeout=3)
+    finally:
+        daemon.terminate()
+        err = daemon.communicate(timeout=20)[1]
+        _in(server, "sim", "down", "--dir", str(tmp_path / "tampered-log"))
+    assert "quarantine re-applied on vB (failed)" in err and "quarantine can be bypassed" in err, err
+    assert "no longer configured (reload)" in err and "Traceback" not in err

@@ -23,7 +23,7 @@ from sld.formats import tpm2
 from sld.formats.eventlog import parse_log
 from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE
 from tests import evidence
-from tests.swtpm.conftest import Sim
+from tests.swtpm.conftest import Sim, sld
 from tests.tpm2tools import Ak, Tools, missing_tools, pcr_blob
 
 if missing_tools():
@@ -246,3 +246,22 @@ def test_keylime_rejects_what_sld_rejects(host: Host, referee: str) -> None:
     host.ak = Ak(host.ak.ctx, host.ak.public, other.pem, host.ak.name)  # keylime given the other AK's PEM
     assert "error" in keylime(referee, host, quote_files(host, host.evidence, "sha256"))
     host.ak = Ak(host.ak.ctx, host.ak.public, pem, host.ak.name)
+
+
+def test_sld_attest_of_banks_the_log_does_not_cover_is_not_verified(sim: Sim, tmp_path: Path) -> None:
+    """swtpm allocates sha384 and sha512 too; the DRTM sequence reset them, but the log records sha1 and
+    sha256 only: those banks are quoted (sld attest) and cannot be replayed, so the evidence fails."""
+    info = sim.up("clean")
+    made = json.loads(sld("ak", "create", "--tcti", info["tcti"], "--json").stdout)
+    pem = tmp_path / "ak.pem"
+    pem.write_text(made["ak"]["pem"])
+    out = tmp_path / "evidence.json"
+    run = sld("attest", "--nonce", NONCE.hex(), "--source", f"image:{info['image']}", "--tcti", info["tcti"], "-o",
+              str(out))
+    assert run.returncode == 0, run.stderr
+    checked = sld("verify", "--evidence", str(out), "--ak", str(pem), "--nonce", NONCE.hex(), "--json")
+    result = verdict(checked)
+    assert checked.returncode == 1 and result["failure"]["id"] == "evidence.replay"
+    assert "sha384 is quoted but the log has no sha384 digests" in result["failure"]["detail"]
+    assert result["banks"] == {"sha1": "match", "sha256": "match", "sha384": "mismatch", "sha512": "mismatch"}
+    assert [c["status"] for c in result["checks"][:8]] == ["pass"] * 8  # the quotes themselves are sound

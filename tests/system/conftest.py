@@ -1,4 +1,6 @@
-"""Fixtures of the system tier: a debootstrap'd Debian bookworm root (cached) and the built .deb."""
+"""Fixtures of the system tier: a debootstrap'd Debian bookworm root (cached), a throw-away overlay of it,
+and the built .deb; and the tier's peak disk use, printed at the end of the session (budget 2 GB: the
+cache of about 800 MB, and per test only what it writes: images stay sparse, roots are overlays)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,52 @@ def rootfs() -> Path:
     return root
 
 
+@pytest.fixture
+def scratch_root(rootfs: Path, tmp_path: Path) -> Iterator[Path]:
+    """A writable bookworm root for one test: an overlay on the cached one (its writes only, never a copy)."""
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "root"
+    for d in (upper, work, merged):
+        d.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "sld-root", "-o", f"lowerdir={rootfs},upperdir={upper},workdir={work}",
+                    str(merged)], check=True)
+    try:
+        yield merged
+    finally:
+        subprocess.run(["umount", "-R", str(merged)], check=True)
+
+
+def allocated(path: Path) -> int:
+    """Bytes the files under ``path`` take on disk (st_blocks: a sparse file counts its data only)."""
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+PEAK = {"temp": 0}
+GB = 1 << 30
+
+
+@pytest.fixture(autouse=True)
+def _disk_use(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[None]:
+    """After each test, before its tmp_path goes: what the session's temporary files take."""
+    yield
+    PEAK["temp"] = max(PEAK["temp"], allocated(tmp_path_factory.getbasetemp()))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not PEAK["temp"]:
+        return
+    cache = allocated(CACHE) if CACHE.exists() else 0
+    peak = PEAK["temp"] + cache
+    terminalreporter.write_line(f"system tier: peak disk use {peak / GB:.2f} GB (temporary files "
+                                f"{PEAK['temp'] / GB:.2f} GB + cache {CACHE} {cache / GB:.2f} GB; budget 2 GB)")
+
+
 @pytest.fixture(scope="session")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("dpkg-buildpackage") is None:
@@ -48,7 +98,8 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, src / rel)
     shutil.copytree(ROOT / "packaging" / "debian", src / "debian")
-    env = dict(os.environ, PATH=SYSTEM_PATH)
+    # A non-Debian python first on PATH (this venv's), as on a developer's machine: debian/rules copes.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     run = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, capture_output=True, text=True, env=env,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

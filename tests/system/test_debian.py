@@ -30,7 +30,8 @@ def test_package_installs_every_operator_file(deb: Path) -> None:
     for path in ("./usr/bin/sld", "./lib/systemd/system/sld.service", "./etc/sld/sld.toml",
                  "./usr/lib/systemd/catalog/sld.catalog", "./usr/share/man/man8/sld.8.gz",
                  "./usr/share/man/man5/sld.toml.5.gz", "./usr/share/bash-completion/completions/sld",
-                 "./usr/share/zsh/vendor-completions/_sld", "./usr/share/sld/sld-alerts.yml"):
+                 "./usr/share/zsh/vendor-completions/_sld", "./usr/share/sld/sld-alerts.yml",
+                 "./usr/share/doc/sld/examples/sld.service.d/remote-scrape.conf"):
         assert path in listing
     depends = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True,
                              check=True).stdout
@@ -66,10 +67,9 @@ def test_packaged_tree_verifies_the_simulated_platform(deb: Path, tmp_path: Path
 
 @pytest.mark.swtpm
 @pytest.mark.skipif(shutil.which("swtpm") is None, reason="swtpm is absent")
-def test_installed_on_a_clean_bookworm_root_it_verifies(deb: Path, rootfs: Path, tmp_path: Path) -> None:
+def test_installed_on_a_clean_bookworm_root_it_verifies(deb: Path, scratch_root: Path, tmp_path: Path) -> None:
     """apt installs the .deb with Debian's own python3-tpm2-pytss/pyroute2/prometheus-client/construct."""
-    root = tmp_path / "root"
-    subprocess.run(["cp", "-a", str(rootfs), str(root)], check=True)
+    root = scratch_root
     shutil.copy(deb, root / "tmp" / deb.name)
     env = dict(os.environ, PATH=SYSTEM_PATH, DEBIAN_FRONTEND="noninteractive")
     install = subprocess.run(["chroot", str(root), "sh", "-c", f"apt-get update -qq && apt-get install -y -qq "
@@ -83,7 +83,8 @@ def test_installed_on_a_clean_bookworm_root_it_verifies(deb: Path, rootfs: Path,
     info = json.loads(up.stdout)
     try:
         (root / "srv").mkdir(exist_ok=True)
-        shutil.copy(info["image"], root / "srv" / "phys.img")
+        subprocess.run(["cp", "--sparse=always", info["image"], str(root / "srv" / "phys.img")], check=True)
+        assert (root / "srv" / "phys.img").stat().st_blocks * 512 < 64 << 20  # 4 GiB apparent, sparse
         run = subprocess.run(["chroot", str(root), "sld", "verify", "--local", "--json", "--source",
                               "image:/srv/phys.img", "--tcti", info["tcti"]],
                              capture_output=True, text=True, env=env, timeout=60)

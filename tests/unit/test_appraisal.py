@@ -8,13 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sld.appraisal.check import Problem, appraise
 from sld.appraisal.create import create, render
 from sld.appraisal.files import load, parse_text
 from sld.appraisal.keylime import tpm_policy
 from sld.appraisal.merge import merge
-from sld.appraisal.model import Group, Policy
+from sld.appraisal.model import Group, Policy, from_toml
 from sld.errors import ConfigError
 from sld.formats.eventlog import EventLog, parse_log
 from sld.replay import replay
@@ -157,3 +159,32 @@ def test_dropins_complete_the_main_file(tmp_path: Path, clean: Policy) -> None:
     assert appraise(load(str(main)), log_of("clean")) == ()
     assert {f.text for f in appraise(load(str(main), with_dropins=False), log_of("clean"))} == \
         {"Measured Kernel command line", "Measured EFI memory map"}
+
+
+SCALARS = st.one_of(st.integers(-2, 2**33), st.booleans(), st.text(max_size=70), st.floats(allow_nan=False),
+                    st.sampled_from(["00" * 20, "00" * 32, "MLE_HASH", "os", "host", "mle"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(["name", "group", "pcr", "type", "text", "after", "sha1", "sha256", "17", "x"]), inner,
+    max_size=6), max_leaves=20)
+DOCUMENTS = st.dictionaries(st.sampled_from(["policy", "sinit", "part", "pcrs", "events", "extra"]), VALUES,
+                            max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOCUMENTS)
+def test_any_document_is_a_policy_or_a_config_error(doc: dict) -> None:
+    try:
+        policy = from_toml(doc, "fuzz.toml")
+    except ConfigError as err:
+        assert str(err).startswith("fuzz.toml")
+    else:
+        assert isinstance(policy, Policy)
+
+
+def test_a_policy_from_a_capped_host_leaves_the_capped_bank_out() -> None:
+    log = log_of("capped-bank")
+    policy = create(log, None)
+    initrd = policy.part("initrd")
+    assert initrd is not None and set(initrd.digests) == {"sha1"} and set(policy.part("sinit").digests) == {
+        "sha1", "sha256"}
+    assert appraise(policy, log) == ()

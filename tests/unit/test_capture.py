@@ -3,6 +3,7 @@ showed it, from every source kind; written afresh, never through planted links; 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -12,6 +13,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sld.discover import Snapshot, discover
 from sld.errors import SourceError
@@ -159,3 +162,31 @@ def test_read_outside_the_captured_regions_is_a_source_error(tmp_path: Path) -> 
         with pytest.raises(SourceError, match="was not captured") as err:
             source.memory.read(0xFED3FFFC, 8, "probe")
     assert err.value.address == 0xFED3FFFC
+
+
+@pytest.fixture(scope="module")
+def seed_tar(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The tar inside a real capture of the clean platform's config space and one securityfs file."""
+    path = tmp_path_factory.mktemp("seed") / "cap"
+    write_capture(path, Capture({0xFED30000: build_platform("clean").regions()[0xFED30000][:0x400]},
+                                {"txt/sts": b"0x0000000000018041\n\x00"}, {"source": "test"}))
+    return gzip.decompress(path.read_bytes())
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_captures_give_only_typed_errors(tmp_path_factory: pytest.TempPathFactory, seed_tar: bytes,
+                                                  data: st.DataObject) -> None:
+    """The tar inside the gzip mutated (so the mutation reaches the tar reader, past gzip's CRC)."""
+    blob = bytearray(seed_tar)
+    for _ in range(data.draw(st.integers(1, 8))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(blob)))
+    path = tmp_path_factory.mktemp("cap") / "cap"
+    path.write_bytes(gzip.compress(bytes(blob[:cut])))
+    try:
+        with open_source(f"capture:{path}") as source:
+            snap = discover(source)
+    except SourceError:
+        return
+    assert set(snap.errors) <= {"registers", "heap", "slrt", "log"}

@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -207,3 +208,46 @@ def test_unsalted_hashes_and_bad_networks_are_refused_at_load(text: str, key: st
 def test_bcrypt_users_load_from_a_toml_table() -> None:
     config = loads(f'[metrics.basic_auth_users]\nprom = "{HASH}"\n'.encode())
     assert config.metrics.basic_auth_users == {"prom": HASH} and config != Config()
+
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+DEBIAN_CLIENT = Path("/usr/lib/python3/dist-packages/prometheus_client")
+
+
+@pytest.mark.skipif(not DEBIAN_CLIENT.is_dir() or not DEBIAN_PYTHON.exists(),
+                    reason="Debian 12's python3 with python3-prometheus-client (0.16) is not installed")
+def test_debian_12_prometheus_client_serves_mtls_bcrypt_and_the_allow_list(pki: Pki) -> None:
+    """The same listener under Debian's python3 and prometheus-client 0.16, whose start_http_server has
+    no TLS: sld takes only make_wsgi_app from it, so mTLS, bcrypt and the allow-list work the same."""
+    port = free_port()
+    code = f"""
+import importlib.metadata, socket, ssl, base64, urllib.request
+from prometheus_client import CollectorRegistry, Gauge
+from sld.config import MetricsConfig
+from sld.service import http
+version = importlib.metadata.version("prometheus_client")
+assert version.startswith("0.16"), version
+registry = CollectorRegistry()
+Gauge("sld_test_up", "up", registry=registry).set(1)
+m = MetricsConfig(port={port}, certfile={str(pki.cert)!r}, keyfile={str(pki.key)!r}, client_ca={str(pki.ca)!r},
+                  basic_auth_users={{"prom": {HASH!r}}}, allow=("127.0.0.0/8",))
+server = http.serve(registry, m)
+def get(cert, auth):
+    c = ssl.create_default_context(cafile={str(pki.ca)!r})
+    if cert:
+        c.load_cert_chain({str(pki.client_cert)!r}, {str(pki.client_key)!r})
+    req = urllib.request.Request("https://127.0.0.1:{port}/metrics",
+                                 headers={{"Authorization": "Basic " + base64.b64encode(auth).decode()}})
+    try:
+        with urllib.request.urlopen(req, context=c, timeout=5) as r:
+            return str(r.status) + (" up" if b"sld_test_up 1.0" in r.read() else "")
+    except urllib.error.HTTPError as err:
+        return str(err.code)
+    except OSError:
+        return "refused"
+print(get(True, b"prom:s3cret"), get(True, b"prom:wrong"), get(False, b"prom:s3cret"))
+"""
+    env = {"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([str(DEBIAN_PYTHON), "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["200", "up", "401", "refused"], run.stdout + run.stderr

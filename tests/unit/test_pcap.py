@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sld.errors import ConfigError
-from sld.quarantine.pcap import BPF_RET_K, TC_ACT_OK, TC_ACT_SHOT, compile_filter, tc_program
+from sld.quarantine.pcap import BPF_MAXINSNS, BPF_RET_K, TC_ACT_OK, TC_ACT_SHOT, compile_filter, tc_program
 
 
 def test_returns_become_tc_actions() -> None:
@@ -20,3 +20,12 @@ def test_bad_expression_is_refused_with_libpcaps_message() -> None:
     with pytest.raises(ConfigError) as err:
         tc_program("tcp prot 22")
     assert err.value.key == "quarantine.allow" and "syntax error" in str(err.value)
+
+
+@pytest.mark.parametrize("hosts", [500, 1000])  # ~4,900 and ~9,900 instructions: above the kernel's 4,096
+def test_an_allow_list_longer_than_the_kernel_takes_is_refused(hosts: int) -> None:
+    expression = " or ".join(f"ether host 02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(hosts))
+    with pytest.raises(ConfigError) as err:
+        tc_program(expression)
+    assert err.value.key == "quarantine.allow" and "at most 4096" in str(err.value)
+    assert len(tc_program(" or ".join(expression.split(" or ")[:400]))) <= BPF_MAXINSNS

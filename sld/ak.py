@@ -1,0 +1,307 @@
+"""The attestation key (AK): created under the endorsement key, bound to it by a verifier's challenge, used to
+quote PCR17-22 (issue 14, host side).
+
+The AK is a restricted signing key that lives only in the TPM: created from the TPM's own template
+(restricted | sign | fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth, TCG "TPM 2.0 Keys for
+Device Identity and Attestation" §7.3.4.1 / tpm2_createak's default) under the EK of the TCG EK Credential
+Profile 2.0 (§B.3.3 template L-1, RSA 2048), and persisted with TPM2_EvictControl. Its private part never
+leaves the TPM (fixedTPM, fixedParent): sld has no command that could export it. The EK's authPolicy is
+PolicySecret(TPM_RH_ENDORSEMENT), so every use of the EK as a parent (Create, Load, ActivateCredential)
+goes through a policy session that satisfied it.
+
+Every structure handed to ESAPI is built with sld.formats.tpm2's construct declarations and unmarshalled
+by libtss2-mu (sld.tss): the templates read as the spec tables they copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from sld.errors import FormatError, TpmError
+from sld.formats import tpm2
+from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
+from sld.formats.quote import pcr_bitmap
+from sld.tpm import Tpm
+from sld.tss import Tss2Error, binding, marshal, unmarshal
+from sld.vocab import TpmErrorKind
+
+DEFAULT_HANDLE = 0x81010002  # TCG "Registry of Reserved TPM 2.0 Handles and Localities" §2.3.1: an AK
+EK_CERT_INDEX = {"rsa": 0x01C00002, "ecc": 0x01C0000A}  # TCG EK Credential Profile 2.0 §2.2.1.4
+ALGORITHMS = ("rsa", "ecc")
+NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
+DRTM_PCRS = tuple(range(17, 23))
+# PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the EK's authPolicy (EK Credential Profile 2.0 §B.6.2).
+EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
+
+_NULL_SCHEME = {"scheme": TpmAlg.NULL, "details": {}}
+_NULL_SYMMETRIC = {"algorithm": TpmAlg.NULL, "details": {}}
+_AES128_CFB = {"algorithm": TpmAlg.AES, "details": {"keyBits": 128, "mode": TpmAlg.CFB}}
+EK_TEMPLATE = {  # EK Credential Profile 2.0 §B.3.3, template L-1 (RSA 2048, AES-128 CFB storage key)
+    "type": TpmAlg.RSA,
+    "nameAlg": TpmAlg.SHA256,
+    "objectAttributes": {"fixedTPM": True, "fixedParent": True, "sensitiveDataOrigin": True,
+                         "adminWithPolicy": True, "restricted": True, "decrypt": True},
+    "authPolicy": {"buffer": EK_POLICY},
+    "parameters": {"symmetric": _AES128_CFB, "scheme": _NULL_SCHEME, "keyBits": 2048, "exponent": 0},
+    "unique": {"buffer": bytes(256)},
+}
+_AK_ATTRIBUTES = {"fixedTPM": True, "fixedParent": True, "sensitiveDataOrigin": True, "userWithAuth": True,
+                  "restricted": True, "sign": True}
+_SHA256 = {"hashAlg": TpmAlg.SHA256}
+AK_TEMPLATES = {  # a restricted signing key, the TPM's own signing scheme fixed in the key (tpm2_createak's)
+    "rsa": {"type": TpmAlg.RSA, "nameAlg": TpmAlg.SHA256, "objectAttributes": _AK_ATTRIBUTES,
+            "authPolicy": {"buffer": b""},
+            "parameters": {"symmetric": _NULL_SYMMETRIC,
+                           "scheme": {"scheme": TpmAlg.RSASSA, "details": _SHA256}, "keyBits": 2048, "exponent": 0},
+            "unique": {"buffer": b""}},
+    "ecc": {"type": TpmAlg.ECC, "nameAlg": TpmAlg.SHA256, "objectAttributes": _AK_ATTRIBUTES,
+            "authPolicy": {"buffer": b""},
+            "parameters": {"symmetric": _NULL_SYMMETRIC,
+                           "scheme": {"scheme": TpmAlg.ECDSA, "details": _SHA256},
+                           "curveID": TpmEccCurve.NIST_P256, "kdf": _NULL_SCHEME},
+            "unique": {"x": {"buffer": b""}, "y": {"buffer": b""}}},
+}
+
+
+def public_template(template: dict[str, Any]) -> bytes:
+    """A TPM2B_PUBLIC (TPM 2.0 Part 2 §12.2.5) for TPM2_CreatePrimary / TPM2_Create."""
+    return tpm2.build_struct(tpm2.TPM2B_PUBLIC, {"publicArea": template}, "TPM2B_PUBLIC")
+
+
+def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
+    """A TPML_PCR_SELECTION (§10.9.7) of one bank."""
+    return tpm2.build_struct(tpm2.TPML_PCR_SELECTION, {"pcrSelections": [
+        {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
+
+
+@dataclass(frozen=True)
+class AkInfo:
+    """What ``sld ak create`` reports: the AK's TPM2B_PUBLIC and Name, the EK's, and the EK certificate."""
+
+    handle: int
+    public: bytes  # TPM2B_PUBLIC as TPM2_ReadPublic returns it
+    name: bytes  # TPM2B_NAME's bytes: nameAlg || H(TPMT_PUBLIC)
+    ek_public: bytes
+    ek_certificate: bytes | None  # DER, from the EK certificate NV index, when the TPM has one
+
+
+class _Session:
+    """Transient objects and sessions of one operation, flushed when it ends (the swtpm TCTI has no resource
+    manager, and a TPM holds only three transient objects); ESAPI output buffers freed with Esys_Free."""
+
+    def __init__(self, tpm: Tpm) -> None:
+        self.tpm = tpm
+        self.ffi, self.lib = binding()
+        self._flush: list[int] = []
+        self._close: list[int] = []
+        self._outputs: list[Any] = []
+
+    def out(self, ctype: str) -> Any:
+        pointer = self.ffi.new(f"{ctype} **")
+        self._outputs.append(pointer)
+        return pointer
+
+    def transient(self, handle: int) -> int:
+        self._flush.append(handle)
+        return handle
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        for pointer in self._outputs:
+            if pointer[0] != self.ffi.NULL:
+                self.lib.Esys_Free(pointer[0])
+        for handle in self._close:  # ESAPI's own record of a persistent object: no TPM command
+            self.tpm.esys_local(self._forget(handle))
+        for handle in reversed(self._flush):
+            try:
+                self.tpm.esys("TPM2_FlushContext", self._flush_call(handle))
+            except TpmError:
+                if exc is None:
+                    raise  # a clean run must leave the TPM clean; after a failure, the first error is the news
+
+    def _forget(self, handle: int) -> Callable[[Any], int]:
+        record = self.ffi.new("ESYS_TR *", handle)
+        return lambda ctx: int(self.lib.Esys_TR_Close(ctx, record))
+
+    def _flush_call(self, handle: int) -> Callable[[Any], int]:
+        return lambda ctx: int(self.lib.Esys_FlushContext(ctx, handle))
+
+    def command(self, what: str, call: Callable[[Any], int]) -> None:
+        self.tpm.esys(what, call)
+
+    def sized(self, ctype: str, field: str, data: bytes) -> Any:
+        """A TPM2B of ``data``; more than the structure holds (Part 2's maximum) is a FormatError naming it."""
+        value = self.ffi.new(f"{ctype} *")
+        room = len(getattr(value, field))
+        if len(data) > room:
+            raise FormatError(ctype, f"{len(data)} bytes, the structure holds at most {room}", field=field)
+        value.size = len(data)
+        self.ffi.memmove(getattr(value, field), data, len(data))
+        return value
+
+    def handle(self) -> Any:
+        return self.ffi.new("ESYS_TR *")
+
+    def create_ek(self) -> tuple[int, bytes]:
+        """TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, template L-1): the EK (deterministic: the same key each time)."""
+        lib, ffi = self.lib, self.ffi
+        ek, public = self.handle(), self.out("TPM2B_PUBLIC")
+        template = unmarshal("TPM2B_PUBLIC", public_template(EK_TEMPLATE))
+        sensitive = ffi.new("TPM2B_SENSITIVE_CREATE *")
+        self.command("TPM2_CreatePrimary(EK)", lambda ctx: lib.Esys_CreatePrimary(
+            ctx, lib.ESYS_TR_RH_ENDORSEMENT, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, sensitive,
+            template, ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), ek, public, ffi.NULL, ffi.NULL,
+            ffi.NULL))
+        return self.transient(ek[0]), marshal("TPM2B_PUBLIC", public[0])
+
+    def ek_policy(self) -> int:
+        """A policy session that satisfied PolicySecret(TPM_RH_ENDORSEMENT): authorises one use of the EK."""
+        lib, ffi = self.lib, self.ffi
+        session = self.handle()
+        symmetric = ffi.new("TPMT_SYM_DEF *", {"algorithm": lib.TPM2_ALG_NULL})
+        self.command("TPM2_StartAuthSession(policy)", lambda ctx: lib.Esys_StartAuthSession(
+            ctx, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
+            ffi.NULL, lib.TPM2_SE_POLICY, symmetric, lib.TPM2_ALG_SHA256, session))
+        self.transient(session[0])
+        self.command("TPM2_PolicySecret(TPM_RH_ENDORSEMENT)", lambda ctx: lib.Esys_PolicySecret(
+            ctx, lib.ESYS_TR_RH_ENDORSEMENT, session[0], lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
+            ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL))
+        return int(session[0])
+
+    def persistent(self, handle: int) -> int | None:
+        """The ESYS_TR of a persistent or NV handle (Esys_TR_FromTPMPublic: TPM2_ReadPublic or NV_ReadPublic),
+        or None when the TPM holds nothing there (TPM_RC_HANDLE)."""
+        lib, tr = self.lib, self.handle()
+        try:
+            self.command(f"Esys_TR_FromTPMPublic(0x{handle:08x})", lambda ctx: lib.Esys_TR_FromTPMPublic(
+                ctx, handle, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, tr))
+        except TpmError as err:
+            if err.kind == TpmErrorKind.COMMAND and err.rc is not None and Tss2Error(err.rc, "").error == \
+                    lib.TPM2_RC_HANDLE:
+                return None
+            raise
+        self._close.append(tr[0])
+        return int(tr[0])
+
+    def read_public(self, tr: int) -> tuple[bytes, bytes]:
+        """TPM2_ReadPublic: the object's TPM2B_PUBLIC and Name as the TPM states them."""
+        lib = self.lib
+        public, name = self.out("TPM2B_PUBLIC"), self.out("TPM2B_NAME")
+        self.command("TPM2_ReadPublic", lambda ctx: lib.Esys_ReadPublic(
+            ctx, tr, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, public, name, self.ffi.NULL))
+        return marshal("TPM2B_PUBLIC", public[0]), bytes(self.ffi.buffer(name[0].name, name[0].size))
+
+    def ak(self, handle: int) -> int:
+        """The persisted AK's ESYS_TR, or a TpmError naming the handle and how to make one."""
+        tr = self.persistent(handle)
+        if tr is None:
+            raise TpmError(TpmErrorKind.COMMAND, f"no attestation key at 0x{handle:08x} (create one: sld ak create)")
+        return tr
+
+    def nv_read(self, index: int) -> bytes | None:
+        """The whole contents of an NV index (TPM2_NV_ReadPublic for its size, TPM2_NV_Read in chunks)."""
+        lib, ffi = self.lib, self.ffi
+        nv = self.persistent(index)
+        if nv is None:
+            return None
+        public = self.out("TPM2B_NV_PUBLIC")
+        self.command(f"TPM2_NV_ReadPublic(0x{index:08x})", lambda ctx: lib.Esys_NV_ReadPublic(
+            ctx, nv, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, public, ffi.NULL))
+        size, data = public[0].nvPublic.dataSize, b""
+        while len(data) < size:
+            data += self._nv_chunk(nv, index, len(data), min(NV_CHUNK, size - len(data)))
+        return data
+
+    def _nv_chunk(self, nv: int, index: int, offset: int, size: int) -> bytes:
+        lib, chunk = self.lib, self.out("TPM2B_MAX_NV_BUFFER")
+        self.command(f"TPM2_NV_Read(0x{index:08x})", lambda ctx: lib.Esys_NV_Read(
+            ctx, nv, nv, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, size, offset, chunk))
+        return bytes(self.ffi.buffer(chunk[0].buffer, chunk[0].size))
+
+    def quote(self, key: int, nonce: bytes, bank: str) -> tuple[bytes, bytes]:
+        """One TPM2_Quote of PCR17-22 of ``bank``: (TPMS_ATTEST, marshalled TPMT_SIGNATURE)."""
+        lib, ffi = self.lib, self.ffi
+        qualifying = self.sized("TPM2B_DATA", "buffer", nonce)
+        scheme = ffi.new("TPMT_SIG_SCHEME *", {"scheme": lib.TPM2_ALG_NULL})  # the AK's own scheme
+        selection = unmarshal("TPML_PCR_SELECTION", pcr_selection(bank))
+        quoted, signature = self.out("TPM2B_ATTEST"), self.out("TPMT_SIGNATURE")
+        self.command(f"TPM2_Quote({bank})", lambda ctx: lib.Esys_Quote(
+            ctx, key, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, qualifying, scheme, selection,
+            quoted, signature))
+        return bytes(ffi.buffer(quoted[0].attestationData, quoted[0].size)), marshal("TPMT_SIGNATURE", signature[0])
+
+
+def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace: bool = False) -> AkInfo:
+    """``sld ak create``: TPM2_Create of an AK under the EK (policy session), TPM2_Load, TPM2_EvictControl."""
+    with _Session(tpm) as s:
+        lib, ffi = s.lib, s.ffi
+        existing = s.persistent(handle)
+        if existing is not None and not replace:
+            raise TpmError(TpmErrorKind.COMMAND, f"0x{handle:08x} holds a key already (sld ak create --replace "
+                                                 "evicts it)")
+        ek, ek_public = s.create_ek()
+        private, public = s.out("TPM2B_PRIVATE"), s.out("TPM2B_PUBLIC")
+        template = unmarshal("TPM2B_PUBLIC", public_template(AK_TEMPLATES[alg]))
+        session = s.ek_policy()
+        s.command(f"TPM2_Create(AK {alg})", lambda ctx: lib.Esys_Create(
+            ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, ffi.new("TPM2B_SENSITIVE_CREATE *"), template,
+            ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), private, public, ffi.NULL, ffi.NULL,
+            ffi.NULL))
+        loaded, session = s.handle(), s.ek_policy()
+        s.command("TPM2_Load(AK)", lambda ctx: lib.Esys_Load(
+            ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, private[0], public[0], loaded))
+        s.transient(loaded[0])
+        if existing is not None:
+            s.command(f"TPM2_EvictControl(evict 0x{handle:08x})", lambda ctx: lib.Esys_EvictControl(
+                ctx, lib.ESYS_TR_RH_OWNER, existing, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
+                handle, ffi.new("ESYS_TR *")))
+        persisted = s.handle()
+        s.command(f"TPM2_EvictControl(persist 0x{handle:08x})", lambda ctx: lib.Esys_EvictControl(
+            ctx, lib.ESYS_TR_RH_OWNER, loaded[0], lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
+            handle, persisted))
+        ak_public, name = s.read_public(persisted[0])
+        return AkInfo(handle, ak_public, name, ek_public, s.nv_read(EK_CERT_INDEX["rsa"]))
+
+
+def activate(tpm: Tpm, credential_blob: bytes, secret: bytes, handle: int = DEFAULT_HANDLE) -> bytes:
+    """``sld ak activate``: TPM2_ActivateCredential (Part 3 §12.5) of a TPM2_MakeCredential challenge made for
+    this TPM's EK and the AK's Name; the TPM releases the secret only if both match."""
+    with _Session(tpm) as s:
+        lib, ffi = s.lib, s.ffi
+        ak = s.ak(handle)
+        ek, _ = s.create_ek()
+        session = s.ek_policy()
+        blob = s.sized("TPM2B_ID_OBJECT", "credential", credential_blob)
+        encrypted = s.sized("TPM2B_ENCRYPTED_SECRET", "secret", secret)
+        out = s.out("TPM2B_DIGEST")
+        s.command("TPM2_ActivateCredential", lambda ctx: lib.Esys_ActivateCredential(
+            ctx, ak, ek, lib.ESYS_TR_PASSWORD, session, lib.ESYS_TR_NONE, blob, encrypted, out))
+        return bytes(ffi.buffer(out[0].buffer, out[0].size))
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One TPM2_Quote of PCR17-22 of one bank, and the values of those PCRs read after it."""
+
+    bank: str
+    attest: bytes  # TPMS_ATTEST exactly as the TPM signed it (TPM2B_ATTEST.attestationData)
+    signature: bytes  # TPMT_SIGNATURE, marshalled
+    pcrs: dict[int, bytes]
+
+
+def quote(tpm: Tpm, nonce: bytes, banks: Iterable[str],
+          handle: int = DEFAULT_HANDLE) -> tuple[bytes, bytes, tuple[Quote, ...]]:
+    """TPM2_Quote (Part 3 §18.4) of PCR17-22, one per bank, signed by the AK with its own scheme; then the
+    PCR values (TPM2_PCR_Read) and the AK's TPM2B_PUBLIC and Name (TPM2_ReadPublic)."""
+    banks = tuple(banks)
+    with _Session(tpm) as s:
+        key = s.ak(handle)
+        signed = [(bank, *s.quote(key, nonce, bank)) for bank in banks]
+        public, name = s.read_public(key)
+    values = tpm.read_pcrs(DRTM_PCRS, banks)
+    return public, name, tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)

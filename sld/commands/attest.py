@@ -1,0 +1,68 @@
+"""``sld attest --nonce HEX``: evidence for a remote verifier (docs/evidence.md), written to -o FILE or stdout.
+
+A plain ``sld attest --nonce HEX [-o FILE] [--socket PATH]`` asks the running daemon (no root needed: its
+control socket checks peer credentials as for ``sld verify``); with --local, --source, --tcti or --locality,
+or with no daemon answering, the evidence is collected in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from sld.errors import ConfigError, SldError
+
+
+def _write(evidence: dict[str, Any], output: str | None) -> None:
+    text = json.dumps(evidence, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise ConfigError(f"cannot write the evidence: {err.strerror}", key="-o", file=output) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _from_daemon(path: str, nonce: bytes) -> dict[str, Any] | None:
+    from sld.client import ask
+
+    try:
+        answer = json.loads(ask(path, json.dumps({"cmd": "attest", "nonce": nonce.hex()}).encode() + b"\n"))
+    except OSError:
+        return None
+    if not isinstance(answer, dict) or answer.get("kind") != "evidence":
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        raise SldError(f"the daemon on {path} did not attest: {error} (sld attest --local attests in this process)")
+    return answer
+
+
+def run(args: argparse.Namespace) -> int:
+    from sld.evidence.build import nonce_from_hex
+
+    nonce = nonce_from_hex(args.nonce)
+    local = args.local or any(v is not None for v in (args.source, args.tcti, args.locality, args.config, args.handle))
+    evidence = None if local else _from_daemon(args.socket, nonce)
+    if evidence is None:
+        evidence = _collect(args, nonce)
+    _write(evidence, args.output)
+    return 0
+
+
+def _collect(args: argparse.Namespace, nonce: bytes) -> dict[str, Any]:
+    from sld.config import load
+    from sld.evidence.collect import collect
+    from sld.tpm import Tpm
+
+    config = load(args.config)
+    used = f"configuration {config.path}" if config.path else "no configuration file, built-in defaults"
+    print(f"sld: collecting evidence in this process ({used})", file=sys.stderr)
+    locality = config.tpm.locality if args.locality is None else args.locality
+    handle = config.attest.ak_handle if args.handle is None else args.handle
+    with Tpm(args.tcti or config.tpm.tcti, locality=locality, timeout=config.tpm.timeout) as tpm:
+        return collect(args.source or config.source.spec, tpm, nonce, handle)

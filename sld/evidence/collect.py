@@ -1,0 +1,51 @@
+"""Evidence collected on the attested host: one path for ``sld attest`` and the daemon's ``attest`` request.
+
+Quotes PCR17-22 of every allocated bank with the AK first, then reads the platform and judges it as
+``sld verify --mode validate`` does, against exactly the PCR values read with the quotes (QuotedPcrs):
+the advisory verdict is about what the verifier will check, attesting never extends, and no PCR is read
+twice. The pure builder (sld.evidence.build) lays the object out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sld import ak
+from sld.errors import TpmError
+from sld.evidence import build
+from sld.tpm import Tpm
+from sld.vocab import Mode, TpmErrorKind
+
+
+class QuotedPcrs:
+    """The PCR values read with the quotes, as the read-only PCR device verification takes (sld.verify)."""
+
+    def __init__(self, tcti_string: str, quotes: Iterable[ak.Quote]) -> None:
+        self.tcti_string = tcti_string
+        self._values = {q.bank: q.pcrs for q in quotes}
+
+    def banks(self) -> tuple[str, ...]:
+        return tuple(self._values)
+
+    def read_pcrs(self, pcrs: Iterable[int], banks: Iterable[str]) -> dict[str, dict[int, bytes]]:
+        wanted = tuple(pcrs)
+        unquoted = [p for p in wanted if p not in ak.DRTM_PCRS]
+        if unquoted:
+            raise TpmError(TpmErrorKind.COMMAND, f"PCRs {unquoted} are not quoted (evidence covers PCR17-22)")
+        return {bank: {p: self._values[bank][p] for p in wanted} for bank in banks}
+
+    def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None:
+        raise TpmError(TpmErrorKind.COMMAND, f"PCR{pcr}: attesting never extends")
+
+
+def collect(source_spec: str, tpm: Tpm, nonce: bytes, handle: int = ak.DEFAULT_HANDLE) -> dict[str, Any]:
+    """The evidence object for ``nonce`` (refused unless 16..64 bytes, before anything is read)."""
+    from sld.verify import verify_source_snapshot
+
+    build.check_nonce(nonce)
+    banks = tpm.banks()
+    public, name, quotes = ak.quote(tpm, nonce, banks, handle)
+    verdict, snapshot = verify_source_snapshot(source_spec, QuotedPcrs(tpm.tcti_string, quotes),
+                                               mode=Mode.VALIDATE)
+    return build.evidence(nonce, public, name, handle, banks, quotes, snapshot, verdict)
