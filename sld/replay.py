@@ -125,6 +125,8 @@ class Replay:
 
 
 def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
+    """The values ``pcrs`` (default all 24) should hold per bank, which events went into each, and which
+    of those lack a bank's digest (so verification can say a bank is not covered by the log)."""
     wanted = [p for p in (range(NUM_PCRS) if pcrs is None else pcrs) if 0 <= p < NUM_PCRS]
     chains = PcrChains(log.banks, wanted)
     for ev in log.events:

@@ -17,7 +17,7 @@ import struct
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 
 from sld.errors import FormatError
@@ -59,6 +59,7 @@ class Event(_EventFields):
 
     @property
     def type_name(self) -> str:
+        """The event type's name (TCG PC Client PFP §10.4.1, SDG Table E-5/E-6, Secure Launch), or its hex."""
         return event_type_name(self.type)
 
 
@@ -109,6 +110,7 @@ class Walk:
         self.more = False
 
     def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
+        """The records in ``data[start:limit]`` (``data[0]`` at address ``base``), numbered from ``index``."""
         read_head, base, stop_at_zero, index, common = self.read_head, self.base, self.stop_at_zero, self.index, \
             self.common
         self.more = False
@@ -209,6 +211,8 @@ class CommonRecord:
                        digests_of, banks_once)
 
     def parts(self) -> tuple[Any, ...]:
+        """What the walk's tight loop needs, bound once: unpack, size, the shape getter and its expected
+        value, the (pcr, type, event_size) getter, the digests getter and the banks they are of."""
         return self._parts
 
 
@@ -284,6 +288,7 @@ class LogHeader:
 
     @property
     def banks(self) -> tuple[str, ...]:
+        """The digest banks, in Spec ID order (sha1 alone for the SHA-1 formats)."""
         return tuple(bank for bank, _ in self.algorithms)
 
 
@@ -302,6 +307,7 @@ class EventLog(LogHeader):
 
 
 def startup_locality(events: Iterable[Event]) -> int | None:
+    """The locality of the first StartupLocality event (EV_NO_ACTION on PCR0, PFP §10.4.5.3), if any."""
     for ev in events:
         if ev.pcr == 0 and ev.type == EV_NO_ACTION and ev.data[:16] == STARTUP_LOCALITY and len(ev.data) > 16:
             return ev.data[16]
@@ -472,7 +478,7 @@ def stream_log(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[Lo
                     raise
             else:
                 if whole or len(buf) >= start.start + _SHA1_HEAD.size:
-                    return start.header, _stream(start, buf, it)
+                    return start.header, chain.from_iterable(_stream(start, buf, it))
         more = _take(it, max(len(buf), 1))  # as many bytes again: linear in a long header
         if not more:
             size = len(buf)  # the file ended early (it shrank): what was read is the log
@@ -492,13 +498,15 @@ def _take(chunks: Iterator[bytes], n: int) -> bytes:
     return b"".join(taken)
 
 
-def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Event]:
+def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Iterable[Event]]:
+    """The log's records as runs, one per part of the bytes (chained by the caller: each record then
+    comes straight from the walk, whatever the number of parts)."""
     walk, limit, origin = start.walk, start.limit, start.walk.base
-    yield from start.header.leading
+    yield start.header.leading
     done, off = 0, start.start  # log bytes before buf[0]; where the next record starts in buf
     while True:
         walk.base = origin + done
-        yield from walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
+        yield walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
         if not walk.more:
             return
         rest = buf[walk.stop :]

@@ -169,6 +169,7 @@ def build_crypto_agile(
 
 
 def build_tcg_sha1(events: Iterable[NewEvent]) -> bytes:
+    """TCG_PCR_EVENT records back to back (a TCG SHA-1 log, or a container's body) [SDG Table E-4]."""
     return b"".join(
         build(TcgPcrEvent, {"pcr": e.pcr, "type": e.type, "digest": e.digests["sha1"], "data": e.data}, "TCG_PCR_EVENT")
         for e in events
@@ -176,6 +177,7 @@ def build_tcg_sha1(events: Iterable[NewEvent]) -> bytes:
 
 
 def build_tpm12_container(events: Iterable[NewEvent], *, container_size: int) -> bytes:
+    """The TPM 1.2 TXT event container: header, records, zero fill to ``container_size`` [SDG Table E-3]."""
     body = build_tcg_sha1(events)
     header = build(
         TxtContainerHeader,
