@@ -97,7 +97,7 @@ def test_ecdsa_signature_under_the_rsa_ak_is_named(rsa_ak: SoftAk) -> None:
     ev = synthetic(SoftAk("ecc"), NONCE)
     verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
     assert verdict.failure is not None and verdict.failure.id == "evidence.signature"
-    assert "ECDSA signature cannot be made by the rsa AK" in verdict.failure.detail
+    assert "an ECDSA signature, where the rsa AK signs RSASSA" in verdict.failure.detail
 
 
 def _b64(data: bytes) -> str:
@@ -259,3 +259,26 @@ def test_an_unknown_signature_hash_and_a_bank_quoted_twice(rsa_ak: SoftAk) -> No
     assert "signed with hash alg 0x0099" in problems["evidence.signature"]
     assert "which sld cannot compute the pcrDigest with" in problems["evidence.digest"]
     assert problems["evidence.banks"] == "sha256 is quoted 2 times"
+
+
+@pytest.mark.parametrize(("now", "fresh"), [
+    ({"clock": 2000}, True),
+    ({"clock": 1000}, False),  # the same clock: the same quote, or a replay
+    ({"clock": 500, "reset": 4, "safe": 0}, True),  # rebooted after an unorderly shutdown: clock lags, says so
+    ({"clock": 500, "reset": 4, "safe": 1}, False),
+    ({"clock": 2000, "reset": 2}, False),
+    ({"clock": 2000, "restart": 0}, False),
+    ({"clock": 2000, "restart": 2}, True),
+])
+def test_previous_evidence_orders_by_the_tpm_clock(rsa_ak: SoftAk, now: dict[str, int], fresh: bool) -> None:
+    previous = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, clock=1000, restart=1)))
+    current = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, **{"restart": 1, **now})))
+    freshness = appraise(current, _key(rsa_ak), NONCE, previous=previous).checks[-1]
+    assert freshness.id == "evidence.freshness" and (freshness.status == "pass") == fresh, freshness.detail
+
+
+def test_previous_evidence_of_another_ak_is_no_history(rsa_ak: SoftAk) -> None:
+    previous = parse_evidence(json.dumps(synthetic(SoftAk("ecc"), NONCE)))
+    current = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, clock=5000)))
+    freshness = appraise(current, _key(rsa_ak), NONCE, previous=previous).checks[-1]
+    assert freshness.status == "fail" and "another AK" in freshness.detail
