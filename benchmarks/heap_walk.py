@@ -55,7 +55,7 @@ def _maximal_log(banks: tuple[str, ...], events: list[NewEvent]) -> bytes:
 
 
 def _filler(banks: tuple[str, ...], i: int) -> NewEvent:
-    data = i.to_bytes(8, "little")
+    data = i.to_bytes(8, "little") * 24  # 16 MiB in fewer records than MAX_EVENTS, the most a log may have
     return NewEvent(23, 0xD, {b: hashlib.new(b, data).digest() for b in banks}, data)
 
 
