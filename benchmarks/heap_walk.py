@@ -1,5 +1,6 @@
 """The heap walk at its bound: a 16 MiB TXT heap whose BiosData holds 8-byte extended elements (2M of
-them), next to a 16 MiB event log (the LOG_INFO.size cap), in one platform image.
+them), next to a maximal event log (16 MiB, the LOG_INFO.size cap, filled by as many records as the
+parser accepts), in one platform image.
 
 Runs what an operator runs, the installed command, each in a fresh process:
 - `sld inspect heap --source image:IMG` against its peer `txt-stat --heap` (tboot) reading the same image
@@ -25,7 +26,7 @@ from _platform import SLD, compile_sld, sim_down, sim_up
 
 from sld.formats import heap, registers, slrt
 from sld.formats._util import Region, build
-from sld.formats.eventlog import parse_log
+from sld.formats.eventlog import MAX_EVENTS, parse_log
 from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.platform.image import write_image
 from sld.sim.builder import HEAP_BASE, SLRT_BASE, build_platform
@@ -47,15 +48,17 @@ def _bios_data(table: heap.HeapTable, room: int) -> bytes:
 
 
 def _maximal_log(banks: tuple[str, ...], events: list[NewEvent]) -> bytes:
-    """The launch's events, then PCR23 events until the 16 MiB buffer is full."""
+    """The launch's events, then PCR23 events up to the parser's record cap (MAX_EVENTS, header included),
+    their data sized so the records fill the 16 MiB buffer."""
     size = len(build_crypto_agile(banks, events))
-    one = len(build_crypto_agile(banks, [*events, _filler(banks, 0)])) - size
-    more = [_filler(banks, i) for i in range((LOG_SIZE - size) // one)]
-    return build_crypto_agile(banks, [*events, *more], size=LOG_SIZE)
+    count = MAX_EVENTS - 1 - len(events)
+    overhead = len(build_crypto_agile(banks, [*events, _filler(banks, 0, 0)])) - size
+    data = (LOG_SIZE - size) // count - overhead
+    return build_crypto_agile(banks, [*events, *(_filler(banks, i, data) for i in range(count))], size=LOG_SIZE)
 
 
-def _filler(banks: tuple[str, ...], i: int) -> NewEvent:
-    data = i.to_bytes(8, "little") * 24  # 16 MiB in fewer records than MAX_EVENTS, the most a log may have
+def _filler(banks: tuple[str, ...], i: int, size: int) -> NewEvent:
+    data = i.to_bytes(8, "little").ljust(size, b"\0")
     return NewEvent(23, 0xD, {b: hashlib.new(b, data).digest() for b in banks}, data)
 
 
@@ -114,7 +117,7 @@ def main() -> None:
         info = sim_up(root)
         try:
             verify, code, _ = best([*SLD, "verify", "--local", "--mode", "validate", "--json", "--source",
-                                    f"image:{image}", "--tcti", info["tcti"], "--lock", str(root / "lock")])
+                                    f"image:{image}", "--tcti", info["tcti"]])
         finally:
             sim_down(root)
         print(f"sld verify --mode validate:  {verify:7.2f} s  (exit {code}; the filler events are PCR23's, so the "

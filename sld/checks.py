@@ -74,8 +74,9 @@ CATALOGUE: tuple[CheckInfo, ...] = (
     CheckInfo(CheckId.EVIDENCE_REPLAY, "quoted PCRs equal the replayed log",
               "PCR17-22 of every quoted bank equal the replay of the DRTM log in that bank."),
     CheckInfo(CheckId.EVIDENCE_FRESHNESS, "newer than the previous evidence",
-              "Against --previous: resetCount and restartCount never go back and clock moves forward "
-              "(TPMS_CLOCK_INFO, Part 2 §10.11.1), so old evidence cannot be replayed."),
+              "Against --previous (earlier evidence of the same AK): resetCount and restartCount never go back "
+              "and clock moves forward, unless the TPM rebooted after an unorderly shutdown and says so (safe "
+              "NO) (TPMS_CLOCK_INFO, Part 2 §10.11.1), so old evidence cannot be replayed."),
     CheckInfo(CheckId.TXT_PREVIOUS_ERROR, "no error left by a previous boot",
               "ERRORCODE survives a warm reset (SDG B.1.3; spec §1.2): a Secure Launch or ACM error while this boot "
               "launched (SENTER.DONE, PCRs reset) was left by an earlier boot's failed launch.", Severity.WARN),

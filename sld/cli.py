@@ -11,7 +11,8 @@ import os
 import sys
 
 from sld import __version__
-from sld.client import DEFAULT_SOCKET, fast_attest, fast_verify
+from sld.client import fast_attest, fast_verify
+from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 TYPE_CHECKING = False  # typing and argparse cost more than the daemon's answer to a plain ``sld verify``
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
     p.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N "
                    "(default: the configuration's [tpm] locality)")
-    p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml if present)")
+    p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG} if present)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the policy (platform and OS parts)")
     p.add_argument("--host", metavar="FILE", help="where the host-unique parts go (default FILE.d/host.toml)")
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
@@ -162,7 +163,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--state-dir", metavar="DIR", help="compare the SINIT with the one this host last launched "
                      "with, remembered in DIR (the daemon uses [verify] state_dir), and remember this one")
     ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
-                     "/etc/sld/sld.toml; when that does not exist, built-in defaults)")
+                     f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)")
     ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
     ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
@@ -176,7 +177,7 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
                        help="the AK's persistent handle (default: the configuration's [attest] ak_handle, "
                             "0x81010002)")
-        p.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+        p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
 
     akp = sub.add_parser("ak", help="the attestation key: create it under the EK, answer a verifier's challenge")
     aksub = akp.add_subparsers(dest="ak_command", metavar="AKCOMMAND", required=True)
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_parser(sub)
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
-    dmn.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+    dmn.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
     cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
                          "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
@@ -246,14 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     qu.set_defaults(handler="sld.commands.quarantine:run")
     qu.add_argument("action", choices=("status", "apply", "lift"),
                     help="status: what is installed; apply: install it now; lift: remove it (needs --force)")
-    qu.add_argument("--config", metavar="PATH", help="configuration file (default /etc/sld/sld.toml)")
+    qu.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
     st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
                         epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
-    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="the daemon's control socket")
+    st.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                    help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
     _add_json(st)
 
     _add_policy(sub)

@@ -96,7 +96,8 @@ class SoftAk:
 
 
 def synthetic(ak: SoftAk, nonce: bytes, *, banks: tuple[str, ...] = ("sha1", "sha256"), window_events: int = 5,
-              clock: int = 1000, capped: tuple[str, ...] = ()) -> dict[str, Any]:
+              clock: int = 1000, reset: int = 3, restart: int = 0, safe: int = 1,
+              capped: tuple[str, ...] = ()) -> dict[str, Any]:
     """Evidence for the simulator's clean launch of ``banks``, quoted by ``ak`` as a TPM would (one quote
     per bank); ``capped`` banks get the cap value 0x01.. as the MLE digest, as a SINIT that cannot use them."""
     import hashlib
@@ -121,7 +122,7 @@ def synthetic(ak: SoftAk, nonce: bytes, *, banks: tuple[str, ...] = ("sha1", "sh
         attest = tpm2.build_struct(tpm2.TPMS_ATTEST, {
             "magic": TPM_GENERATED_VALUE, "type": TpmSt.ATTEST_QUOTE,
             "qualifiedSigner": {"name": object_name(public[2:])}, "extraData": {"buffer": nonce},
-            "clockInfo": {"clock": clock, "resetCount": 3, "restartCount": 0, "safe": 1},
+            "clockInfo": {"clock": clock, "resetCount": reset, "restartCount": restart, "safe": safe},
             "firmwareVersion": 0x2019102300163636,
             "attested": {"pcrSelect": {"pcrSelections": [{"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(DRTM_PCRS)}]},
                          "pcrDigest": {"buffer": hashlib.sha256(b"".join(values[bank][p] for p in DRTM_PCRS))

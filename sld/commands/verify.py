@@ -23,15 +23,17 @@ class Settings:
     source: str
     tcti: str
     locality: int | None
+    timeout: float
     mode: str
     policy: str
 
 
 def settings(args: argparse.Namespace, config: Config) -> Settings:
-    """Options over the configuration's keys ([source] spec, [tpm] tcti/locality, [verify] mode/policy)."""
+    """Options over the configuration's keys ([source] spec, [tpm] tcti/locality/timeout, [verify] mode/policy)."""
     return Settings(source=args.source or config.source.spec, tcti=args.tcti or config.tpm.tcti,
                     locality=config.tpm.locality if args.locality is None else args.locality,
-                    mode=args.mode or config.verify.mode, policy=args.policy or config.verify.policy)
+                    timeout=config.tpm.timeout, mode=args.mode or config.verify.mode,
+                    policy=args.policy or config.verify.policy)
 
 
 def _daemon_was_asked(args: argparse.Namespace) -> bool:
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     use = settings(args, config)
     print(notice(args, config), file=sys.stderr)
     policy = load_policy(use.policy) if use.policy else None
-    with Tpm(use.tcti, locality=use.locality) as tpm:
+    with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
         verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=args.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))
     return verdict.exit_code

@@ -14,13 +14,14 @@ one bank and left another open passes there).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 
 from sld.errors import FormatError
 from sld.evidence.bundle import Evidence, Quote
 from sld.evidence.keys import EcKey, RsaKey
 from sld.formats.eventlog import EventLog, parse_log
-from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmSt
+from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
 from sld.replay import DRTM_PCRS, replay, unmeasured
 from sld.text import count
@@ -95,13 +96,12 @@ def _signature_problem(q: Quote, ak: RsaKey | EcKey) -> str | None:
     elif isinstance(ak, EcKey) and sig.sig_alg == TpmAlg.ECDSA:
         good = ak.verify_ecdsa_sha256(digest, int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
     else:
-        return f"{q.bank} quote: a {TpmAlg(sig.sig_alg).name} signature cannot be made by the {ak.kind} AK"
+        expected = "RSASSA" if isinstance(ak, RsaKey) else "ECDSA"
+        return f"{q.bank} quote: an {TpmAlg(sig.sig_alg).name} signature, where the {ak.kind} AK signs {expected}"
     return None if good else f"{q.bank} quote: the signature does not verify with the AK"
 
 
 def _ak_problems(evidence: Evidence, ak: RsaKey | EcKey) -> Iterable[str]:
-    from sld.formats.names import TpmEccCurve
-
     pub = evidence.ak_public
     if pub.type == TpmAlg.RSA:
         same = isinstance(ak, RsaKey) and (int.from_bytes(pub.unique[0], "big"), pub.exponent) == (ak.n, ak.e)
@@ -139,7 +139,10 @@ def _digest_problem(q: Quote) -> str | None:
     pcrs = [p for _, bitmap in q.attest.selections for p in selected_pcrs(bitmap)]
     if any(p not in q.pcrs for p in pcrs):
         return f"{q.bank} quote: reported PCR values do not cover its selection"
-    if hashlib.new(_bank_of(q.signature.hash), b"".join(q.pcrs[p] for p in pcrs)).digest() != q.attest.pcr_digest:
+    scheme_hash = _bank_of(q.signature.hash)
+    if scheme_hash not in hashlib.algorithms_available:
+        return f"{q.bank} quote: signed with hash {scheme_hash}, which sld cannot compute the pcrDigest with"
+    if hashlib.new(scheme_hash, b"".join(q.pcrs[p] for p in pcrs)).digest() != q.attest.pcr_digest:
         return f"{q.bank} quote: the reported PCR values do not hash to the quoted pcrDigest"
     return None
 
@@ -165,12 +168,13 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
                                    f"of the log (PCR{bad[0]} quoted {q.pcrs.get(bad[0], b'').hex()}, replayed "
                                    f"{expected[bank][bad[0]].hex()})")
         banks[bank] = PcrStatus.NOT_MEASURED if bank in capped else PcrStatus.MISMATCH if bad else PcrStatus.MATCH
-    missing = [b for b in wanted if b not in quoted]
+    missing = [f"{b} is not quoted" for b in wanted if b not in quoted]
+    missing += [f"{b} is quoted {n} times" for b, n in Counter(q.bank for q in evidence.quotes).items() if n > 1]
     if banks and PcrStatus.MATCH not in banks.values() and not replay_problems:
         replay_problems.append("no quoted bank holds a measurement: every one is capped")
     not_measured = sorted(capped & set(banks))
     return [
-        _outcome(CheckId.EVIDENCE_BANKS, [f"{b} is not quoted" for b in missing],
+        _outcome(CheckId.EVIDENCE_BANKS, missing,
                  f"quoted: {', '.join(quoted)} (log: {', '.join(log.banks)})"),
         _outcome(CheckId.EVIDENCE_REPLAY, replay_problems, f"PCR17-22 equal the log's replay in {', '.join(quoted)}"),
         Outcome(CheckId.PCR_CAPPED, CheckStatus.WARN, f"not measured (capped): {', '.join(not_measured)}")
@@ -182,7 +186,15 @@ def _replay_checks(evidence: Evidence, log: EventLog, quoted: dict[str, Quote]) 
 
 
 def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]:
-    """TPMS_CLOCK_INFO (Part 2 §10.11.1): Clock only advances; resetCount and restartCount never go back."""
+    """TPMS_CLOCK_INFO (Part 2 §10.11.1): resetCount and restartCount never go back, and Clock advances.
+
+    Clock is saved to NV only now and then, so after an unorderly shutdown it may restart behind its
+    last value; the TPM then says so (``safe`` NO) and resetCount has grown: only that case excuses a
+    clock that did not move forward. Evidence of another AK is no history of this one.
+    """
+    if previous.ak_name != evidence.ak_name:
+        yield f"the previous evidence is of another AK ({previous.ak_name.hex()})"
+        return
     last = max(previous.quotes, key=lambda q: (q.attest.reset_count, q.attest.restart_count, q.attest.clock)).attest
     for q in evidence.quotes:
         a = q.attest
@@ -190,7 +202,7 @@ def _freshness_problems(evidence: Evidence, previous: Evidence) -> Iterable[str]
             yield f"{q.bank} quote: resetCount {a.reset_count} is below the previous {last.reset_count}"
         elif a.reset_count == last.reset_count and a.restart_count < last.restart_count:
             yield f"{q.bank} quote: restartCount {a.restart_count} is below the previous {last.restart_count}"
-        if a.clock <= last.clock:
+        if a.clock <= last.clock and not (a.reset_count > last.reset_count and not a.safe):
             yield f"{q.bank} quote: clock {a.clock} ms does not move past the previous {last.clock} ms"
 
 
@@ -203,7 +215,7 @@ def appraise(evidence: Evidence, ak: RsaKey | EcKey, nonce: bytes, *, policy: Po
     quotes = evidence.quotes
     checks = [
         _outcome(CheckId.EVIDENCE_SIGNATURE, filter(None, (_signature_problem(q, ak) for q in quotes)),
-                 f"{len(quotes)} quote(s) signed by the {ak.kind} AK"),
+                 f"{count(len(quotes), 'quote')} signed by the {ak.kind} AK"),
         _outcome(CheckId.EVIDENCE_AK, _ak_problems(evidence, ak), "restricted signing key, fixedTPM, fixedParent"),
         _outcome(CheckId.EVIDENCE_MAGIC, (f"{q.bank} quote: magic 0x{q.attest.magic:08x}, not TPM_GENERATED"
                                           for q in quotes if q.attest.magic != TPM_GENERATED_VALUE),

@@ -40,8 +40,9 @@ VERSION = 1
 MAX_MEMBERS = 64
 MAX_TOTAL = 128 << 20
 _MEMORY = re.compile(r"memory/0x([0-9a-f]{16})")
-_LIMITS = {"securityfs/eventlog": MAX_EVENTLOG,
+_LIMITS = {META: 1 << 20, "securityfs/eventlog": MAX_EVENTLOG,
            **{f"securityfs/txt/{name}": REGISTER_FILE_LIMIT for name in SECURITYFS_REGISTERS}}
+"""Every member name a capture may hold besides memory/0x..., with the most bytes it can take."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ def _members(tar: tarfile.TarFile, source: str) -> Capture:
             raise SourceError(f"more than {MAX_MEMBERS} members", source=source)
         name = member.name
         memory = _MEMORY.fullmatch(name)
-        limit = MAX_READ if memory else _LIMITS.get(name, 1 << 20 if name == META else -1)
-        if limit < 0 or not member.isreg():
+        limit = MAX_READ if memory else _LIMITS.get(name)
+        if limit is None or not member.isreg():
             raise SourceError(f"member {name!r} is not part of a capture", source=source)
         if member.size > limit or total + member.size > MAX_TOTAL:
             raise SourceError(f"member {name!r} holds {member.size} bytes, more than a capture can", source=source)

@@ -23,7 +23,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
-from sld.errors import SldError
+from sld.errors import ConfigError, SldError
 from sld.quarantine.pcap import Insn
 
 INGRESS = 0xFFFFFFF2
@@ -104,8 +104,8 @@ def _ipr(netns: str | None) -> Iterator[IPRoute]:
 
 def _index(ipr: IPRoute, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise QuarantineError(f"no interface {ifname!r}")
+    if not found:  # a name in [quarantine] interfaces (or --interface) that this namespace lacks
+        raise ConfigError(f"no interface {ifname!r} here", key="quarantine.interfaces")
     return int(found[0])
 
 

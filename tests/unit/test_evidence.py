@@ -6,13 +6,17 @@ Quotes a real TPM made, tpm2_checkquote as referee and TPM-made forgeries are in
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sld.cli import run
+from sld.errors import FormatError
 from sld.evidence.bundle import parse_evidence
 from sld.evidence.check import appraise
 from sld.evidence.keys import key_from_der
@@ -93,7 +97,7 @@ def test_ecdsa_signature_under_the_rsa_ak_is_named(rsa_ak: SoftAk) -> None:
     ev = synthetic(SoftAk("ecc"), NONCE)
     verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
     assert verdict.failure is not None and verdict.failure.id == "evidence.signature"
-    assert "ECDSA signature cannot be made by the rsa AK" in verdict.failure.detail
+    assert "an ECDSA signature, where the rsa AK signs RSASSA" in verdict.failure.detail
 
 
 def _b64(data: bytes) -> str:
@@ -214,3 +218,67 @@ def test_main_takes_the_fast_path_to_the_same_answer(tmp_path: Path, rsa_ak: Sof
     fast, slow = capsys.readouterr().out.split("\n}\n")[:2]
     assert json.loads(fast + "}") == json.loads(slow + "}")
     assert main([*argv[:-2], "00" * 8]) == 2 and "--nonce" in capsys.readouterr().err
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(["attest", "signature", "public", "log"]), at=st.integers(0, 12) | st.integers(0, 2000),
+       value=st.integers(0, 255), cut=st.booleans())
+def test_any_corrupted_byte_is_a_named_failure_never_a_crash(field: str, at: int, value: int, cut: bool) -> None:
+    """One byte of a quote, the AK or the log changed (or the structure cut there): a FormatError or a
+    failed check, never another exception, and never a verified verdict."""
+    ev = copy.deepcopy(_EVIDENCE)
+    holder, key = {"attest": (ev["quotes"][1], "attest"), "signature": (ev["quotes"][0], "signature"),
+                   "public": (ev["ak"], "public"), "log": (ev, "drtm_log")}[field]
+    data = bytearray(base64.b64decode(holder[key]))
+    at %= len(data)
+    if data[at] == value and not cut:
+        return
+    data[at] = value
+    holder[key] = _b64(bytes(data[:at] if cut else data))
+    try:
+        verdict = appraise(parse_evidence(json.dumps(ev)), _key(_AK), NONCE)
+    except FormatError as err:
+        assert err.structure == "evidence" and err.field
+        return
+    if field != "log":  # a log byte may sit in event data no digest covers
+        assert verdict.failure is not None
+
+
+_AK = SoftAk("ecc")
+_EVIDENCE = synthetic(_AK, NONCE)
+
+
+def test_an_unknown_signature_hash_and_a_bank_quoted_twice(rsa_ak: SoftAk) -> None:
+    ev = synthetic(rsa_ak, NONCE)
+    sig = bytearray(base64.b64decode(ev["quotes"][0]["signature"]))
+    sig[2:4] = b"\x00\x99"  # TPMT_SIGNATURE.signature.hash
+    ev["quotes"][0]["signature"] = _b64(bytes(sig))
+    ev["quotes"].append(copy.deepcopy(ev["quotes"][1]))
+    verdict = appraise(parse_evidence(json.dumps(ev)), _key(rsa_ak), NONCE)
+    problems = {c.id: c.detail for c in verdict.checks if c.status == "fail"}
+    assert "signed with hash alg 0x0099" in problems["evidence.signature"]
+    assert "which sld cannot compute the pcrDigest with" in problems["evidence.digest"]
+    assert problems["evidence.banks"] == "sha256 is quoted 2 times"
+
+
+@pytest.mark.parametrize(("now", "fresh"), [
+    ({"clock": 2000}, True),
+    ({"clock": 1000}, False),  # the same clock: the same quote, or a replay
+    ({"clock": 500, "reset": 4, "safe": 0}, True),  # rebooted after an unorderly shutdown: clock lags, says so
+    ({"clock": 500, "reset": 4, "safe": 1}, False),
+    ({"clock": 2000, "reset": 2}, False),
+    ({"clock": 2000, "restart": 0}, False),
+    ({"clock": 2000, "restart": 2}, True),
+])
+def test_previous_evidence_orders_by_the_tpm_clock(rsa_ak: SoftAk, now: dict[str, int], fresh: bool) -> None:
+    previous = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, clock=1000, restart=1)))
+    current = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, **{"restart": 1, **now})))
+    freshness = appraise(current, _key(rsa_ak), NONCE, previous=previous).checks[-1]
+    assert freshness.id == "evidence.freshness" and (freshness.status == "pass") == fresh, freshness.detail
+
+
+def test_previous_evidence_of_another_ak_is_no_history(rsa_ak: SoftAk) -> None:
+    previous = parse_evidence(json.dumps(synthetic(SoftAk("ecc"), NONCE)))
+    current = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, clock=5000)))
+    freshness = appraise(current, _key(rsa_ak), NONCE, previous=previous).checks[-1]
+    assert freshness.status == "fail" and "another AK" in freshness.detail

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from sld.errors import ConfigError, FormatError, SourceError
-from sld.platform.memory import ImageMemory
+from sld.formats.registers import SECURITYFS_REGISTER, SECURITYFS_WIDTH
+from sld.platform.memory import ImageMemory, MappedMemory
+from sld.platform.securityfs import SECURITYFS_REGISTERS
 from sld.platform.source import open_source
 
 TXT_PUB = 0xFED30000
@@ -62,3 +64,14 @@ def test_unknown_source_is_a_config_error() -> None:
 def test_devmem_absent_is_a_source_error() -> None:
     with pytest.raises(SourceError):
         open_source("devmem")
+
+
+def test_the_devmem_mmap_path_reads_what_the_image_path_reads(image: Path) -> None:
+    """MappedMemory (how /dev/mem is read) over the same file: page-aligned windows, same bytes."""
+    with MappedMemory(str(image)) as mapped, ImageMemory(str(image)) as pread:
+        for addr, size in ((TXT_PUB + 0xFFE, 4), (TXT_PUB, 2), (TXT_PUB + 0x123, 0x2000)):
+            assert mapped.read(addr, size, "probe") == pread.read(addr, size, "probe")
+
+
+def test_securityfs_files_read_are_the_ones_formats_decode() -> None:
+    assert set(SECURITYFS_REGISTERS) == set(SECURITYFS_REGISTER) == set(SECURITYFS_WIDTH)
