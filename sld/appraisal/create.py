@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 
 from sld.appraisal.model import Group, Part, Policy, SinitPolicy
+from sld.errors import FormatError
 from sld.formats.acm import Acm
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import (
@@ -24,7 +25,7 @@ from sld.formats.names import (
     SLAUNCH,
     event_type_name,
 )
-from sld.replay import extends
+from sld.replay import capped, extends
 
 # type -> (group, part name, what it measures)  [SDG App. E; spec §4.4]
 TYPE_PARTS: dict[int, tuple[Group, str, str]] = {
@@ -91,7 +92,11 @@ def _unique(base: str, pcr: int, taken: set[str]) -> str:
 
 
 def parts_from_log(log: EventLog) -> tuple[Part, ...]:
-    """Every extending event of the DRTM PCRs, in log order, as a part allowing exactly its digests."""
+    """Every extending event of the DRTM PCRs, in log order, as a part allowing exactly its digests.
+
+    A capped digest (a bank the code could not hash) approves nothing, so that bank is left out of
+    the part; an event capped in every bank cannot be approved at all (FormatError).
+    """
     parts: list[Part] = []
     taken: set[str] = set()
     last: dict[int, str] = {}  # PCR -> the part measured last in it
@@ -103,7 +108,11 @@ def parts_from_log(log: EventLog) -> tuple[Part, ...]:
         name = _unique(base, ev.pcr, taken)
         taken.add(name)
         after = last.get(ev.pcr) if group == Group.HOST else None
-        parts.append(Part(name, group, ev.pcr, ev.type, {b: (bytes(d),) for b, d in ev.digests.items()}, text, after))
+        digests = {b: (bytes(d),) for b, d in ev.digests.items() if not capped(bytes(d))}
+        if not digests:
+            raise FormatError("DRTM event log", f"event {ev.index} ({ev.type_name}) is capped in every bank: "
+                              "it measured nothing a policy could approve", offset=ev.offset)
+        parts.append(Part(name, group, ev.pcr, ev.type, digests, text, after))
         last[ev.pcr] = name
     return tuple(parts)
 
