@@ -71,6 +71,7 @@ class Quarantine:
         return self.observed.complete
 
     def observe(self) -> Observed:
+        """List every filter on the configured interfaces now (netlink dump, the kernel's own view)."""
         if not self.settings.enabled:
             return Observed()
         listed = tuple(f for i in self.settings.interfaces for f in tc.filters(i, self.netns))

@@ -75,6 +75,7 @@ class Filter:
 
     @property
     def ours(self) -> bool:
+        """sld's filter: cls_bpf at sld's preference and handle (the kernel keeps no owner or name)."""
         return self.kind == "bpf" and self.prio == PRIO and self.handle == HANDLE
 
     @property
