@@ -59,6 +59,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    """``sld policy merge A B -o C``: C allows what A or B allows (drop-ins of A and B included)."""
     a, b = (load(p) for p in args.policies)
     merged = merge(a, b)
     _write(args.output, render(merged))
@@ -73,6 +74,7 @@ def _rows(policy: Policy) -> list[tuple[str, ...]]:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    """``sld policy show FILE``: one row per allowed digest of each part, or the JSON form."""
     from sld.report import dump_json, table
 
     policy = load(args.policy)
@@ -101,6 +103,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """``sld policy export --format keylime FILE``: Keylime's tpm_policy JSON on stdout."""
     from sld.appraisal.keylime import tpm_policy
 
     print(json.dumps(tpm_policy(load(args.policy), args.bank)))

@@ -438,7 +438,7 @@ def log_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
     if fmt == LogFormat.CRYPTO_AGILE:
         return _agile_start(data, size, base, end)
     if size < _SHA1_HEAD.size:
-        raise FormatError("event log", f"only {size} bytes: not a TPM event log", offset=base)
+        raise FormatError("event log", f"only {count(size, 'byte')}: not a TPM event log", offset=base)
     header = LogHeader(LogFormat.TCG_SHA1, (("sha1", 20),))
     return LogStart(header, Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
                   size if end is None else min(end, size))

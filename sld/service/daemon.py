@@ -344,8 +344,8 @@ class Daemon:
             log.error("quarantine: %s", err)
             return False
         if lifted:
-            event("quarantine", f"quarantine lifted: {lifted} filters no longer configured (reload)", logging.INFO,
-                  action="lifted", trigger="reload")
+            event("quarantine", f"quarantine lifted: {count(lifted, 'filter')} no longer configured (reload)",
+                  logging.INFO, action="lifted", trigger="reload")
         return bool(lifted)
 
     def _export(self) -> None:
