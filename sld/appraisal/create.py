@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sld.appraisal.model import Group, Part, Policy, SinitPolicy
+from sld.errors import FormatError
 from sld.formats.acm import Acm
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import (
@@ -24,7 +25,7 @@ from sld.formats.names import (
     SLAUNCH,
     event_type_name,
 )
-from sld.replay import extends
+from sld.replay import capped, extends
 
 # type -> (group, part name, what it measures)  [SDG App. E; spec §4.4]
 TYPE_PARTS: dict[int, tuple[Group, str, str]] = {
@@ -91,7 +92,11 @@ def _unique(base: str, pcr: int, taken: set[str]) -> str:
 
 
 def parts_from_log(log: EventLog) -> tuple[Part, ...]:
-    """Every extending event of the DRTM PCRs, in log order, as a part allowing exactly its digests."""
+    """Every extending event of the DRTM PCRs, in log order, as a part allowing exactly its digests.
+
+    A capped digest (a bank the code could not hash) approves nothing, so that bank is left out of
+    the part; an event capped in every bank cannot be approved at all (FormatError).
+    """
     parts: list[Part] = []
     taken: set[str] = set()
     last: dict[int, str] = {}  # PCR -> the part measured last in it
@@ -103,7 +108,11 @@ def parts_from_log(log: EventLog) -> tuple[Part, ...]:
         name = _unique(base, ev.pcr, taken)
         taken.add(name)
         after = last.get(ev.pcr) if group == Group.HOST else None
-        parts.append(Part(name, group, ev.pcr, ev.type, {b: (bytes(d),) for b, d in ev.digests.items()}, text, after))
+        digests = {b: (bytes(d),) for b, d in ev.digests.items() if not capped(bytes(d))}
+        if not digests:
+            raise FormatError("DRTM event log", f"event {ev.index} ({ev.type_name}) is capped in every bank: "
+                              "it measured nothing a policy could approve", offset=ev.offset)
+        parts.append(Part(name, group, ev.pcr, ev.type, digests, text, after))
         last[ev.pcr] = name
     return tuple(parts)
 
@@ -133,9 +142,9 @@ def _digest_lines(part: Part) -> list[str]:
     return [f"{bank} = [{', '.join(json.dumps(d.hex()) for d in values)}]" for bank, values in part.digests.items()]
 
 
-def _part_toml(part: Part) -> str:
+def _part_toml(part: Part, note: str | None) -> str:
     _, _, doc = describe(part.type, part.text)
-    lines = [f"# {part.name}: {doc}", "[[part]]", f"name = {json.dumps(part.name)}",
+    lines = [f"# {part.name}: {doc}", *([f"# ({note})"] if note else []), "[[part]]", f"name = {json.dumps(part.name)}",
              f"group = {json.dumps(str(part.group))}", f"pcr = {part.pcr}",
              f"type = {json.dumps(event_type_name(part.type).removeprefix('EVTYPE_'))}"
              if not event_type_name(part.type).startswith("0x") else f"type = 0x{part.type:x}"]
@@ -157,8 +166,10 @@ def _sinit_toml(sinit: SinitPolicy) -> str:
             f"date = 0x{sinit.date:08x}  # {date[:4]}-{date[4:6]}-{date[6:]}\n")
 
 
-def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool = True) -> str:
-    """The TOML text of ``policy``'s parts in ``groups`` (and, with ``head``, [policy] and [sinit])."""
+def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool = True,
+           notes: Mapping[str, str] | None = None) -> str:
+    """The TOML text of ``policy``'s parts in ``groups`` (and, with ``head``, [policy] and [sinit]);
+    ``notes`` adds what the golden host showed about a part to its comment (e.g. the capabilities)."""
     out = [HEADER] if head else ["# sld appraisal policy drop-in: host-unique parts (see sld(8), POLICY).\n"]
     if head:
         out.append("[policy]\nversion = 1\nallow_extra = "
@@ -170,5 +181,5 @@ def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool
         if part.group != group:
             group = part.group
             out.append(f"# ---- {GROUP_DOC[group]}\n")
-        out.append(_part_toml(part))
+        out.append(_part_toml(part, (notes or {}).get(part.name)))
     return "\n".join(out)

@@ -21,7 +21,7 @@ from sld.errors import FormatError
 from sld.evidence.bundle import Evidence, Quote
 from sld.evidence.keys import EcKey, RsaKey
 from sld.formats.eventlog import EventLog, parse_log
-from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmSt
+from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
 from sld.replay import DRTM_PCRS, replay, unmeasured
 from sld.text import count
@@ -96,13 +96,12 @@ def _signature_problem(q: Quote, ak: RsaKey | EcKey) -> str | None:
     elif isinstance(ak, EcKey) and sig.sig_alg == TpmAlg.ECDSA:
         good = ak.verify_ecdsa_sha256(digest, int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
     else:
-        return f"{q.bank} quote: a {TpmAlg(sig.sig_alg).name} signature cannot be made by the {ak.kind} AK"
+        expected = "RSASSA" if isinstance(ak, RsaKey) else "ECDSA"
+        return f"{q.bank} quote: an {TpmAlg(sig.sig_alg).name} signature, where the {ak.kind} AK signs {expected}"
     return None if good else f"{q.bank} quote: the signature does not verify with the AK"
 
 
 def _ak_problems(evidence: Evidence, ak: RsaKey | EcKey) -> Iterable[str]:
-    from sld.formats.names import TpmEccCurve
-
     pub = evidence.ak_public
     if pub.type == TpmAlg.RSA:
         same = isinstance(ak, RsaKey) and (int.from_bytes(pub.unique[0], "big"), pub.exponent) == (ak.n, ak.e)
@@ -216,7 +215,7 @@ def appraise(evidence: Evidence, ak: RsaKey | EcKey, nonce: bytes, *, policy: Po
     quotes = evidence.quotes
     checks = [
         _outcome(CheckId.EVIDENCE_SIGNATURE, filter(None, (_signature_problem(q, ak) for q in quotes)),
-                 f"{len(quotes)} quote(s) signed by the {ak.kind} AK"),
+                 f"{count(len(quotes), 'quote')} signed by the {ak.kind} AK"),
         _outcome(CheckId.EVIDENCE_AK, _ak_problems(evidence, ak), "restricted signing key, fixedTPM, fixedParent"),
         _outcome(CheckId.EVIDENCE_MAGIC, (f"{q.bank} quote: magic 0x{q.attest.magic:08x}, not TPM_GENERATED"
                                           for q in quotes if q.attest.magic != TPM_GENERATED_VALUE),

@@ -23,7 +23,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
-from sld.errors import SldError
+from sld.errors import ConfigError, SldError
 from sld.quarantine.pcap import Insn
 
 INGRESS = 0xFFFFFFF2
@@ -75,6 +75,7 @@ class Filter:
 
     @property
     def ours(self) -> bool:
+        """sld's filter: cls_bpf at sld's preference and handle (the kernel keeps no owner or name)."""
         return self.kind == "bpf" and self.prio == PRIO and self.handle == HANDLE
 
     @property
@@ -104,8 +105,8 @@ def _ipr(netns: str | None) -> Iterator[IPRoute]:
 
 def _index(ipr: IPRoute, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise QuarantineError(f"no interface {ifname!r}")
+    if not found:  # a name in [quarantine] interfaces (or --interface) that this namespace lacks
+        raise ConfigError(f"no interface {ifname!r} here", key="quarantine.interfaces")
     return int(found[0])
 
 

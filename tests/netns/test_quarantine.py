@@ -211,6 +211,8 @@ def test_a_quarantine_that_cannot_work_is_refused_at_daemon_start(pair: tuple[st
         run = _in(server, "daemon", "--config", str(conf))
         assert run.returncode == 2 and key in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert tc.status("vB", netns=server) == []
+    by_hand = _in(server, "quarantine", "apply", "--interface", "vNone")
+    assert by_hand.returncode == 2 and "quarantine.interfaces" in by_hand.stderr and "vNone" in by_hand.stderr
 
 
 def _until(sock: str, check, what: str) -> dict:

@@ -179,3 +179,12 @@ def test_any_document_is_a_policy_or_a_config_error(doc: dict) -> None:
         assert str(err).startswith("fuzz.toml")
     else:
         assert isinstance(policy, Policy)
+
+
+def test_a_policy_from_a_capped_host_leaves_the_capped_bank_out() -> None:
+    log = log_of("capped-bank")
+    policy = create(log, None)
+    initrd = policy.part("initrd")
+    assert initrd is not None and set(initrd.digests) == {"sha1"} and set(policy.part("sinit").digests) == {
+        "sha1", "sha256"}
+    assert appraise(policy, log) == ()
