@@ -87,9 +87,13 @@ class Daemon:
 
         with self._attesting:
             try:
+                tpm = self.config.tpm
+                if self._attest_tpm is not None and self._attest_tpm.opened_as != (tpm.tcti, tpm.locality):
+                    self._attest_tpm.close()  # a reload changed [tpm]
+                    self._attest_tpm = None
                 if self._attest_tpm is None:
-                    self._attest_tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
-                                           timeout=self.config.tpm.timeout)
+                    self._attest_tpm = Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout)
+                self._attest_tpm.timeout = tpm.timeout
                 future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
                                           self.config.attest.ak_handle))
             except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
