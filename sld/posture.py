@@ -60,14 +60,17 @@ def _nothing_measured(log: EventLog, etype: int, nothing: bytes, check_id: Check
 
 
 def lcp(log: EventLog) -> Check:
+    """No launch control policy: LCP_CONTROL_HASH measured a zero u32 (SINIT launches any MLE)."""
     return _nothing_measured(log, EVTYPE_LCP_CONTROL_HASH, NO_LCP, CheckId.POSTURE_LCP, "LCP_CONTROL_HASH")
 
 
 def stm(log: EventLog) -> Check:
+    """No STM: STM_HASH measured a zero byte (SMM stays in the trusted computing base)."""
     return _nothing_measured(log, EVTYPE_STM_HASH, NO_STM, CheckId.POSTURE_STM, "STM_HASH")
 
 
 def capped_check(capped_pcrs: Mapping[int, tuple[str, ...]]) -> Check:
+    """Which banks are not measured in which PCRs (:func:`sld.replay.unmeasured`), one warning for all."""
     if not capped_pcrs:
         return Check(CheckId.PCR_CAPPED, CheckStatus.PASS, "every bank of every DRTM PCR is measured")
     by_bank: dict[str, list[int]] = {}

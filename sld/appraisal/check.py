@@ -22,6 +22,8 @@ from sld.replay import DRTM_PCRS, capped, extends
 
 
 class Problem(StrEnum):
+    """How a launch departs from a policy (JSON ``problem``, and the word in each failure's text)."""
+
     MISSING = "missing"
     DUPLICATED = "duplicated"
     OUT_OF_ORDER = "out-of-order"
@@ -47,6 +49,7 @@ class Finding:
 
     @property
     def detail(self) -> str:
+        """One line naming the part, the event (index, PCR, type, text) and both digests in full."""
         what = f"part {self.part}" if self.part else "an event no part names" if self.event is not None else "policy"
         where = f"PCR{self.pcr}" if self.pcr is not None else ""
         label = f"{self.type_name} {self.text!r}" if self.text else self.type_name
@@ -56,6 +59,7 @@ class Finding:
         return f"{what}: {self.problem} at {event}" + (f": {digests}" if digests else "")
 
     def evidence(self) -> dict[str, Any]:
+        """The finding as JSON values (the check's evidence)."""
         return {"problem": str(self.problem), "part": self.part, "pcr": self.pcr, "event": self.event,
                 "type": self.type_name, "text": self.text, "expected": {b: list(v) for b, v in self.expected.items()},
                 "found": dict(self.found)}

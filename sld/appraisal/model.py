@@ -81,6 +81,8 @@ class ExpectedEvent:
 
 @dataclass(frozen=True)
 class Policy:
+    """A whole policy: parts in measurement order, SINIT minimums, and the older form's rules."""
+
     parts: tuple[Part, ...] = ()
     sinit: SinitPolicy | None = None
     allow_extra: bool = False  # events no part names are tolerated
@@ -89,6 +91,7 @@ class Policy:
     path: str = ""
 
     def part(self, name: str) -> Part | None:
+        """The part called ``name``, if the policy has one."""
         return next((p for p in self.parts if p.name == name), None)
 
 
@@ -206,8 +209,7 @@ def from_toml(data: Mapping[str, Any], path: str) -> Policy:
         raise r.fail("", f"nested deeper than {MAX_DEPTH} levels: not a policy")
     r.table(data, "", SECTIONS)
     head = r.table(data.get("policy", {}), "policy", ("version", "allow_extra"))
-    if head.get("version", 1) != 1:
-        raise r.fail("policy.version", f"this sld reads policy version 1, not {head['version']!r}")
+    r.int_(head.get("version", 1), "policy.version", 1, 1)  # the one version this sld reads
     allow_extra = head.get("allow_extra", False)
     if not isinstance(allow_extra, bool):
         raise r.fail("policy.allow_extra", f"must be true or false, not {allow_extra!r}")

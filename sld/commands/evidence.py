@@ -11,6 +11,7 @@ import json
 import time
 
 from sld.errors import ConfigError
+from sld.evidence.build import nonce_from_hex
 from sld.evidence.bundle import load_evidence
 from sld.evidence.check import EvidenceVerdict, appraise
 from sld.evidence.keys import load_pem
@@ -20,19 +21,10 @@ if TYPE_CHECKING:
     import argparse
     from types import SimpleNamespace
 
-MIN_NONCE = 16  # bytes; sld attest refuses shorter ones, and a verifier must not make them
-
-
 def _nonce(value: str | None) -> bytes:
     if not value:
         raise ConfigError("the verifier's nonce is required with --evidence", key="--nonce")
-    try:
-        nonce = bytes.fromhex(value)
-    except ValueError:
-        raise ConfigError("not hex", key="--nonce") from None
-    if len(nonce) < MIN_NONCE:
-        raise ConfigError(f"{len(nonce)} bytes; a nonce has at least {MIN_NONCE}", key="--nonce")
-    return nonce
+    return nonce_from_hex(value)  # the rule sld attest holds the nonce to: hex, 16..64 bytes
 
 
 def _text(verdict: EvidenceVerdict) -> str:

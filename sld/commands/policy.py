@@ -47,7 +47,9 @@ def run_create(args: argparse.Namespace) -> int:
         return 1
     policy = create(snap.log, snap.acm)
     host = args.host or str(Path(f"{args.output}.d") / "host.toml")
-    _write(args.output, render(policy, (Group.PLATFORM, Group.OS)))
+    caps = snap.heap.os_sinit_data.fields.get("capabilities") if snap.heap else None
+    notes = {"os-sinit-caps": f"OsSinitData.Capabilities was 0x{caps:x} on the golden host"} if caps else {}
+    _write(args.output, render(policy, (Group.PLATFORM, Group.OS), notes=notes))
     written = [args.output]
     if any(p.group == Group.HOST for p in policy.parts):
         _write(host, render(policy, (Group.HOST,), head=False))
@@ -59,6 +61,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    """``sld policy merge A B -o C``: C allows what A or B allows (drop-ins of A and B included)."""
     a, b = (load(p) for p in args.policies)
     merged = merge(a, b)
     _write(args.output, render(merged))
@@ -73,6 +76,7 @@ def _rows(policy: Policy) -> list[tuple[str, ...]]:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    """``sld policy show FILE``: one row per allowed digest of each part, or the JSON form."""
     from sld.report import dump_json, table
 
     policy = load(args.policy)
@@ -101,6 +105,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """``sld policy export --format keylime FILE``: Keylime's tpm_policy JSON on stdout."""
     from sld.appraisal.keylime import tpm_policy
 
     print(json.dumps(tpm_policy(load(args.policy), args.bank)))

@@ -74,7 +74,7 @@ class EcKey:
             return False
         w = pow(s, -1, N)
         e = int.from_bytes(digest, "big")
-        point = _add(_multiply(G, e * w % N), _multiply((self.x, self.y), r * w % N))
+        point = _affine(_linear(e * w % N, G, r * w % N, (self.x, self.y)))
         return point is not None and point[0] % N == r
 
 
@@ -120,19 +120,17 @@ def _affine(p: _Jacobian) -> Point:
     return p[0] * zz % P, p[1] * zz * zinv % P
 
 
-def _multiply(point: tuple[int, int], k: int) -> _Jacobian:
+def _linear(k1: int, p1: tuple[int, int], k2: int, p2: tuple[int, int]) -> _Jacobian:
+    """k1*P1 + k2*P2 in one pass of doublings over both scalars' bits (Shamir's trick)."""
+    j1, j2 = (p1[0], p1[1], 1), (p2[0], p2[1], 1)
+    addends = {1: j1, 2: j2, 3: _add_jacobian(j1, j2)}
     result: _Jacobian = (1, 1, 0)
-    addend: _Jacobian = (point[0], point[1], 1)
-    while k:
-        if k & 1:
-            result = _add_jacobian(result, addend)
-        addend = _double(addend)
-        k >>= 1
+    for bit in range(max(k1.bit_length(), k2.bit_length()) - 1, -1, -1):
+        result = _double(result)
+        pick = (k1 >> bit & 1) | (k2 >> bit & 1) << 1
+        if pick:
+            result = _add_jacobian(result, addends[pick])
     return result
-
-
-def _add(p: _Jacobian, q: _Jacobian) -> Point:
-    return _affine(_add_jacobian(p, q))
 
 
 # ---- PEM / DER ----------------------------------------------------------------------------------

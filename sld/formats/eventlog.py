@@ -1,7 +1,7 @@
 """TPM event logs: the TPM 1.2 TXT event container, the TCG SHA-1 log and the TCG crypto-agile log.
 
 One walk over the records, whichever the format (spec §4.1, §4.3; SDG App. G; TCG PC Client PFP §10):
-its stop rules and record rules are written once, in :func:`walk`, and a *head reader* per format
+its stop rules and record rules are written once, in :class:`Walk`, and a *head reader* per format
 says where one record's head ends and what it holds. The fast readers here use ``struct``; the
 construct declarations in :mod:`sld.formats.tcg` give the reference readers the same walk is run with
 in the tests (corpus, built logs, hypothesis and fuzz input), so the two cannot drift apart.
@@ -438,7 +438,7 @@ def log_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
     if fmt == LogFormat.CRYPTO_AGILE:
         return _agile_start(data, size, base, end)
     if size < _SHA1_HEAD.size:
-        raise FormatError("event log", f"only {size} bytes: not a TPM event log", offset=base)
+        raise FormatError("event log", f"only {count(size, 'byte')}: not a TPM event log", offset=base)
     header = LogHeader(LogFormat.TCG_SHA1, (("sha1", 20),))
     return LogStart(header, Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
                   size if end is None else min(end, size))

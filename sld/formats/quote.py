@@ -2,9 +2,11 @@
 
 :mod:`sld.formats.tpm2` declares them with construct, and that declaration is the reference; this
 reader exists because importing construct costs a cold ``sld verify --evidence`` more than all of
-its checks (benchmarks/verify_evidence.py). tests/unit/test_quote_reader.py holds the two to the
-same fields on every structure a real TPM returned (swtpm through tpm2-tools) and on built ones,
-and to the same refusals on truncated or padded ones. Field names are those of TPM 2.0 Part 2.
+its checks (benchmarks/verify_evidence.py). Tests hold the two to the same fields on structures a
+real TPM returned (tests/swtpm/test_tpm2_formats.py: swtpm through tpm2-tools) and on built ones,
+and to the same refusals of every truncation and of trailing bytes (tests/unit/test_quote_reader.py).
+Field names are those of TPM 2.0 Part 2. The PCR-bitmap and Name helpers live here too, for the same
+reason: the verifier and ``sld attest`` use them without construct.
 """
 
 from __future__ import annotations

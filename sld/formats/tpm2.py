@@ -2,9 +2,9 @@
 
 Section numbers are those of TPM 2.0 Library Part 2 "Structures" (rev 1.59). The TPM marshals
 every integer big-endian (Part 1 §18.2); a TPM2B is a UINT16 size followed by that many bytes
-(§10.4); a union is selected by the algorithm or tag that precedes it (§10.1). ``sld attest``
-parses what the TPM returned with these declarations, the verifier parses evidence with them, and
-the tests build quotes and keys with them.
+(§10.4); a union is selected by the algorithm or tag that precedes it (§10.1). ``sld ak`` builds
+its key templates with these declarations and the tests build quotes and keys with them; they are
+the reference the verifier's construct-free reader (:mod:`sld.formats.quote`) is held to.
 
 ``TPMS_ATTEST.magic`` is declared as a plain UINT32, not a ``Const``: an attest with another magic
 must reach the verifier, which reports it as its own check (a forged attest signed with an

@@ -33,6 +33,7 @@ class SimEvent:
 
 
 def measure(data: bytes, banks: tuple[str, ...]) -> dict[str, bytes]:
+    """H(data) in every bank: how the ACM and the kernel measure."""
     return {bank: hashlib.new(bank, data).digest() for bank in banks}
 
 
@@ -76,6 +77,8 @@ class Appraisal:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A named platform and the verdicts sld must reach on it, with and without clean's policy."""
+
     name: str
     description: str
     verdict: str  # verified | failed | not-launched
@@ -136,6 +139,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 
 def scenario(name: str) -> Scenario:
+    """The scenario called ``name``; an unknown name is a ConfigError (exit 2)."""
     for s in SCENARIOS:
         if s.name == name:
             return s
@@ -212,5 +216,6 @@ def window_events(spec: PlatformSpec, layout: str) -> list[SimEvent]:
 
 
 def events_for(spec: PlatformSpec, layout: str) -> list[SimEvent]:
+    """The whole launch's log records, in the order the ACM and then the kernel write them."""
     return sinit_events(spec) + window_events(spec, layout)
 

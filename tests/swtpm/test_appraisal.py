@@ -132,6 +132,8 @@ def test_policy_show_lists_every_part(clean_policy: Path) -> None:
     for part in ("sinit", "mle", "initrd", "cmdline", "slr-table"):
         assert any(line.split()[0] == part for line in run.stdout.splitlines()[2:])
     assert "TxtSvn >= 5" in run.stdout
+    text = clean_policy.read_text()
+    assert "OsSinitData.Capabilities was 0x227" in text and "# sinit: the SINIT ACM" in text
     shown = json.loads(sld("policy", "show", str(clean_policy), "--json").stdout)
     assert shown["sinit"]["txt_svn"] == 5 and {p["group"] for p in shown["parts"]} == {"platform", "os", "host"}
 

@@ -1,8 +1,9 @@
 """units/sld.service under a real systemd as PID 1 (systemd-nspawn on a debootstrap'd Debian root):
-active only after READY, the verdict in StatusText, structured journal fields, and a hung main loop
-killed by the watchdog and restarted. The container shares the host's network namespace only to reach
-the simulator's swtpm on 127.0.0.1; it touches no interface. The image is bound at /srv/sim because
-the unit's PrivateTmp hides the host's /tmp.
+active only after READY, the verdict in StatusText, structured journal fields, deferred extends
+performed under the unit's sandbox (the extend lock), and a hung main loop killed by the watchdog
+and restarted. The container shares the host's network namespace only to reach the simulator's
+swtpm on 127.0.0.1; it touches no interface. The image is bound at /srv/sim because the unit's
+PrivateTmp hides the host's /tmp.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ Type=oneshot
 ExecStart=/bin/sh /out/check.sh
 """
 DROP_IN = """[Service]
-# The test's interpreter and checkout are bind-mounted from the host (under /root, and wherever the
+# The test's interpreter, venv and checkout are bind-mounted from the host (under /root, and wherever the
 # checkout is: the unit's PrivateTmp would hide a checkout under /tmp, so it is bound back in).
 ProtectHome=no
-BindReadOnlyPaths={root}
+BindReadOnlyPaths={root} {venv}
+Environment=PYTHONPATH={root}
 WatchdogSec=3s
 RestartSec=1s
 """
@@ -61,14 +63,14 @@ def props(path: Path) -> dict[str, str]:
 def test_service_under_systemd(rootfs: Path, tmp_path: Path) -> None:
     sld = Path(sys.executable).parent / "sld"
     sim = tmp_path / "sim"
-    up = subprocess.run([sys.executable, "-m", "sld.cli", "sim", "up", "--scenario", "clean", "--dir", str(sim),
-                         "--json"], capture_output=True, text=True, check=True)
+    up = subprocess.run([sys.executable, "-m", "sld.cli", "sim", "up", "--scenario", "partial-extend", "--dir",
+                         str(sim), "--json"], capture_output=True, text=True, check=True)
     info = json.loads(up.stdout)
     units = tmp_path / "units"
     (units / "multi-user.target.wants").mkdir(parents=True)
     (units / "sld.service").write_text((ROOT / "units" / "sld.service").read_text().replace("/usr/bin/sld", str(sld)))
     (units / "sld.service.d").mkdir()
-    (units / "sld.service.d" / "test.conf").write_text(DROP_IN.format(root=ROOT))
+    (units / "sld.service.d" / "test.conf").write_text(DROP_IN.format(root=ROOT, venv=sys.prefix))
     (units / "sld-check.service").write_text(CHECK_UNIT)
     for unit in ("sld.service", "sld-check.service"):
         (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")
@@ -81,7 +83,8 @@ def test_service_under_systemd(rootfs: Path, tmp_path: Path) -> None:
     try:
         run = subprocess.run(
             ["systemd-nspawn", "-D", str(rootfs), "-b", "-q", "--register=no", "--keep-unit", "--console=passive",
-             "--volatile=overlay", "--bind-ro=/root/.pyenv", f"--bind-ro={ROOT}", f"--bind-ro={sim}:/srv/sim",
+             "--volatile=overlay", "--bind-ro=/root/.pyenv", f"--bind-ro={ROOT}", f"--bind-ro={sys.prefix}",
+             f"--bind-ro={sim}:/srv/sim",
              f"--bind-ro={units}:/etc/systemd/system", f"--bind-ro={conf}:/etc/sld/sld.toml", f"--bind={out}:/out"],
             capture_output=True, text=True, timeout=180)
     finally:
@@ -95,6 +98,9 @@ def test_service_under_systemd(rootfs: Path, tmp_path: Path) -> None:
     assert verdicts and verdicts[0]["MESSAGE_ID"] and verdicts[0]["SLD_SOURCE"] == "image:/srv/sim/phys.img"
     started = next(i for i, r in enumerate(records) if "Started" in r.get("MESSAGE", ""))
     assert records.index(verdicts[0]) < started  # active only after READY, which follows the first verdict
+    # The 17 deferred events, extended under the unit's sandbox (PrivateTmp, ProtectSystem=strict,
+    # RestrictAddressFamilies): the extend lock's abstract socket and /run/sld file work there.
+    assert any(r.get("MESSAGE") == "extended 17 deferred events" for r in records), [r.get("MESSAGE") for r in records]
     journal = (out / "journal.txt").read_text()
     assert "Watchdog timeout" in journal
     assert int(after["NRestarts"]) >= 1 and after["ActiveState"] == "active"

@@ -145,7 +145,8 @@ def test_bad_evidence_names_the_key(tmp_path: Path, rsa_ak: SoftAk, capsys: pyte
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--nonce", "00" * 8], "--nonce: 8 bytes; a nonce has at least 16"),
+    (["--nonce", "00" * 8], "--nonce: 8 bytes; the verifier's nonce must be 16..64 bytes"),
+    (["--nonce", "00" * 65], "--nonce: 65 bytes; the verifier's nonce must be 16..64 bytes"),
     (["--nonce", "zz"], "--nonce: not hex"),
     (["--ak", "/nonexistent.pem"], "/nonexistent.pem:--ak: cannot read the AK"),
 ])
@@ -282,3 +283,13 @@ def test_previous_evidence_of_another_ak_is_no_history(rsa_ak: SoftAk) -> None:
     current = parse_evidence(json.dumps(synthetic(rsa_ak, NONCE, clock=5000)))
     freshness = appraise(current, _key(rsa_ak), NONCE, previous=previous).checks[-1]
     assert freshness.status == "fail" and "another AK" in freshness.detail
+
+
+def test_text_names_the_first_failure_then_every_check(tmp_path: Path, rsa_ak: SoftAk,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert verify(tmp_path, synthetic(rsa_ak, NONCE), rsa_ak, nonce=bytes(32)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("evidence: failed (evidence.nonce: sha1 quote: extraData ")
+    assert [line.split()[:2] for line in lines[1:3]] == [["evidence.signature", "pass"], ["evidence.ak", "pass"]]
+    assert ["evidence.nonce", "fail"] in [line.split()[:2] for line in lines]
+    assert [line.split() for line in lines[-2:]] == [["bank", "sha1", "match"], ["bank", "sha256", "match"]]

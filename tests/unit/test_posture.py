@@ -16,13 +16,16 @@ from sld.errors import ConfigError, FormatError
 from sld.formats._util import Region
 from sld.formats.acm import HEADER_SIZE, AcmHeader, looks_like_acm, parse_acm
 from sld.formats.eventlog import parse_log
+from sld.formats.names import EVTYPE_CAP_VALUE
 from sld.formats.registers import TXT_PUB_BASE, parse_registers
+from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.platform.source import open_source
 from sld.replay import unmeasured
 from sld.sim.builder import SINIT_BASE, build_platform
-from sld.sim.scenarios import scenario, sinit_image
+from sld.sim.scenarios import SimEvent, events_for, measure, scenario, sinit_image
 from sld.statedir import read_record, write_record
-from sld.vocab import CheckId, CheckStatus
+from sld.verify import PcrState, _pcr_check
+from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus
 from tests.roundtrip import assert_declaration_round_trip
 
 
@@ -134,3 +137,14 @@ def test_an_older_form_policy_says_nothing_about_the_sinit(tmp_path: Path) -> No
     path = tmp_path / "old.toml"
     path.write_text(f'[pcrs.sha256]\n17 = "{"ab" * 32}"\n')
     assert posture.sinit_policy(load(str(path)), log, None).status == CheckStatus.SKIP
+
+
+def test_a_cap_value_event_leaves_its_pcr_not_measured_in_every_bank() -> None:
+    spec = scenario("clean").spec
+    events = [*events_for(spec, "v16"), SimEvent(18, EVTYPE_CAP_VALUE, b"\x01", measure(b"\x01", spec.banks))]
+    log = parse_log(build_crypto_agile(spec.banks, [NewEvent(e.pcr, e.type, e.digests, e.data) for e in events]))
+    assert unmeasured(log, spec.banks) == {18: ("sha1", "sha256")}
+    state = PcrState(18, PcrStatus.MATCH, (), 0, {}, {"sha1": b"", "sha256": b""}, ("sha1", "sha256"))
+    assert state.bank_status("sha1") == PcrStatus.NOT_MEASURED
+    check = _pcr_check((state,), Mode.AUTO)
+    assert check.status == CheckStatus.FAIL and "PCR18 not measured in any bank" in check.detail
