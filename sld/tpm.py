@@ -90,6 +90,7 @@ class Tpm:
     def __init__(self, tcti: str = DEFAULT_TCTI, *, locality: int | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.tcti_string = tcti
+        self.opened_as = (tcti, locality)
         self.timeout = timeout
         self.commands = 0
         self._banks: tuple[str, ...] | None = None
