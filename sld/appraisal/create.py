@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sld.appraisal.model import Group, Part, Policy, SinitPolicy
 from sld.errors import FormatError
@@ -142,9 +142,9 @@ def _digest_lines(part: Part) -> list[str]:
     return [f"{bank} = [{', '.join(json.dumps(d.hex()) for d in values)}]" for bank, values in part.digests.items()]
 
 
-def _part_toml(part: Part) -> str:
+def _part_toml(part: Part, note: str | None) -> str:
     _, _, doc = describe(part.type, part.text)
-    lines = [f"# {part.name}: {doc}", "[[part]]", f"name = {json.dumps(part.name)}",
+    lines = [f"# {part.name}: {doc}", *([f"# ({note})"] if note else []), "[[part]]", f"name = {json.dumps(part.name)}",
              f"group = {json.dumps(str(part.group))}", f"pcr = {part.pcr}",
              f"type = {json.dumps(event_type_name(part.type).removeprefix('EVTYPE_'))}"
              if not event_type_name(part.type).startswith("0x") else f"type = 0x{part.type:x}"]
@@ -166,8 +166,10 @@ def _sinit_toml(sinit: SinitPolicy) -> str:
             f"date = 0x{sinit.date:08x}  # {date[:4]}-{date[4:6]}-{date[6:]}\n")
 
 
-def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool = True) -> str:
-    """The TOML text of ``policy``'s parts in ``groups`` (and, with ``head``, [policy] and [sinit])."""
+def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool = True,
+           notes: Mapping[str, str] | None = None) -> str:
+    """The TOML text of ``policy``'s parts in ``groups`` (and, with ``head``, [policy] and [sinit]);
+    ``notes`` adds what the golden host showed about a part to its comment (e.g. the capabilities)."""
     out = [HEADER] if head else ["# sld appraisal policy drop-in: host-unique parts (see sld(8), POLICY).\n"]
     if head:
         out.append("[policy]\nversion = 1\nallow_extra = "
@@ -179,5 +181,5 @@ def render(policy: Policy, groups: Iterable[Group] = tuple(Group), *, head: bool
         if part.group != group:
             group = part.group
             out.append(f"# ---- {GROUP_DOC[group]}\n")
-        out.append(_part_toml(part))
+        out.append(_part_toml(part, (notes or {}).get(part.name)))
     return "\n".join(out)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -46,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
         return inspect_source(args)  # a log from a source is found by discover, then shown by show_log
     source = f"file:{args.file}"
-    with _open_log_file(args.file) as (size, read):
+    with _LogFile(args.file) as file:
         def walk() -> tuple[LogHeader, Iterator[Event]]:
-            os.lseek(read.fd, 0, os.SEEK_SET)
-            return stream_log(iter(partial(read, CHUNK), b""), size)
+            os.lseek(file.fd, 0, os.SEEK_SET)
+            return stream_log(iter(partial(file.read, CHUNK), b""), file.size)
 
         _render(walk, args, source)
     return 0
@@ -60,40 +59,31 @@ def show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
     _render(lambda: (log, iter(log.events)), args, source)
 
 
-class _Reader:
-    """``read(n)`` on a descriptor, with its errors typed."""
+class _LogFile:
+    """A regular file (sld.platform.files: a FIFO, /dev/zero, a link to either is refused with a typed
+    error, never a hang or a MemoryError; issue 17) of at most MAX_LOG_FILE bytes, read by ``read(n)``."""
 
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd, self.path = fd, path
+    def __init__(self, path: str) -> None:
+        from sld.platform.files import open_regular
 
-    def __call__(self, n: int) -> bytes:
+        self.path = path
+        self.fd = open_regular(path, path, follow=True)  # a link a user gives is followed, to a regular file
+        self.size = os.fstat(self.fd).st_size
+        if self.size > MAX_LOG_FILE:
+            os.close(self.fd)
+            raise SourceError(f"cannot read: larger than {MAX_LOG_FILE} bytes", source=path)
+
+    def read(self, n: int) -> bytes:
         try:
             return os.read(self.fd, n)
         except OSError as err:
             raise SourceError(f"cannot read: {err.strerror}", source=self.path) from None
 
-
-class _open_log_file:  # noqa: N801  (used as a context manager, like open())
-    """A regular file of at most MAX_LOG_FILE bytes, opened without blocking (a FIFO, /dev/zero, a link
-    to either: refused with a typed error, never a hang or a MemoryError; issue 17)."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-        except OSError as err:
-            raise SourceError(f"cannot read: {err.strerror}", source=path) from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LOG_FILE:
-            os.close(fd)
-            why = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"larger than {MAX_LOG_FILE} bytes"
-            raise SourceError(f"cannot read: {why}", source=path)
-        self.size, self.reader = st.st_size, _Reader(fd, path)
-
-    def __enter__(self) -> tuple[int, _Reader]:
-        return self.size, self.reader
+    def __enter__(self) -> _LogFile:
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.reader.fd)
+        os.close(self.fd)
 
 
 def _render(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], args: argparse.Namespace, source: str) -> None:

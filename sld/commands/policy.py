@@ -47,7 +47,9 @@ def run_create(args: argparse.Namespace) -> int:
         return 1
     policy = create(snap.log, snap.acm)
     host = args.host or str(Path(f"{args.output}.d") / "host.toml")
-    _write(args.output, render(policy, (Group.PLATFORM, Group.OS)))
+    caps = snap.heap.os_sinit_data.fields.get("capabilities") if snap.heap else None
+    notes = {"os-sinit-caps": f"OsSinitData.Capabilities was 0x{caps:x} on the golden host"} if caps else {}
+    _write(args.output, render(policy, (Group.PLATFORM, Group.OS), notes=notes))
     written = [args.output]
     if any(p.group == Group.HOST for p in policy.parts):
         _write(host, render(policy, (Group.HOST,), head=False))

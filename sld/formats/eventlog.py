@@ -1,7 +1,7 @@
 """TPM event logs: the TPM 1.2 TXT event container, the TCG SHA-1 log and the TCG crypto-agile log.
 
 One walk over the records, whichever the format (spec §4.1, §4.3; SDG App. G; TCG PC Client PFP §10):
-its stop rules and record rules are written once, in :func:`walk`, and a *head reader* per format
+its stop rules and record rules are written once, in :class:`Walk`, and a *head reader* per format
 says where one record's head ends and what it holds. The fast readers here use ``struct``; the
 construct declarations in :mod:`sld.formats.tcg` give the reference readers the same walk is run with
 in the tests (corpus, built logs, hypothesis and fuzz input), so the two cannot drift apart.
@@ -118,6 +118,7 @@ class Walk:
         while True:
             if common is not None:  # a run of common records, to which no rule below applies
                 unpack, fsize, shape, expected, pcr_type_size, digests_of, banks = common.parts()
+                pair, first, second = len(banks) == 2, banks[0], banks[-1]  # one bank: listed twice
                 while off + fsize <= limit:
                     head = unpack(data, off)
                     if shape is not None and shape(head) != expected:
@@ -126,7 +127,11 @@ class Walk:
                     end = off + fsize + size
                     if end > limit or (stop_at_zero and etype == 0 and size == 0):
                         break
-                    named = dict(zip(banks, digests_of(head), strict=True))
+                    if pair:  # a dict display: three times quicker than dict(zip()), the walk's largest cost
+                        digest, other = digests_of(head)
+                        named = {first: digest, second: other}
+                    else:
+                        named = dict(zip(banks, digests_of(head)))  # noqa: B905  (as many as the layout has)
                     yield _new_event(Event, (index, base + off, pcr, etype, named, data[end - size : end]))
                     index += 1
                     off = end

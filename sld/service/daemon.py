@@ -15,7 +15,9 @@ Everything others read is one frozen DaemonStatus (sld.service.state), replaced 
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import socket
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -34,13 +36,26 @@ from sld.verify import Verdict, verify_source
 from sld.vocab import DaemonState, Result
 
 TICK = 5.0  # the main loop's longest sleep: a fifth of the unit's WatchdogSec=30s at most
+NOTIFY_TIMEOUT = 1.0
 
 
 def notify(message: str) -> None:
-    """sd_notify through systemd-python (a no-op without NOTIFY_SOCKET)."""
-    from systemd import daemon as sd
+    """sd_notify(3): one datagram to $NOTIFY_SOCKET ('@' names the abstract namespace); none without it.
 
-    sd.notify(message)
+    Sent through the socket module with a timeout (NOTIFY_TIMEOUT), which releases the GIL while it
+    waits: a notify socket whose reader is slow (a busy PID 1, a test that stops reading) delays only
+    the sending thread, for a bounded time, and the message is dropped (a WATCHDOG=1 less). systemd-
+    python's notify() blocks in sendmsg() holding the GIL, which froze the control socket with it.
+    """
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(NOTIFY_TIMEOUT)
+        try:
+            sock.sendto(message.encode(), "\0" + path[1:] if path.startswith("@") else path)
+        except OSError as err:
+            log.debug("sd_notify %s not sent: %s", message.partition("=")[0], err)
 
 
 class Daemon:
@@ -87,9 +102,13 @@ class Daemon:
 
         with self._attesting:
             try:
+                tpm = self.config.tpm
+                if self._attest_tpm is not None and self._attest_tpm.opened_as != (tpm.tcti, tpm.locality):
+                    self._attest_tpm.close()  # a reload changed [tpm]
+                    self._attest_tpm = None
                 if self._attest_tpm is None:
-                    self._attest_tpm = Tpm(self.config.tpm.tcti, locality=self.config.tpm.locality,
-                                           timeout=self.config.tpm.timeout)
+                    self._attest_tpm = Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout)
+                self._attest_tpm.timeout = tpm.timeout
                 future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
                                           self.config.attest.ak_handle))
             except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
@@ -322,6 +341,8 @@ class Daemon:
             return
         if new.control.socket != self.config.control.socket:
             log.warning("[control] socket changed: the new path is used after a restart")
+        if new.metrics != self.config.metrics:
+            log.warning("[metrics] changed: the listener (address, TLS, users, allow) is rebound after a restart")
         lifted = self._release_quarantine(new.quarantine)
         self.config = replace(new, path=self.config.path)
         self.quarantine = quarantine

@@ -135,7 +135,7 @@ def test_activate_answers_tpm2_makecredential_only_for_this_ak(swtpm: Swtpm, tmp
     assert bad.returncode == 1 and "tpm2_makecredential file" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def _check_evidence(evidence: dict[str, Any], tcti: str, tmp_path: Path) -> None:
+def check_evidence(evidence: dict[str, Any], tcti: str, tmp_path: Path) -> None:
     """Every quote passes tpm2_checkquote (AK PEM, nonce); its digest covers the reported PCRs, which are the
     TPM's (tpm2_pcrread); the log in the evidence replays to them."""
     assert evidence["schema"] == 1 and evidence["kind"] == "evidence" and evidence["nonce"] == NONCE.hex()
@@ -173,7 +173,7 @@ def test_attest_quotes_every_bank_and_both_verifiers_accept(two_banks: tuple[Pat
     assert run.returncode == 0 and not run.stdout, run.stderr
     evidence = json.loads(out.read_text())
     assert evidence["banks"] == ["sha1", "sha256"] and evidence["verdict"]["result"] == "verified"
-    _check_evidence(evidence, tpm.tcti, tmp_path)
+    check_evidence(evidence, tpm.tcti, tmp_path)
     # and sld's own remote verifier (sld.evidence.check) accepts what this host wrote
     checked = sld("verify", "--evidence", str(out), "--ak", str(tmp_path / "ak.pem"), "--nonce", NONCE.hex())
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -186,7 +186,7 @@ def test_attest_on_a_tpm_with_banks_the_log_lacks(sim: Sim, tmp_path: Path) -> N
     run = sld("attest", "--nonce", NONCE.hex(), "--source", f"image:{info['image']}", "--tcti", info["tcti"])
     evidence = _json(run)
     assert evidence["banks"] == ["sha1", "sha256", "sha384", "sha512"]
-    _check_evidence(evidence, info["tcti"], tmp_path)
+    check_evidence(evidence, info["tcti"], tmp_path)
 
 
 @pytest.mark.parametrize("nonce", ["", "00" * 15, "zz" * 16, "00" * 65])
@@ -222,7 +222,7 @@ def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Pat
         out = tmp_path / "evidence.json"
         run = sld("attest", "--nonce", NONCE.hex(), "--socket", str(sock), "-o", str(out))
         assert run.returncode == 0 and "in this process" not in run.stderr, run.stderr
-        _check_evidence(json.loads(out.read_text()), info["tcti"], tmp_path)
+        check_evidence(json.loads(out.read_text()), info["tcti"], tmp_path)
         short = sld("attest", "--nonce", "00" * 8, "--socket", str(sock))
         assert short.returncode == 2
     finally:

@@ -46,3 +46,29 @@ def test_each_supported_release_verifies_and_extends(sim: Sim, python: str, vers
                "--locality", "2", "--mode", "perform", "--json")
     verdict = json.loads(run.stdout)
     assert run.returncode == 0 and verdict["result"] == "verified" and len(verdict["extended"]) == 17, run.stderr
+
+
+@pytest.mark.parametrize(("python", "version"), INTERPRETERS)
+def test_each_supported_release_enrols_an_ak_and_attests(sim: Sim, tmp_path: Path, python: str, version: str) -> None:
+    """The attestation commands' ESAPI calls (CreatePrimary, policy session, Create, Load, EvictControl,
+    ActivateCredential, Quote, ReadPublic) and MU types, under this release's binding."""
+    import base64
+
+    from tests.swtpm.test_attest import NONCE, check_evidence
+
+    info = sim.up("clean")
+    made = _sld(python, "ak", "create", "--tcti", info["tcti"], "--json")
+    assert made.returncode == 0, made.stderr
+    ak = json.loads(made.stdout)
+    ek, secret, cred = tmp_path / "ek.pub", b"secret of the enrolment 0123456", tmp_path / "challenge"
+    ek.write_bytes(base64.b64decode(ak["ek"]["public"]))
+    (tmp_path / "secret").write_bytes(secret)
+    subprocess.run(["tpm2_makecredential", "-T", "none", "-u", str(ek), "-s", str(tmp_path / "secret"),
+                    "-n", ak["ak"]["name"], "-o", str(cred)], check=True, capture_output=True)
+    activated = _sld(python, "ak", "activate", "--tcti", info["tcti"], "--credential", str(cred))
+    assert activated.returncode == 0 and activated.stdout.strip() == secret.hex(), activated.stderr
+    out = tmp_path / "evidence.json"
+    attested = _sld(python, "attest", "--nonce", NONCE.hex(), "--source", f"image:{info['image']}",
+                    "--tcti", info["tcti"], "-o", str(out))
+    assert attested.returncode == 0, attested.stderr
+    check_evidence(json.loads(out.read_text()), info["tcti"], tmp_path)

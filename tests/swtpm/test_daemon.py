@@ -64,12 +64,11 @@ socket = "{sim.root / 'control.sock'}"
 """
 
 
-@pytest.fixture
-def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
-    sim.up("unextended")
+def start(sim: Sim, tmp_path: Path, verify_keys: str = "") -> Running:
+    """``sld daemon`` on the scenario that is up, with its own NOTIFY_SOCKET; ``verify_keys`` join [verify]."""
     port = free_port_pair()
     conf = tmp_path / "sld.toml"
-    conf.write_text(config(sim, port))
+    conf.write_text(config(sim, port).replace("[verify]\n", f"[verify]\n{verify_keys}\n"))
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(0.5)
@@ -77,12 +76,22 @@ def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
     env.pop("JOURNAL_STREAM", None)
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], env=env,
                             stderr=subprocess.PIPE, text=True)
-    run = Running(proc, notify, sim.root, port, conf)
+    return Running(proc, notify, sim.root, port, conf)
+
+
+def stop(run: Running) -> None:
+    if run.proc.poll() is None:
+        run.proc.kill()
+    run.proc.wait()
+    run.notify.close()
+
+
+@pytest.fixture
+def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
+    sim.up("unextended")
+    run = start(sim, tmp_path)
     yield run
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    notify.close()
+    stop(run)
 
 
 def test_ready_after_the_first_verdict_then_watchdog_and_stopping(daemon: Running) -> None:
@@ -514,3 +523,42 @@ def test_failed_check_ids_are_the_same_in_json_metrics_and_journal(sim: Sim, tmp
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert f"failed_checks={','.join(failed)}" in proc.stderr.read()  # SLD_FAILED_CHECKS in the journal
+
+
+def test_idle_and_slow_control_clients_are_timed_out(daemon: Running) -> None:
+    """A client that sends nothing, and one that trickles a byte a second, are both closed once
+    REQUEST_TIMEOUT has passed since they connected: trickling does not extend the deadline."""
+    from sld.service.control import REQUEST_TIMEOUT
+
+    daemon.wait_for("READY=1")
+    idle, slow = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+    for s in (idle, slow):
+        s.settimeout(REQUEST_TIMEOUT + 5)
+        s.connect(str(daemon.root / "control.sock"))
+    start = time.monotonic()
+    slow.setblocking(False)
+    closed_at = None
+    while closed_at is None and time.monotonic() - start < REQUEST_TIMEOUT + 4:
+        try:
+            slow.send(b" ")
+            if slow.recv(1) == b"":
+                closed_at = time.monotonic() - start
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed_at = time.monotonic() - start
+        time.sleep(1)
+    assert closed_at is not None and REQUEST_TIMEOUT - 1 <= closed_at <= REQUEST_TIMEOUT + 3
+    assert idle.recv(1) == b""  # the idle one was closed too
+    assert daemon.ask("status")["state"] == "running"
+
+
+def test_a_notify_socket_nobody_reads_freezes_nothing(daemon: Running) -> None:
+    """The notify socket's queue fills when its reader stalls (10 datagrams by default): sd_notify is
+    dropped after a bounded wait, and the control socket and verification keep answering meanwhile."""
+    daemon.wait_for("READY=1")
+    time.sleep(8)  # STATUS= and WATCHDOG=1 every second, nobody reading
+    start = time.monotonic()
+    assert daemon.ask("status")["state"] == "running"
+    assert daemon.ask("verify")["exit_code"] == 0
+    assert time.monotonic() - start < 5
