@@ -140,10 +140,11 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     from sld.vocab import Mode
 
     ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
-                         description="With no option but --json and --socket the running daemon verifies and "
-                         "answers; with --local or any other option, or with no daemon answering, sld verifies "
-                         "in this process with the daemon's configuration file (--config), says so on stderr, "
-                         "and the options override its keys.",
+                         description="With no option but --json and --socket the running daemon verifies and\n"
+                         "answers (a degraded daemon is reported with its state and reason, and nothing is\n"
+                         "verified here). With --local or any other option, or with no daemon answering, sld\n"
+                         "verifies in this process with the daemon's configuration file (--config), the\n"
+                         "options over its keys, and says so on stderr.",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ver.set_defaults(handler="sld.commands.verify:run")
     ver.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")

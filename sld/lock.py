@@ -29,9 +29,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from sld.errors import LockError
+from sld.paths import DEFAULT_TCTI
 
 LOCK_DIR = "/run/sld"
-WAIT_S = 20.0  # an extend takes milliseconds; a holder this slow is stuck (and the TPM has its own timeouts)
+WAIT_S = 10.0  # an extend takes milliseconds: a holder this slow is stuck (below [verify] timeout, so this names it)
 _POLL_S = 0.01
 _PROBE_S = 0.2
 _SILENT_PROBES = 20  # bound but not listening for this many polls: a squatter, not an extender mid-bind
@@ -47,7 +48,7 @@ def tpm_identity(tcti: str) -> str:
     """
     name, _, conf = tcti.strip().partition(":")
     if name == "device":
-        path = os.path.realpath(conf or "/dev/tpmrm0")
+        path = os.path.realpath(conf or DEFAULT_TCTI.partition(":")[2])
         return "device:" + re.sub(r"^tpmrm(\d+)$", r"tpm\1", os.path.basename(path))
     if name in _TCP_DEFAULTS:
         opts = dict(kv.partition("=")[::2] for kv in conf.split(",") if kv)

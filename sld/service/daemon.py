@@ -341,6 +341,8 @@ class Daemon:
             return
         if new.control.socket != self.config.control.socket:
             log.warning("[control] socket changed: the new path is used after a restart")
+        if new.metrics != self.config.metrics:
+            log.warning("[metrics] changed: the listener (address, TLS, users, allow) is rebound after a restart")
         lifted = self._release_quarantine(new.quarantine)
         self.config = replace(new, path=self.config.path)
         self.quarantine = quarantine

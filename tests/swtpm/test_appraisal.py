@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sld.sim.scenarios import SCENARIOS, Scenario
-from sld.sim.swtpm import free_port_pair
 from tests.swtpm.conftest import Sim, sld
-from tests.swtpm.test_daemon import Running, config
+from tests.swtpm.test_daemon import start, stop
 
 
 @pytest.fixture(scope="module")
@@ -152,26 +148,12 @@ def test_securityfs_policy_rests_on_hash_start(sim: Sim, tmp_path: Path) -> None
     assert os.path.exists(f"{out}.d/host.toml")
 
 
-def start_daemon(sim: Sim, tmp_path: Path, verify_keys: str) -> Running:
-    port = free_port_pair()
-    conf = tmp_path / "sld.toml"
-    conf.write_text(config(sim, port).replace("[verify]\n", f"[verify]\n{verify_keys}\n"))
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(0.5)
-    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
-    env.pop("JOURNAL_STREAM", None)
-    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], env=env,
-                            stderr=subprocess.PIPE, text=True)
-    return Running(proc, notify, sim.root, port, conf)
-
-
 @pytest.mark.parametrize(("scenario", "verified"), [("clean", True), ("wrong-kernel", False), ("capped-bank", False)])
 def test_the_daemon_appraises_with_its_configured_policy_and_state_dir(sim: Sim, clean_policy: Path, tmp_path: Path,
                                                                        scenario: str, verified: bool) -> None:
     sim.up(scenario)
     state = tmp_path / "state"
-    daemon = start_daemon(sim, tmp_path, f'policy = "{clean_policy}"\nstate_dir = "{state}"')
+    daemon = start(sim, tmp_path, f'policy = "{clean_policy}"\nstate_dir = "{state}"')
     try:
         daemon.wait_for("READY=1")
         text = daemon.scrape()
@@ -183,6 +165,4 @@ def test_the_daemon_appraises_with_its_configured_policy_and_state_dir(sim: Sim,
         assert f'sld_pcr_measured{{bank="sha256",pcr="18"}} {measured}' in text
         assert 'sld_pcr_measured{bank="sha1",pcr="18"} 1.0' in text
     finally:
-        daemon.proc.kill()
-        daemon.proc.wait()
-        daemon.notify.close()
+        stop(daemon)

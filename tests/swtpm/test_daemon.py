@@ -64,12 +64,11 @@ socket = "{sim.root / 'control.sock'}"
 """
 
 
-@pytest.fixture
-def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
-    sim.up("unextended")
+def start(sim: Sim, tmp_path: Path, verify_keys: str = "") -> Running:
+    """``sld daemon`` on the scenario that is up, with its own NOTIFY_SOCKET; ``verify_keys`` join [verify]."""
     port = free_port_pair()
     conf = tmp_path / "sld.toml"
-    conf.write_text(config(sim, port))
+    conf.write_text(config(sim, port).replace("[verify]\n", f"[verify]\n{verify_keys}\n"))
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(0.5)
@@ -77,12 +76,22 @@ def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
     env.pop("JOURNAL_STREAM", None)
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)], env=env,
                             stderr=subprocess.PIPE, text=True)
-    run = Running(proc, notify, sim.root, port, conf)
+    return Running(proc, notify, sim.root, port, conf)
+
+
+def stop(run: Running) -> None:
+    if run.proc.poll() is None:
+        run.proc.kill()
+    run.proc.wait()
+    run.notify.close()
+
+
+@pytest.fixture
+def daemon(sim: Sim, tmp_path: Path) -> Iterator[Running]:
+    sim.up("unextended")
+    run = start(sim, tmp_path)
     yield run
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    notify.close()
+    stop(run)
 
 
 def test_ready_after_the_first_verdict_then_watchdog_and_stopping(daemon: Running) -> None:

@@ -4,6 +4,7 @@ and a SIGHUP with such a file keeps the daemon and its old configuration."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,23 +125,43 @@ def test_control_group_without_cap_chown_is_refused_at_start(tmp_path: Path) -> 
     assert not (tmp_path / "control.sock").exists()
 
 
-def test_sighup_with_2000_deep_nesting_is_refused_and_the_daemon_keeps_running(tmp_path: Path) -> None:
-    conf = daemon_config(tmp_path)
+@contextlib.contextmanager
+def running(conf: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """The daemon after READY=1 (a real NOTIFY_SOCKET: signal handlers are installed before READY); its
+    stderr lands in the list once it has stopped."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(20)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
     proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
                             stderr=subprocess.PIPE, text=True, env=env)
+    stderr: list[str] = []
     try:
-        while b"READY=1" not in notify.recv(4096):  # signal handlers are installed before READY
+        while b"READY=1" not in notify.recv(4096):
             pass
-        conf.write_text(conf.read_text() + DEEP)
+        yield proc, stderr
+    finally:
+        proc.terminate()
+        stderr.append(proc.communicate(timeout=20)[1])
+        notify.close()
+
+
+def reload_with(edit: Callable[[str], str], tmp_path: Path) -> str:
+    """Start the daemon, rewrite its file with ``edit``, SIGHUP, check it lives on, stop: its stderr."""
+    conf = daemon_config(tmp_path)
+    with running(conf, tmp_path) as (proc, stderr):
+        conf.write_text(edit(conf.read_text()))
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)
         assert proc.poll() is None
-    finally:
-        proc.terminate()
-        err = proc.communicate(timeout=20)[1]
-        notify.close()
+    return stderr[0]
+
+
+def test_sighup_with_2000_deep_nesting_is_refused_and_the_daemon_keeps_running(tmp_path: Path) -> None:
+    err = reload_with(lambda text: text + DEEP, tmp_path)
     assert "config reload refused" in err and "nested too deeply" in err and "Traceback" not in err, err
+
+
+def test_a_reload_that_changes_metrics_says_the_listener_changes_at_restart(tmp_path: Path) -> None:
+    err = reload_with(lambda text: text.replace("[metrics]\n", '[metrics]\nallow = ["10.0.0.0/8"]\n'), tmp_path)
+    assert "[metrics] changed: the listener" in err and "configuration reloaded" in err, err
