@@ -34,7 +34,7 @@ def main() -> None:
         platform = build_platform("clean")
         image = Path(tmp) / "phys.img"
         platform.write_image(image)
-        tpm = Swtpm.start(Path(tmp) / "tpm")
+        tpm = Swtpm.start(Path(tmp) / "tpm", banks=platform.scenario.spec.allocated)
         try:
             launch(tpm, platform)
             proxy = TpmProxy(tpm.port)

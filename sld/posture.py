@@ -72,7 +72,7 @@ def stm(log: EventLog) -> Check:
 def capped_check(capped_pcrs: Mapping[int, tuple[str, ...]]) -> Check:
     """Which banks are not measured in which PCRs (:func:`sld.replay.unmeasured`), one warning for all."""
     if not capped_pcrs:
-        return Check(CheckId.PCR_CAPPED, CheckStatus.PASS, "every bank of every DRTM PCR is measured")
+        return Check(CheckId.PCR_CAPPED, CheckStatus.PASS, "no DRTM PCR is capped in any bank the log records")
     by_bank: dict[str, list[int]] = {}
     for pcr, banks in capped_pcrs.items():
         for b in banks:

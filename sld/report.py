@@ -49,7 +49,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33"}
+           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33", "not-covered": "31"}
 
 
 def paint(word: str, tty: bool) -> str:
@@ -72,7 +72,8 @@ def verdict_text(verdict: Any, tty: bool = False) -> str:
     head = f"source {verdict.source}, mode {verdict.mode}" + (f", layout {verdict.layout}" if verdict.layout else "")
     checks = table(((paint(c.status, tty), c.title, c.detail) for c in verdict.checks), ("STATUS", "CHECK", "DETAIL"))
     lines = [head, "", checks]
-    rows, differ = [], []
+    rows: list[tuple[object, ...]] = []
+    differ: list[str] = []
     for s in verdict.pcrs:
         for bank in verdict.banks:
             exp, act = s.expected.get(bank, b""), s.actual.get(bank, b"")
@@ -80,6 +81,9 @@ def verdict_text(verdict: Any, tty: bool = False) -> str:
                          act.hex()[:16] + "…", len(s.events)))
             if exp != act:
                 differ += [f"PCR{s.pcr} {bank} differs:", f"  expected {exp.hex()}", f"  actual   {act.hex()}"]
+        # an allocated bank the log has no digests for is listed, never left out (pcr.banks)
+        rows += [(f"PCR{s.pcr}", bank, paint(s.bank_status(bank), tty), "not covered by the log", "-", "-")
+                 for bank in s.uncovered]
     if rows:
         lines += ["", table(rows, ("PCR", "BANK", "STATUS", "EXPECTED", "ACTUAL", "EVENTS"))]
     if differ:  # prefixes alike tell nothing: where two values differ, both are printed whole

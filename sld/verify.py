@@ -55,9 +55,12 @@ class PcrState:
     expected: dict[str, bytes]
     actual: dict[str, bytes]
     unmeasured: tuple[str, ...] = ()  # banks capped in this PCR: "not measured", never a match
+    uncovered: tuple[str, ...] = ()  # banks the TPM allocates and the log has no digests for (pcr.banks)
 
     def bank_status(self, bank: str) -> PcrStatus:
-        """This PCR in one bank: ``not-measured`` when capped, never a match (spec §7.6)."""
+        """This PCR in one bank: ``not-covered`` outside the log, ``not-measured`` when capped (spec §7.6)."""
+        if bank in self.uncovered:
+            return PcrStatus.NOT_COVERED
         if bank in self.unmeasured:
             return PcrStatus.NOT_MEASURED
         if self.status == PcrStatus.MATCH and self.expected.get(bank) != self.actual.get(bank):
@@ -183,7 +186,10 @@ def _stage_detail(snap: Snapshot, stage: str) -> str:
     return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {count(len(snap.slrt.entries), 'entry', 'entries')}"
 
 
-def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
+def _pcr_check(states: tuple[PcrState, ...], mode: Mode, banks: tuple[str, ...]) -> Check:
+    if not banks:
+        return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "no bank is both allocated in the TPM and in the log: "
+                     "nothing was compared")
     blind = [s.pcr for s in states if s.unmeasured and set(s.unmeasured) >= set(s.actual)]
     if blind:
         return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, f"PCR{', PCR'.join(map(str, blind))} not measured in any "
@@ -191,7 +197,7 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
     bad = [s for s in states if s.status != PcrStatus.MATCH]
     if not bad:
         return Check(CheckId.PCR_MATCH, CheckStatus.PASS,
-                     f"PCR{','.join(str(s.pcr) for s in states)} equal the replay in every bank")
+                     f"PCR{','.join(str(s.pcr) for s in states)} equal the replay in {', '.join(banks)}")
     parts = []
     for s in bad:
         if s.status == PcrStatus.RESUMABLE:
@@ -201,6 +207,20 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
             banks = [b for b in s.expected if s.expected[b] != s.actual[b]]
             parts.append(f"PCR{s.pcr} {s.status} in {', '.join(banks)} (events {list(s.events)})")
     return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
+
+
+def _bank_check(allocated: tuple[str, ...], logged: tuple[str, ...]) -> Check:
+    """pcr.banks: the TPM's active banks and the log's are the same set (see the catalogue for why it fails)."""
+    uncovered = [b for b in allocated if b not in logged]
+    unallocated = [b for b in logged if b not in allocated]
+    evidence = {"allocated": list(allocated), "log": list(logged), "uncovered": uncovered, "unallocated": unallocated}
+    problems = [f"{b} is allocated in the TPM but not covered by the log: its PCR17-22 are not verified"
+                for b in uncovered]
+    problems += [f"the log records {b}, which the TPM does not allocate: those digests were extended nowhere"
+                 for b in unallocated]
+    if problems:
+        return Check(CheckId.PCR_BANKS, CheckStatus.FAIL, "; ".join(problems), evidence)
+    return Check(CheckId.PCR_BANKS, CheckStatus.PASS, f"allocated and logged: {', '.join(allocated)}", evidence)
 
 
 def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tuple[PcrState, ...], list[int],
@@ -248,7 +268,8 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
     banks: tuple[str, ...] = ()
     identity: dict[str, Any] = {}
     if snap.log is not None:
-        banks = tuple(b for b in tpm.banks() if b in snap.log.banks)
+        allocated = tpm.banks()
+        banks = tuple(b for b in allocated if b in snap.log.banks)
         states = compare(snap.log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         launched = not any(s.status == PcrStatus.NOT_LAUNCHED for s in states if s.pcr == 17)
         checks.append(Check(CheckId.TPM_LAUNCHED, CheckStatus.PASS if launched else CheckStatus.FAIL,
@@ -258,10 +279,11 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
             states, extended, extend_check = _perform(tpm, snap.log, banks)
             checks.append(extend_check)
         capped = unmeasured(snap.log, banks)
-        states = tuple(replace(s, unmeasured=capped.get(s.pcr, ())) for s in states)
+        uncovered = tuple(b for b in allocated if b not in banks)
+        states = tuple(replace(s, unmeasured=capped.get(s.pcr, ()), uncovered=uncovered) for s in states)
         if launched:
-            checks += [_pcr_check(states, mode), posture.capped_check(capped), posture.lcp(snap.log),
-                       posture.stm(snap.log)]
+            checks += [_pcr_check(states, mode, banks), _bank_check(allocated, snap.log.banks),
+                       posture.capped_check(capped), posture.lcp(snap.log), posture.stm(snap.log)]
         if policy is not None:
             checks += [posture.policy_check(policy, snap.log, _policy_pcrs(tpm, policy, states, banks)),
                        posture.sinit_policy(policy, snap.log, snap.acm)]

@@ -44,6 +44,7 @@ class CheckId(StrEnum):
     SINIT_POLICY = "sinit.policy"
     SINIT_DOWNGRADE = "sinit.downgrade"
     PCR_CAPPED = "pcr.capped"
+    PCR_BANKS = "pcr.banks"
 
 
 class CheckStatus(StrEnum):
@@ -78,6 +79,7 @@ class PcrStatus(StrEnum):
     MISMATCH = "mismatch"
     NOT_LAUNCHED = "not-launched"  # all-ones: no dynamic launch reset it
     NOT_MEASURED = "not-measured"  # (per bank) capped: 0x01-then-zeros digests or CAP_VALUE events, never a match
+    NOT_COVERED = "not-covered"  # (per bank) allocated in the TPM but absent from the log: nothing to verify it by
 
 
 class DaemonState(StrEnum):

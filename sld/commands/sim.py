@@ -96,7 +96,7 @@ def run_up(args: argparse.Namespace) -> int:
     tpm_dir = root / "tpm"
     if tpm_dir.exists():
         shutil.rmtree(tpm_dir)
-    tpm = Swtpm.start(tpm_dir)
+    tpm = Swtpm.start(tpm_dir, banks=platform.scenario.spec.allocated)
     try:
         done = launch(tpm, platform)
     except BaseException:
@@ -104,7 +104,8 @@ def run_up(args: argparse.Namespace) -> int:
         raise
     info = {"scenario": platform.scenario.name, "layout": platform.layout, "image": str(image),
             "securityfs": str(root / "securityfs"), "verdict": platform.scenario.verdict,
-            "exit_code": platform.scenario.exit_code, "extended": done}
+            "exit_code": platform.scenario.exit_code, "tpm_banks": list(platform.scenario.spec.allocated),
+            "extended": done}
     tpm.save(root / STATE_FILE, **info)
     commands = {"verify": f"sld verify --source image:{image} --tcti {tpm.tcti} --locality 2"}
     if args.daemon_config:

@@ -107,6 +107,7 @@ class Platform:
             "with_clean_policy": self.scenario.with_clean_policy(),
             "log_format": self.scenario.spec.log_format,
             "banks": list(self.scenario.spec.banks),
+            "tpm_banks": list(self.scenario.spec.allocated),
             "registers": {k: f"0x{v:x}" for k, v in self.registers.items() if isinstance(v, int)},
             "addresses": {"heap": HEAP_BASE, "heap_size": HEAP_SIZE, "slrt": SLRT_BASE, "log": LOG_BASE,
                           "log_size": len(self.log)} if self.scenario.spec.launched else {},

@@ -64,6 +64,12 @@ class PlatformSpec:
     # ERRORCODE left by an earlier boot: it survives a warm reset (spec §1.2 ERRORCODE: "a soft reset does not
     # clear it") and a SINIT that succeeds need not overwrite it ("0 or 0xC0000001" after a good launch, §1.4)
     previous_errorcode: int | None = None
+    tpm_banks: tuple[str, ...] | None = None  # the banks the TPM allocates; None: exactly the log's (``banks``)
+
+    @property
+    def allocated(self) -> tuple[str, ...]:
+        """The PCR banks ``sld sim up`` activates in the swtpm (TPM2_PCR_Allocate, through swtpm_setup)."""
+        return self.banks if self.tpm_banks is None else self.tpm_banks
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("previous-boot-error", "this boot launched cleanly; ERRORCODE still holds the last boot's "
              "SL_ERROR_TPM_EXTEND", "verified", 0, PlatformSpec(previous_errorcode=SL_ERRORCODE_TPM_EXTEND),
              Appraisal(Result.VERIFIED, None, CheckId.TXT_PREVIOUS_ERROR)),
+    Scenario("uncovered-bank", "the clean launch on a TPM that also allocates sha384, which the log (sha1, sha256) "
+             "does not cover (pcr.banks)", "failed", 1, PlatformSpec(tpm_banks=("sha1", "sha256", "sha384"))),
 )
 
 

@@ -85,13 +85,20 @@ class Swtpm:
         return f"{HOST}:{self.port + 1}"
 
     @classmethod
-    def start(cls, state_dir: str | os.PathLike[str], port: int | None = None) -> Swtpm:
+    def start(cls, state_dir: str | os.PathLike[str], port: int | None = None,
+              banks: tuple[str, ...] | None = None) -> Swtpm:
         """Start a TPM (TPM2_Startup(CLEAR) done by swtpm) that survives this process; ``port`` restarts
-        one where its clients expect it (as a rebooted machine's TPM reappears at the same device)."""
+        one where its clients expect it (as a rebooted machine's TPM reappears at the same device).
+
+        ``banks`` manufactures a new state with exactly those PCR banks active (:func:`allocate`); without
+        it a new state has every bank libtpms knows (sha1, sha256, sha384, sha512, rig-notes §1).
+        """
         if shutil.which("swtpm") is None:
             raise SldError("swtpm is not installed (Debian package swtpm)")
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
+        if banks is not None:
+            allocate(state, banks)
         fixed = port
         for _attempt in range(5):
             port = fixed or free_port_pair()
@@ -159,6 +166,20 @@ class Swtpm:
                        {k: str(v) for k, v in identity.items()} if isinstance(identity, dict) else None)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise SldError(f"{path}: not a simulator record ({type(err).__name__}: {err})") from None
+
+
+def allocate(state: Path, banks: tuple[str, ...]) -> None:
+    """A new TPM state in ``state`` whose active PCR banks are ``banks``: swtpm_setup runs TPM2_PCR_Allocate
+    and the TPM reset that makes it take effect (TPM 2.0 Part 3 §22.5), as a platform's firmware does."""
+    if shutil.which("swtpm_setup") is None:
+        raise SldError("swtpm_setup is not installed (Debian package swtpm-tools)")
+    try:
+        run = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--pcr-banks", ",".join(banks),
+                              "--overwrite"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise SldError(f"swtpm_setup --pcr-banks {','.join(banks)} did not finish in 60 s") from None
+    if run.returncode != 0:
+        raise SldError(f"swtpm_setup --pcr-banks {','.join(banks)}: {(run.stderr or run.stdout).strip()}")
 
 
 def _alive(pid: int) -> bool:

@@ -131,3 +131,43 @@ def test_malformed_policy_is_a_usage_error(sim: Sim, tmp_path: Path) -> None:
     sim.up("clean")
     run = sim.verify("--policy", _policy(tmp_path, '[pcrs.sha256]\n17 = "abc"\n'))
     assert run.returncode == 2 and "pcrs.sha256.17" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_simulator_allocates_exactly_the_logs_banks(sim: Sim) -> None:
+    """`sld sim up` manufactures the swtpm with the scenario's banks (swtpm_setup --pcr-banks), not libtpms' four."""
+    info = sim.up("clean")
+    with Tpm(info["tcti"]) as tpm:
+        assert tpm.banks() == BANKS
+    verdict = json.loads(sim.verify("--locality", "2").stdout)
+    check = next(c for c in verdict["checks"] if c["id"] == "pcr.banks")
+    assert check["status"] == "pass" and check["evidence"]["allocated"] == list(BANKS) == verdict["banks"]
+
+
+def test_an_allocated_bank_the_log_does_not_cover_fails_and_is_listed(sim: Sim) -> None:
+    """Issue 17: sha384 active, log sha1/sha256: not "every bank", but pcr.banks failed and rows not-covered."""
+    info = sim.up("uncovered-bank")
+    assert info["tpm_banks"] == ["sha1", "sha256", "sha384"] and info["verdict"] == "failed"
+    manifest = json.loads(Path(f"{info['image']}.json").read_text())
+    assert manifest["tpm_banks"] == info["tpm_banks"] and manifest["banks"] == list(BANKS)
+    with Tpm(info["tcti"]) as tpm:
+        assert tpm.banks() == ("sha1", "sha256", "sha384")
+    run = sim.verify("--locality", "2")
+    verdict = json.loads(run.stdout)
+    assert run.returncode == 1 and verdict["result"] == "failed", run.stdout
+    failed = [c for c in verdict["checks"] if c["status"] == "fail"]
+    assert [c["id"] for c in failed] == ["pcr.banks"]
+    assert failed[0]["evidence"]["uncovered"] == ["sha384"] and failed[0]["evidence"]["unallocated"] == []
+    assert "sha384 is allocated in the TPM but not covered by the log" in verdict["summary"]
+    assert all(p["uncovered"] == ["sha384"] for p in verdict["pcrs"]) and verdict["banks"] == list(BANKS)
+    assert "every bank" not in run.stdout
+    text = sld_text(sim)
+    assert "every bank" not in text
+    assert re.search(r"^PCR17\s+sha384\s+not-covered\s+not covered by the log", text, re.M), text
+    assert re.search(r"^fail\s+log covers exactly the allocated banks\s+sha384 is allocated", text, re.M), text
+
+
+def sld_text(sim: Sim) -> str:
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "verify", "--source", f"image:{sim.info['image']}",
+                          "--tcti", sim.info["tcti"], "--locality", "2"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    return run.stdout
