@@ -55,11 +55,11 @@ CATALOGUE: tuple[CheckInfo, ...] = (
               "fails any other bank)."),
     CheckInfo(CheckId.PCR_BANKS, "log covers exactly the allocated banks",
               "Every PCR bank the TPM allocates (TPM2_GetCapability TPM_CAP_PCRS) has digests in the log, and every "
-              "bank the log records is allocated. A TPM extends each event into its active banks only, and the "
-              "log is the one account of what went into each: a bank it does not cover (a v7-v11 or v15 kernel "
-              "hashes SHA-1 and SHA-256 only, spec §7.6, on a TPM with SHA-384 active) holds PCR17-22 values that "
-              "the launched code need not have changed, so a secret sealed to that bank or a quote of it proves "
-              "nothing; its rows read \"not-covered\", never a match. Severity fail, the rule of the remote "
+              "bank the log records is allocated. The log is the one account of what was extended into each bank: "
+              "one it does not cover (a v7-v11 or v15 kernel hashes SHA-1 and SHA-256 only, spec §7.6, on a TPM "
+              "with SHA-384 active) holds PCR17-22 values nothing explains and the launched code's measurements "
+              "need not be in, so a secret sealed to that bank or a quote of it proves nothing; its rows read "
+              "\"not-covered\", never a match. Severity fail, the rule of the remote "
               "verifier: evidence with such a bank fails evidence.replay (a quoted bank the log has no digests "
               "for) or evidence.banks (a logged bank not quoted), and the host's advisory verdict fails here."),
     # sld verify --evidence (sld.evidence.check): a quote another machine made, checked without TXT or a TPM
@@ -104,8 +104,8 @@ CATALOGUE: tuple[CheckInfo, ...] = (
               "The SINIT is not older (TxtSvn, then date) than the one this host last launched with, as remembered "
               "in the state directory (default /var/lib/sld)."),
     CheckInfo(CheckId.PCR_CAPPED, "no logged bank capped",
-              "No bank the log records is capped: a digest of 0x01 then zeros (a bank the code could not hash, spec §7.6) or a "
-              "CAP_VALUE event makes that bank's PCR \"not measured\", never a match.", Severity.WARN),
+              "No bank the log records is capped: a digest of 0x01 then zeros (a bank the code could not hash, "
+              "spec §7.6) or a CAP_VALUE event makes that bank's PCR \"not measured\", never a match.", Severity.WARN),
 )
 CHECKS: dict[CheckId, CheckInfo] = {c.id: c for c in CATALOGUE}
 

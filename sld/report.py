@@ -49,7 +49,8 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33", "not-covered": "31"}
+           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33",
+           "not-covered": "31"}
 
 
 def paint(word: str, tty: bool) -> str:

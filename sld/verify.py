@@ -204,8 +204,8 @@ def _pcr_check(states: tuple[PcrState, ...], mode: Mode, banks: tuple[str, ...])
             hint = "" if mode != Mode.VALIDATE else "; `sld verify --mode perform` extends them"
             parts.append(f"PCR{s.pcr}: {count(len(s.remaining), 'logged event')} not extended{hint}")
         else:
-            banks = [b for b in s.expected if s.expected[b] != s.actual[b]]
-            parts.append(f"PCR{s.pcr} {s.status} in {', '.join(banks)} (events {list(s.events)})")
+            differ = [b for b in s.expected if s.expected[b] != s.actual[b]]
+            parts.append(f"PCR{s.pcr} {s.status} in {', '.join(differ)} (events {list(s.events)})")
     return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "; ".join(parts), {"pcrs": [s.pcr for s in bad]})
 
 
