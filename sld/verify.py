@@ -186,7 +186,8 @@ def _stage_detail(snap: Snapshot, stage: str) -> str:
     return f"0x{snap.slrt.address:x}, {snap.slrt.layout} layout, {count(len(snap.slrt.entries), 'entry', 'entries')}"
 
 
-def _pcr_check(states: tuple[PcrState, ...], mode: Mode, banks: tuple[str, ...]) -> Check:
+def _pcr_check(states: tuple[PcrState, ...], mode: Mode) -> Check:
+    banks = list(dict.fromkeys(b for s in states for b in s.actual))  # the banks compared: allocated and logged
     if not banks:
         return Check(CheckId.PCR_MATCH, CheckStatus.FAIL, "no bank is both allocated in the TPM and in the log: "
                      "nothing was compared")
@@ -282,7 +283,7 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
         uncovered = tuple(b for b in allocated if b not in banks)
         states = tuple(replace(s, unmeasured=capped.get(s.pcr, ()), uncovered=uncovered) for s in states)
         if launched:
-            checks += [_pcr_check(states, mode, banks), _bank_check(allocated, snap.log.banks),
+            checks += [_pcr_check(states, mode), _bank_check(allocated, snap.log.banks),
                        posture.capped_check(capped), posture.lcp(snap.log), posture.stm(snap.log)]
         if policy is not None:
             checks += [posture.policy_check(policy, snap.log, _policy_pcrs(tpm, policy, states, banks)),

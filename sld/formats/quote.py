@@ -185,6 +185,6 @@ def selected_pcrs(bitmap: bytes) -> tuple[int, ...]:
 def object_name(public_area: bytes) -> bytes:
     """An object's Name (Part 1 §16): nameAlg, then the nameAlg digest of its marshalled TPMT_PUBLIC."""
     name_alg = int.from_bytes(public_area[2:4], "big")
-    if name_alg not in ALGORITHMS:
-        raise FormatError("TPMT_PUBLIC", f"nameAlg 0x{name_alg:04x} is not a hash sld knows", field="nameAlg")
+    if name_alg not in ALGORITHMS or ALGORITHMS[name_alg][0] not in hashlib.algorithms_available:
+        raise FormatError("TPMT_PUBLIC", f"nameAlg 0x{name_alg:04x} is not a hash sld can compute", field="nameAlg")
     return public_area[2:4] + hashlib.new(ALGORITHMS[name_alg][0], public_area).digest()
