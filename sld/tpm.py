@@ -45,14 +45,34 @@ def _release(ffi: Any, lib: Any, esys: Any, tcti: Any) -> None:
         lib.Tss2_TctiLdr_Finalize(tcti)
 
 
+class _Abandoned:
+    """How many overrun commands are still waiting for their TPM (each holds a thread and a connection)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def change(self, by: int) -> None:
+        with self.lock:
+            self.count += by
+
+
+ABANDONED = _Abandoned()
+MAX_ABANDONED = 4  # past this many, no new command is sent until the TPM answers one of them
+
+
 def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[], Callable[[], None]]) -> T:
     """``fn()`` on a worker thread, waited for at most ``timeout`` seconds (issue 17: a TPM that stops answering).
 
     tpm2-tss's synchronous ESAPI calls wait without limit (they run their _Finish with an infinite timeout,
     and the swtpm/mssim TCTIs ignore timeouts altogether), so the bound is kept here. A command that overruns
     is never touched again: ``abandon()`` hands its connection's release over to the worker, which runs it
-    if the TPM ever answers, and the caller gets TpmError kind "timeout".
+    if the TPM ever answers, and the caller gets TpmError kind "timeout". While MAX_ABANDONED of them still
+    wait, a new command is refused at once rather than stacking up threads and connections for hours.
     """
+    if ABANDONED.count >= MAX_ABANDONED:
+        raise TpmError(TpmErrorKind.TIMEOUT, f"{what}: not sent, {ABANDONED.count} earlier TPM commands are still "
+                       "without an answer")
     outcome: list[tuple[bool, Any]] = []
     leftover: list[Callable[[], None]] = []
     lock = threading.Lock()
@@ -65,6 +85,7 @@ def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[]
         with lock:
             for release in leftover:
                 release()
+                ABANDONED.change(-1)
 
     worker = threading.Thread(target=work, name="sld-tpm-command", daemon=True)
     worker.start()
@@ -72,6 +93,7 @@ def bounded(what: str, fn: Callable[[], T], timeout: float, abandon: Callable[[]
     with lock:
         if not outcome:
             leftover.append(abandon())
+            ABANDONED.change(+1)
             raise TpmError(TpmErrorKind.TIMEOUT,
                            f"{what}: no answer within {timeout:g} s (the connection is abandoned)")
     ok, value = outcome[0]

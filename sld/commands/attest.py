@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from sld.errors import ConfigError, SldError
+from sld.errors import ConfigError
 
 
 def _write(evidence: dict[str, Any], output: str | None) -> None:
@@ -29,17 +29,28 @@ def _write(evidence: dict[str, Any], output: str | None) -> None:
         f.write(text)
 
 
-def _from_daemon(path: str, nonce: bytes) -> dict[str, Any] | None:
+def _from_daemon(path: str, nonce: bytes) -> dict[str, Any] | int | None:
+    """The daemon's evidence; an exit code once a refusal is reported; None when no daemon answers."""
     from sld.client import ask
 
     try:
-        answer = json.loads(ask(path, json.dumps({"cmd": "attest", "nonce": nonce.hex()}).encode() + b"\n"))
+        answer = ask(path, json.dumps({"cmd": "attest", "nonce": nonce.hex()}).encode() + b"\n")
+    except PermissionError:
+        print(f"sld: {path}: permission denied (the daemon's [control] group admits an agent)", file=sys.stderr)
+        return 2
     except OSError:
         return None
-    if not isinstance(answer, dict) or answer.get("kind") != "evidence":
-        error = answer.get("error") if isinstance(answer, dict) else answer
-        raise SldError(f"the daemon on {path} did not attest: {error} (sld attest --local attests in this process)")
-    return answer
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        reply = {"error": f"not an sld daemon's answer: {answer[:80]!r}"}
+    if isinstance(reply, dict) and reply.get("kind") == "evidence":
+        return reply
+    error = reply.get("error") if isinstance(reply, dict) else reply
+    print(f"sld: the daemon on {path} did not attest: {error} (sld attest --local attests in this process)",
+          file=sys.stderr)
+    code = reply.get("exit_code", 2) if isinstance(reply, dict) else 2
+    return code if isinstance(code, int) else 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     nonce = nonce_from_hex(args.nonce)
     local = args.local or any(v is not None for v in (args.source, args.tcti, args.locality, args.config, args.handle))
     evidence = None if local else _from_daemon(args.socket, nonce)
-    if evidence is None:
-        evidence = _collect(args, nonce)
-    _write(evidence, args.output)
+    if isinstance(evidence, int):
+        return evidence
+    _write(evidence if evidence is not None else _collect(args, nonce), args.output)
     return 0
 
 

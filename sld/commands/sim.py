@@ -121,14 +121,15 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def write_daemon_config(path: Path, root: Path, image: Path, tcti: str, scenario: str) -> dict[str, str]:
-    """A ready sld.toml(5) for a daemon verifying this simulated platform (its own control socket and a free
-    metrics port, so it runs beside an installed daemon); returns the commands that use it."""
+    """A ready sld.toml(5) for a daemon verifying this simulated platform (its own control socket, state
+    directory and a free metrics port, so it runs beside an installed daemon); returns the commands using it."""
     from sld.sim.swtpm import free_port_pair
 
     port, sock = free_port_pair(), root / "control.sock"
     text = (f"# written by `sld sim up --scenario {scenario}`: a daemon for the simulated platform in {root}\n"
             f"[source]\nspec = {json.dumps(f'image:{image}')}\n"
             f"[tpm]\ntcti = {json.dumps(tcti)}\nlocality = 2\n"
+            f"[verify]\nstate_dir = {json.dumps(str(root / 'state'))}\n"
             f'[metrics]\nlisten = "127.0.0.1"\nport = {port}\n'
             f"[control]\nsocket = {json.dumps(str(sock))}\n").encode()
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,41 @@ def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Pat
         err = proc.communicate(timeout=20)[1]
         notify.close()
     assert "Traceback" not in err
+
+
+def test_an_unprivileged_agent_in_the_control_group_collects_evidence(sim: Sim, tmp_path: Path) -> None:
+    """Issue 14: "an agent can collect evidence without root": uid nobody holding [control] group gets the
+    daemon's evidence; without the group it hears permission denied and gets none."""
+    import grp
+    import importlib
+    import tempfile
+
+    from tests.swtpm.test_daemon import _as_nobody
+
+    for module in ("sld.commands.attest", "sld.evidence.build"):  # loaded before the child loses the right to
+        importlib.import_module(module)                            # read them
+
+    info = sim.up("clean")
+    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    group = grp.getgrnam("adm")
+    public = Path(tempfile.mkdtemp(prefix="sld-attest-"))
+    public.chmod(0o755)
+    sock = public / "control.sock"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
+                    f'[metrics]\nenabled = false\n[control]\nsocket = "{sock}"\ngroup = "{group.gr_name}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "sld.cli", "daemon", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code, out, err = _as_nobody([group.gr_gid], "attest", "--nonce", NONCE.hex(), "--socket", str(sock))
+        assert code == 0 and "in this process" not in err, err
+        check_evidence(json.loads(out), info["tcti"], tmp_path)
+        code, out, err = _as_nobody([], "attest", "--nonce", NONCE.hex(), "--socket", str(sock))
+        assert code == 2 and not out and "permission denied" in err and "in this process" not in err, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        shutil.rmtree(public, ignore_errors=True)

@@ -85,6 +85,7 @@ def test_the_commands_sim_up_prints_run_as_printed(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert "verdict: verified" in run("ask").stdout
         assert "sld_launch_verified 1.0" in run("metrics").stdout
+        assert (root / "state" / "sinit.json").exists()  # the daemon's memory of the SINIT: in the sim's directory
     finally:
         if daemon is not None:
             daemon.terminate()

@@ -136,3 +136,31 @@ def test_a_tpm_that_stops_answering_times_out_and_closes(swtpm: Swtpm) -> None:
         os.kill(swtpm.pid, signal.SIGCONT)
     with Tpm(swtpm.tcti, timeout=5) as again:
         assert again.read_pcrs([17], ["sha256"])["sha256"][17] == b"\xff" * 32
+
+
+def test_abandoned_commands_are_bounded_while_the_tpm_stays_silent(swtpm: Swtpm) -> None:
+    """Reopening every interval must not pile up stuck threads: past MAX_ABANDONED, nothing more is sent
+    (refused at once) until the TPM answers; then the abandoned connections are released."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from sld.tpm import ABANDONED, MAX_ABANDONED
+
+    os.kill(swtpm.pid, signal.SIGSTOP)
+    try:
+        for _ in range(MAX_ABANDONED + 3):
+            with pytest.raises(TpmError) as err:
+                Tpm(swtpm.tcti, timeout=0.2)
+            assert err.value.kind == "timeout"
+        assert ABANDONED.count == MAX_ABANDONED and "still without an answer" in str(err.value)
+        stuck = threading.active_count()
+    finally:
+        os.kill(swtpm.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while ABANDONED.count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ABANDONED.count == 0 and threading.active_count() <= stuck - MAX_ABANDONED
+    with Tpm(swtpm.tcti) as again:
+        assert again.banks()

@@ -65,8 +65,9 @@ def allocated(path: Path) -> int:
     return total
 
 
-PEAK = {"temp": 0}
+PEAK = {"temp": 0, "cache": 0}
 GB = 1 << 30
+BUDGET = 2 * GB  # issue 16: the suite's peak disk use, printed, and under 2 GB
 
 
 @pytest.fixture(autouse=True)
@@ -76,13 +77,21 @@ def _disk_use(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Itera
     PEAK["temp"] = max(PEAK["temp"], allocated(tmp_path_factory.getbasetemp()))
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A session that ran system tests and went over the budget fails, whatever its tests said."""
+    if PEAK["temp"]:
+        PEAK["cache"] = allocated(CACHE) if CACHE.exists() else 0
+        if PEAK["temp"] + PEAK["cache"] > BUDGET:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not PEAK["temp"]:
         return
-    cache = allocated(CACHE) if CACHE.exists() else 0
-    peak = PEAK["temp"] + cache
+    peak = PEAK["temp"] + PEAK["cache"]
     terminalreporter.write_line(f"system tier: peak disk use {peak / GB:.2f} GB (temporary files "
-                                f"{PEAK['temp'] / GB:.2f} GB + cache {CACHE} {cache / GB:.2f} GB; budget 2 GB)")
+                                f"{PEAK['temp'] / GB:.2f} GB + cache {CACHE} {PEAK['cache'] / GB:.2f} GB; budget "
+                                f"{BUDGET / GB:g} GB{': OVER BUDGET' if peak > BUDGET else ''})", red=peak > BUDGET)
 
 
 @pytest.fixture(scope="session")

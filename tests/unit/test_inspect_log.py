@@ -9,12 +9,18 @@ without their PCR part. Since then one change, on purpose: a one-event log says 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sld.formats.eventlog import parse_log
+from sld.formats.tcg import NewEvent, build_crypto_agile
+from sld.replay import replay
 
 GOLDEN = Path(__file__).parent / "golden" / "inspect-log"
 CASES = sorted(p.name.removesuffix(".pcrs.txt") for p in GOLDEN.glob("*.pcrs.txt"))
@@ -89,3 +95,24 @@ def test_a_record_past_the_end_of_a_streamed_file_is_a_typed_error(tmp_path: Pat
                          capture_output=True, text=True, timeout=20)
     assert run.returncode == 1 and "TCG_PCR_EVENT2" in run.stderr and "truncated" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_file_of_many_chunks_prints_every_record_as_json_dumps_would(tmp_path: Path) -> None:
+    """A log of several read chunks (1 MiB each): the records are the whole-log parse's, the document is
+    exactly what json.dumps(indent=2) makes of it, and the table has a row per record."""
+    banks = ("sha1", "sha256", "sha384")
+    events = [NewEvent(17 + i % 3, 0x502 + i % 3, {b: hashlib.new(b, b"%d" % i).digest() for b in banks},
+                       b"event %d " % i * (i % 9)) for i in range(14_000)]
+    blob = build_crypto_agile(banks, events)
+    assert len(blob) > 2 << 20
+    path = tmp_path / "big.bin"
+    path.write_bytes(blob)
+    out = _inspect(tmp_path, "big.bin", "--pcrs", "--json").decode()
+    doc = json.loads(out)
+    assert out == json.dumps(doc, indent=2) + "\n"
+    log = parse_log(blob)
+    assert [(e["index"], e["offset"], e["pcr"], e["type"], e["data"]) for e in doc["events"]] == \
+        [(e.index, e.offset, e.pcr, e.type, e.data.hex()) for e in log.events]
+    assert doc["pcrs"] == {b: {str(p): v.hex() for p, v in values.items()} for b, values in replay(log).values.items()}
+    table = _inspect(tmp_path, "big.bin").decode().splitlines()
+    assert len(table) == 2 + len(log.events) and table[-1].split()[:3] == ["14000", "18", "SLAUNCH_START"]
