@@ -9,13 +9,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sld.quarantine import tc
-from sld.quarantine.pcap import tc_program
+from sld.quarantine.pcap import COMPILE_SECONDS, tc_program
 from tests.netns.net import namespaces, veth
 
 pytestmark = [pytest.mark.netns,
@@ -165,8 +166,6 @@ socket = "{tmp_path / 'control.sock'}"
 
 
 def _wait_state(sock: str, state: str, quarantined: bool) -> None:
-    import time
-
     from sld.errors import SourceError
     from sld.service.control import request
 
@@ -256,8 +255,6 @@ def test_a_quarantine_that_cannot_work_is_refused_at_daemon_start(pair: tuple[st
 
 
 def _until(sock: str, check, what: str) -> dict:
-    import time
-
     from sld.errors import SourceError
     from sld.service.control import request
 
@@ -303,6 +300,14 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
         assert "sld_quarantine_foreign_filters 1.0" in scrape.stdout, scrape.stderr
         _tc(server, "filter", "del", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "handle", "1", "bpf")
 
+        slow = " or ".join(f"host 10.{i // 250}.{i % 250}.1" for i in range(1000))  # libpcap: ~25 s here
+        _daemon_config(tmp_path, server, "tampered-log", quarantine=QUARANTINE.replace(f"tcp port {ALLOWED}", slow),
+                       metrics=f"port = {port}")
+        daemon.send_signal(signal.SIGHUP)  # refused after COMPILE_SECONDS; the running quarantine stays
+        time.sleep(COMPILE_SECONDS + 1)
+        _until(sock, lambda a: a["quarantined"] and len(tc.status("vB", netns=server)) == 2, "kept after the refusal")
+        assert not connects(client, BLOCKED, timeout=1.5)
+
         _daemon_config(tmp_path, server, "tampered-log", quarantine="[quarantine]\nenabled = false\n",
                        metrics=f"port = {port}")
         daemon.send_signal(signal.SIGHUP)
@@ -314,3 +319,5 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
         _in(server, "sim", "down", "--dir", str(tmp_path / "tampered-log"))
     assert "quarantine re-applied on vB (failed)" in err and "quarantine can be bypassed" in err, err
     assert "no longer configured (reload)" in err and "Traceback" not in err
+    assert f"config reload refused, keeping the running one: quarantine.allow: libpcap did not compile the " \
+           f"expression within {COMPILE_SECONDS:g} s" in err, err
