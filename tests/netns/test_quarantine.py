@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,45 @@ def test_the_kernel_keeps_the_quarantine_after_the_installer_is_killed(pair: tup
     assert not connects(client, BLOCKED, timeout=1.5)
     tc.lift("vB", netns=server)
     assert connects(client, BLOCKED, timeout=3)
+
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+DEBIAN_PYROUTE2 = Path("/usr/lib/python3/dist-packages/pyroute2")
+
+
+@pytest.mark.skipif(not DEBIAN_PYROUTE2.is_dir() or not DEBIAN_PYTHON.exists(),
+                    reason="Debian 12's python3 with python3-pyroute2 (0.7.2) is not installed")
+def test_debian_12_pyroute2_applies_lists_and_lifts_the_quarantine(pair: tuple[str, str]) -> None:
+    """What the .deb runs: sld's cls_bpf messages on Debian's python3-pyroute2 0.7.2, inside the
+    server's namespace as the daemon runs on a host; the venv's pyroute2 lists the same filters."""
+    client, server = pair
+    code = f"""
+import sys, pyroute2
+from sld.quarantine import tc
+from sld.quarantine.pcap import tc_program
+assert pyroute2.__file__.startswith("{DEBIAN_PYROUTE2}"), pyroute2.__file__
+program = tc_program("tcp port {ALLOWED}")
+if sys.argv[1] == "apply":
+    tc.apply("vB", program)
+    tc.apply("vB", program)
+    listed = tc.filters("vB")
+    assert len(listed) == 2 and all(f.ours and f.ops == len(program) and f.runs(program) for f in listed), listed
+else:
+    print(tc.lift("vB"), len(tc.filters("vB")))
+"""
+    env = {"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+    def debian(action: str) -> str:
+        run = subprocess.run(["ip", "netns", "exec", server, str(DEBIAN_PYTHON), "-c", code, action],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    debian("apply")
+    assert sorted(f.direction for f in tc.status("vB", netns=server)) == ["egress", "ingress"]
+    assert connects(client, ALLOWED, timeout=3) and not connects(client, BLOCKED, timeout=1.5)
+    assert debian("lift") == "2 0"
+    assert tc.status("vB", netns=server) == [] and connects(client, BLOCKED, timeout=3)
 
 
 def _in(ns: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
