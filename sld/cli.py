@@ -212,8 +212,9 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
+    for ``command`` "verify", that subcommand's parser alone: a cold ``sld verify`` never builds the others'."""
     import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
 
     parser = argparse.ArgumentParser(
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sld {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if command == "verify":
+        _verify_parser(sub)
+        return parser
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
@@ -309,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run its command, errors reported as :func:`guarded` does."""
-    return guarded(build_parser().parse_args(argv))
+    return guarded(build_parser(argv[0] if argv else None).parse_args(argv))
 
 
 def guarded(args: argparse.Namespace | SimpleNamespace) -> int:

@@ -12,11 +12,8 @@ TCTI loader, netlink) is checked by ``sld.service.preflight``.
 from __future__ import annotations
 
 import dataclasses
-import grp
-import ipaddress
 import os
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -181,6 +178,8 @@ def _validate(key: str, value: Any) -> None:
             if not BCRYPT.fullmatch(hashed):
                 raise ConfigError(f"user {user!r}: expected a bcrypt hash ($2y$10$...); {MAKE_BCRYPT}", key=key)
     if key == "metrics.allow":
+        import ipaddress  # here, like grp and tomllib: a cold `sld verify` with no file imports none of them
+
         for network in value:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -212,6 +211,8 @@ def _check_metrics(m: MetricsConfig) -> None:
 
 def _check_control(c: ControlConfig) -> None:
     if c.group:
+        import grp
+
         try:
             grp.getgrnam(c.group)
         except KeyError:
@@ -279,6 +280,8 @@ def load(path: str | None = None) -> Config:
 
 def loads(raw: bytes, path: str = "") -> Config:
     """Parse config bytes: not UTF-8 or not TOML is a ConfigError like any bad key."""
+    import tomllib
+
     try:
         return from_dict(tomllib.loads(raw.decode("utf-8")), path)
     except UnicodeDecodeError as err:
