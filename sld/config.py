@@ -17,7 +17,6 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sld.errors import ConfigError
@@ -266,16 +265,17 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
 
 def load(path: str | None = None) -> Config:
     """The config at ``path`` (default /etc/sld/sld.toml; a missing default file means all defaults)."""
-    target = Path(path or DEFAULT_CONFIG)
+    target = path or DEFAULT_CONFIG
     try:
-        raw = target.read_bytes()
+        with open(target, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         if path is None:
             return Config(path="")
-        raise ConfigError("no such file", file=str(target)) from None
+        raise ConfigError("no such file", file=target) from None
     except OSError as err:
-        raise ConfigError(err.strerror or str(err), file=str(target)) from None
-    return loads(raw, str(target))
+        raise ConfigError(err.strerror or str(err), file=target) from None
+    return loads(raw, target)
 
 
 def loads(raw: bytes, path: str = "") -> Config:
