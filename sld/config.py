@@ -30,11 +30,17 @@ from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """``[source]``: where platform bytes come from, as a ``sld.platform.source`` spec (``auto``,
+    ``securityfs[:DIR]``, ``devmem``, ``image:PATH``, ``capture:FILE``), checked by preflight against this machine.
+    """
     spec: str = "auto"
 
 
 @dataclass(frozen=True)
 class TpmConfig:
+    """``[tpm]``: the TCTI string tpm2-tss loads, the locality to ask for (the MLE's locality 2 is the
+    one that may extend all of PCR17-22: TPM 2.0 reference ``s_initAttributes``) and the per-command bound.
+    """
     tcti: str = DEFAULT_TCTI
     locality: int | None = None
     timeout: float = 5.0
@@ -42,6 +48,10 @@ class TpmConfig:
 
 @dataclass(frozen=True)
 class VerifyConfig:
+    """``[verify]``: the mode (validate never extends; auto/perform extend what the SLAUNCH window logged
+    but left unextended), the interval and per-run bound of the daemon, the appraisal policy and the
+    state directory where the last SINIT ACM is remembered (an older one is a downgrade).
+    """
     mode: str = "auto"
     interval: float = 60.0
     timeout: float = 20.0
@@ -51,6 +61,10 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """``[metrics]``: sld's own HTTP listener for prometheus-client's exposition, or a node_exporter
+    textfile instead; TLS both-or-neither, an optional client CA, bcrypt basic-auth users and an address allow
+    list, because Debian 12's prometheus-client has none of them.
+    """
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = 39230
@@ -64,12 +78,16 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
+    """``[control]``: the JSON-lines control socket (mode 0600, 0660 with ``group``, which needs CAP_CHOWN)."""
     socket: str = DEFAULT_SOCKET
     group: str = ""
 
 
 @dataclass(frozen=True)
 class QuarantineConfig:
+    """``[quarantine]``: the interfaces cut off, the pcap expression still allowed and the verdicts that
+    cut them off; taken by ``sld.quarantine.policy`` through its ``Settings`` protocol, never this module.
+    """
     enabled: bool = False
     interfaces: tuple[str, ...] = ()
     allow: str = "tcp port 22"
@@ -79,16 +97,23 @@ class QuarantineConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
+    """``[log]``: the debug categories (``sld.vocab.LogCategory``) journaled at debug level."""
     debug: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AttestConfig:
+    """``[attest]``: where the attestation key persists (owner-hierarchy persistent handles,
+    0x81010000..0x817FFFFF in the TCG handle registry), for ``sld attest`` and the daemon's attest request.
+    """
     ak_handle: int = 0x81010002  # where `sld ak create` persists the AK (TCG handle registry: an AK)
 
 
 @dataclass(frozen=True)
 class Config:
+    """One whole configuration, one frozen value per section; ``path`` is the file it came from, so
+    errors found later (preflight, reload) still name it.
+    """
     source: SourceConfig = field(default_factory=SourceConfig)
     tpm: TpmConfig = field(default_factory=TpmConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -194,6 +219,9 @@ SECTION_CHECKS: dict[str, Any] = {"verify": _check_verify, "metrics": _check_met
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
+    """The configuration of parsed TOML: every key checked against the dataclasses' types (no unknown
+    or retired key passes), then ranges, then each section as a whole; errors name ``path`` and the key.
+    """
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for name, table in data.items():

@@ -53,6 +53,7 @@ class Filter:
 
     @property
     def name(self) -> str:
+        """The name listings show (``sld quarantine status``), since the kernel keeps none for cls_bpf."""
         return NAME if self.ours else ""
 
     def runs(self, program: list[Insn]) -> bool:
