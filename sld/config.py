@@ -30,17 +30,19 @@ from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """``[source]``: where platform bytes come from, as a ``sld.platform.source`` spec (``auto``,
-    ``securityfs[:DIR]``, ``devmem``, ``image:PATH``, ``capture:FILE``), checked by preflight against this machine.
-    """
+    """``[source]``: where the TXT registers and heap are read from: ``auto``, the kernel's
+    ``/dev/mem`` view of TXT public space, a captured image or the simulator (the grammar is
+    ``sld.platform.source.parse_spec``; checked at start by ``sld.service.preflight``)."""
+
     spec: str = "auto"
 
 
 @dataclass(frozen=True)
 class TpmConfig:
-    """``[tpm]``: the TCTI string tpm2-tss loads, the locality to ask for (the MLE's locality 2 is the
-    one that may extend all of PCR17-22: TPM 2.0 reference ``s_initAttributes``) and the per-command bound.
-    """
+    """``[tpm]``: the TPM to compare PCR17-22 with. ``tcti`` is a tpm2-tss TCTI string (``name[:conf]``,
+    tpm2-tss ``tctildr``; the default is the kernel's resource manager ``/dev/tpmrm0``); ``locality``
+    (0-4, TCG PC Client Platform TPM Profile, locality) is left to the TCTI when unset."""
+
     tcti: str = DEFAULT_TCTI
     locality: int | None = None
     timeout: float = 5.0
@@ -48,10 +50,12 @@ class TpmConfig:
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    """``[verify]``: the mode (validate never extends; auto/perform extend what the SLAUNCH window logged
-    but left unextended), the interval and per-run bound of the daemon, the appraisal policy and the
-    state directory where the last SINIT ACM is remembered (an older one is a downgrade).
-    """
+    """``[verify]``: how often and against what the launch is verified. ``mode`` comes from
+    ``sld.vocab.Mode``; ``interval`` and ``timeout`` are seconds; ``policy`` is an appraisal policy
+    file (parsed at start by ``sld.service.preflight``); ``state_dir`` is the unit's
+    ``StateDirectory=sld`` (systemd.exec(5)), where the SINIT this host last launched with is
+    remembered (the downgrade check)."""
+
     mode: str = "auto"
     interval: float = 60.0
     timeout: float = 20.0
@@ -61,10 +65,12 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """``[metrics]``: sld's own HTTP listener for prometheus-client's exposition, or a node_exporter
-    textfile instead; TLS both-or-neither, an optional client CA, bcrypt basic-auth users and an address allow
-    list, because Debian 12's prometheus-client has none of them.
-    """
+    """``[metrics]``: the Prometheus listener (``sld.service.http``) and the node-exporter textfile.
+    The TLS and user keys follow exporter-toolkit's web configuration (``tls_server_config``
+    ``cert_file``/``key_file``/``client_ca_file`` with ``RequireAndVerifyClientCert``, and
+    ``basic_auth_users`` as bcrypt hashes); ``allow`` is sld's own CIDR list, enforced in the process
+    as a complement to the unit's ``IPAddressAllow=`` (systemd.resource-control(5))."""
+
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = 39230
@@ -78,16 +84,19 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    """``[control]``: the JSON-lines control socket (mode 0600, 0660 with ``group``, which needs CAP_CHOWN)."""
+    """``[control]``: the control socket, under the unit's ``RuntimeDirectory=sld`` (systemd.exec(5));
+    ``group`` hands it to a group, which chown(2) allows only with CAP_CHOWN or as a member."""
+
     socket: str = DEFAULT_SOCKET
     group: str = ""
 
 
 @dataclass(frozen=True)
 class QuarantineConfig:
-    """``[quarantine]``: the interfaces cut off, the pcap expression still allowed and the verdicts that
-    cut them off; taken by ``sld.quarantine.policy`` through its ``Settings`` protocol, never this module.
-    """
+    """``[quarantine]``: cls_bpf filters on the listed interfaces (``sld.quarantine``; tc-bpf(8)) that
+    drop everything but ARP and ``allow`` (a pcap-filter(7) expression) while a verdict in ``on``
+    holds; ``dry_run`` journals what would be done and touches no filter."""
+
     enabled: bool = False
     interfaces: tuple[str, ...] = ()
     allow: str = "tcp port 22"
@@ -97,23 +106,24 @@ class QuarantineConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    """``[log]``: the debug categories (``sld.vocab.LogCategory``) journaled at debug level."""
+    """``[log]``: debug categories (``sld.vocab.LogCategory``) journaled at debug level."""
+
     debug: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AttestConfig:
-    """``[attest]``: where the attestation key persists (owner-hierarchy persistent handles,
-    0x81010000..0x817FFFFF in the TCG handle registry), for ``sld attest`` and the daemon's attest request.
-    """
+    """``[attest]``: the attestation key's persistent handle, in the TCG handle registry's persistent
+    range (TCG Registry of Reserved TPM 2.0 Handles and Localities, 0x81xxxxxx)."""
+
     ak_handle: int = 0x81010002  # where `sld ak create` persists the AK (TCG handle registry: an AK)
 
 
 @dataclass(frozen=True)
 class Config:
-    """One whole configuration, one frozen value per section; ``path`` is the file it came from, so
-    errors found later (preflight, reload) still name it.
-    """
+    """The whole ``sld.toml``: one frozen dataclass per section; ``path`` is the file it was read from
+    (empty for the built-in defaults)."""
+
     source: SourceConfig = field(default_factory=SourceConfig)
     tpm: TpmConfig = field(default_factory=TpmConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -219,9 +229,9 @@ SECTION_CHECKS: dict[str, Any] = {"verify": _check_verify, "metrics": _check_met
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
-    """The configuration of parsed TOML: every key checked against the dataclasses' types (no unknown
-    or retired key passes), then ranges, then each section as a whole; errors name ``path`` and the key.
-    """
+    """The configuration a parsed TOML document describes: every section and key checked against the
+    dataclasses, then each section as a whole (``SECTION_CHECKS``); a ConfigError names ``path`` and
+    the first key that is wrong."""
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for name, table in data.items():
