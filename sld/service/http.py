@@ -228,7 +228,8 @@ class _Server6(_Server):
 
 
 def allowed(address: str, networks: Iterable[Network]) -> bool:
-    """Whether a client address is in the allow-list (empty: everyone the unit's IPAddressAllow= lets in).
+    """Whether a client address is in the allow-list (empty: everyone the unit's ``IPAddressAllow=``,
+    systemd.resource-control(5), lets in).
     IPv4 clients of an IPv6 listener arrive as ::ffff:a.b.c.d and are matched as IPv4."""
     networks = tuple(networks)
     if not networks:
