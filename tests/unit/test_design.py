@@ -104,17 +104,19 @@ def _names(cell: str) -> frozenset[str]:
     return frozenset(n.strip() for n in cell.split(",") if n.strip() not in ("", "-"))
 
 
+def _table(heading: str) -> list[list[str]]:
+    """The body rows of the first table under docs/design.md's ``## heading``, cells stripped."""
+    section = DESIGN.read_text().partition(f"\n## {heading}\n")[2].partition("\n## ")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines() if line.startswith("|")]
+    assert rows and rows[0][:2] == ["stage", "modules"], f"design.md: no stage table under '## {heading}'"
+    return rows[2:]
+
+
 @cache
 def stages() -> tuple[Stage, ...]:
     """The rows of the table under docs/design.md's ``## Import rules``."""
-    section = DESIGN.read_text().partition("\n## Import rules\n")[2].partition("\n## ")[0]
-    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("|")]
-    assert rows and [c.strip() for c in rows[0][:2]] == ["stage", "modules"], "design.md: no import table"
-    table = []
-    for cells in rows[2:]:
-        name, mods, at_load, lazily = (c.strip() for c in cells[:2] + cells[-2:])
-        table.append(Stage(name, tuple(re.findall(r"`([^`]+)`", mods)), _names(at_load) | {name}, _names(lazily)))
-    return tuple(table)
+    return tuple(Stage(name, tuple(re.findall(r"`([^`]+)`", mods)), _names(at_load) | {name}, _names(lazily))
+                 for name, mods, at_load, lazily in (row[:2] + row[-2:] for row in _table("Import rules")))
 
 
 def stage_of(module: str) -> Stage:
@@ -133,6 +135,10 @@ def test_every_module_is_in_exactly_one_stage_and_every_row_names_code() -> None
         for pattern in stage.patterns:
             assert any(stage.holds(m) and (m == pattern or pattern.endswith("*")) for m in modules()), \
                 f"design.md names {pattern}, which is not in sld/"
+
+
+def test_the_stage_table_and_the_import_table_list_the_same_modules() -> None:
+    assert [row[:2] for row in _table("Stages and modules")] == [row[:2] for row in _table("Import rules")]
 
 
 def test_imports_obey_the_table() -> None:
