@@ -13,12 +13,14 @@ from pathlib import Path
 
 import atheris
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.quotes: the quote reader's comparison
 with atheris.instrument_imports(include=["sld"]):
     from sld import config
     from sld.errors import SldError
     from sld.formats import eventlog, heap, registers, slrt
     from sld.formats._util import Region
     from sld.replay import replay
+    from tests.quotes import agree
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -54,6 +56,7 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "agile": lambda d: _log(d, len(d) - 7 if len(d) > 7 else None),
     "registers": lambda d: registers.parse_registers(Region(d[: registers.TXT_SPACE_SIZE], registers.TXT_PUB_BASE)),
     "config": lambda d: config.loads(d),
+    "quote": agree,  # the verifier's TPM structure reader against the construct declarations
 }
 
 
@@ -81,6 +84,36 @@ def seeds(target: str) -> Iterator[bytes]:
         yield from (f.read_bytes()[:0x4000] for f in sorted(CORPUS.glob("*/*.bin")))
     if target == "config":
         yield (ROOT / "conf" / "sld.toml").read_bytes()
+    if target == "quote":
+        yield from quote_seeds()
+
+
+def quote_seeds() -> Iterator[bytes]:
+    """A quote's TPMS_ATTEST, RSASSA and ECDSA TPMT_SIGNATUREs and RSA and ECC AK TPM2B_PUBLICs, built
+    with the declarations (values as tpm2_quote and tpm2_createak make them)."""
+    from sld.formats import tpm2
+    from sld.formats.names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+
+    sel = [{"hash": TpmAlg.SHA256, "pcrSelect": b"\x00\x00\x7e"}]
+    yield tpm2.build_struct(tpm2.TPMS_ATTEST, {
+        "magic": TPM_GENERATED_VALUE, "type": TpmSt.ATTEST_QUOTE, "qualifiedSigner": {"name": bytes(34)},
+        "extraData": {"buffer": bytes(16)}, "clockInfo": {"clock": 1, "resetCount": 1, "restartCount": 0, "safe": 1},
+        "firmwareVersion": 1, "attested": {"pcrSelect": {"pcrSelections": sel}, "pcrDigest": {"buffer": bytes(32)}}},
+        "TPMS_ATTEST")
+    for alg, body in ((TpmAlg.RSASSA, {"hash": TpmAlg.SHA256, "sig": {"buffer": bytes(256)}}),
+                      (TpmAlg.ECDSA, {"hash": TpmAlg.SHA256, "signatureR": {"buffer": bytes(32)},
+                                      "signatureS": {"buffer": bytes(32)}})):
+        yield tpm2.build_struct(tpm2.TPMT_SIGNATURE, {"sigAlg": alg, "signature": body}, "TPMT_SIGNATURE")
+    area = {"nameAlg": TpmAlg.SHA256, "objectAttributes": {"restricted": True, "sign": True},
+            "authPolicy": {"buffer": b""}}
+    null = {"algorithm": TpmAlg.NULL, "details": {}}
+    for extra in ({"type": TpmAlg.RSA, "unique": {"buffer": bytes(256)},
+                   "parameters": {"symmetric": null, "scheme": {"scheme": TpmAlg.RSASSA, "details": {"hashAlg": 11}},
+                                  "keyBits": 2048, "exponent": 0}},
+                  {"type": TpmAlg.ECC, "unique": {"x": {"buffer": bytes(32)}, "y": {"buffer": bytes(32)}},
+                   "parameters": {"symmetric": null, "scheme": {"scheme": TpmAlg.ECDSA, "details": {"hashAlg": 11}},
+                                  "curveID": TpmEccCurve.NIST_P256, "kdf": {"scheme": TpmAlg.NULL, "details": {}}}}):
+        yield tpm2.build_struct(tpm2.TPM2B_PUBLIC, {"publicArea": {**area, **extra}}, "TPM2B_PUBLIC")
 
 
 def one_input(fn: Callable[[bytes], object]) -> Callable[[bytes], None]:

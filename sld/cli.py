@@ -213,6 +213,7 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py)."""
     import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
 
     parser = argparse.ArgumentParser(
@@ -307,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str]) -> int:
+    """Parse ``argv`` and run its command, errors reported as :func:`guarded` does."""
     return guarded(build_parser().parse_args(argv))
 
 

@@ -64,6 +64,8 @@ def verdict_json(verdict: Any) -> str:
     payload["exit_code"] = verdict.exit_code
     for check in payload["checks"]:
         check["title"] = next(c.title for c in verdict.checks if c.id == check["id"])
+    for pcr, state in zip(payload["pcrs"], verdict.pcrs, strict=True):
+        pcr["banks"] = {bank: state.bank_status(bank).value for bank in verdict.banks}  # match, not-measured, ...
     return dump_json("verdict", payload)
 
 

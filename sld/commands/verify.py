@@ -45,7 +45,8 @@ def _daemon_was_asked(args: argparse.Namespace) -> bool:
 def notice(args: argparse.Namespace, config: Config) -> str:
     """The stderr line that says where this verdict comes from and which configuration it used."""
     why = f"no sld daemon answers on {args.socket}: " if _daemon_was_asked(args) else ""
-    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_CONFIG}, built-in defaults"
+    used = f"configuration {config.path}" if config.path else \
+        f"no {DEFAULT_CONFIG}: the options, else built-in defaults"
     return f"sld: {why}verifying in this process ({used})"
 
 

@@ -27,11 +27,11 @@ class QuotedPcrs:
         self._values = {q.bank: q.pcrs for q in quotes}
 
     def banks(self) -> tuple[str, ...]:
-        """The quoted banks: every bank the TPM has allocated."""
+        """The banks quoted: only those can be compared, whatever the TPM has."""
         return tuple(self._values)
 
     def read_pcrs(self, pcrs: Iterable[int], banks: Iterable[str]) -> dict[str, dict[int, bytes]]:
-        """The quoted values; a PCR outside PCR17-22 (a policy's extra PCRs) is not vouched for: a TpmError."""
+        """The quoted values of PCR17-22; any other PCR is a TpmError, since the evidence does not cover it."""
         wanted = tuple(pcrs)
         unquoted = [p for p in wanted if p not in DRTM_PCRS]
         if unquoted:
@@ -39,7 +39,7 @@ class QuotedPcrs:
         return {bank: {p: self._values[bank][p] for p in wanted} for bank in banks}
 
     def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None:
-        """Never: evidence describes the TPM as it is (verification runs in validate mode)."""
+        """Always refused: attesting reports the platform as it is and never performs deferred extends."""
         raise TpmError(TpmErrorKind.COMMAND, f"PCR{pcr}: attesting never extends")
 
 

@@ -13,9 +13,10 @@ the heap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, overload
 
 import construct as cs
 from construct import this
@@ -136,9 +137,11 @@ TABLE_DECLS: dict[str, tuple[cs.Struct, Any]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ExtElement:
-    """One extended data element (SDG C.1): ``fields`` decoded for the types ELEMENT_DATA declares."""
+class ExtElement(NamedTuple):
+    """One extended data element (SDG C.1): ``fields`` decoded for the types ELEMENT_DATA declares.
+
+    A named tuple rather than a frozen dataclass: a walk of a 16 MiB heap can make 2M of them."""
+
     type: int
     offset: int  # physical address of the element header
     data: bytes
@@ -150,6 +153,58 @@ class ExtElement:
         return ELEMENT_TYPES.get(self.type, f"unknown(0x{self.type:x})")
 
 
+class ExtElements(Sequence[ExtElement]):
+    """A table's extended elements as the walk found them: (type, offset, size) kept in arrays over the
+    table's bytes, each :class:`ExtElement` made when asked for. A 16 MiB heap can hold 2M 8-byte
+    elements; as objects they would take some 200 MB, as arrays 24 MB (issue 17: bounded memory)."""
+
+    __slots__ = ("_table", "_types", "_offsets", "_sizes", "_fields")
+
+    def __init__(self, table: Region) -> None:
+        self._table = table
+        self._types, self._offsets, self._sizes = array("I"), array("I"), array("I")
+        self._fields: dict[int, dict[str, Any]] = {}  # index -> decoded payload, for the ELEMENT_DATA types
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def _make(self, i: int) -> ExtElement:
+        pos = self._offsets[i]
+        return ExtElement(self._types[i], self._table.base + pos, self._table.copy(pos + 8, pos + self._sizes[i]),
+                          self._fields.get(i))
+
+    @overload
+    def __getitem__(self, index: int) -> ExtElement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ExtElement, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> ExtElement | tuple[ExtElement, ...]:
+        if isinstance(index, slice):
+            return tuple(self._make(i) for i in range(*index.indices(len(self))))
+        return self._make(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[ExtElement]:
+        copy, base, fields = self._table.copy, self._table.base, self._fields  # 2M elements: names bound once
+        for i, (etype, pos, size) in enumerate(zip(self._types, self._offsets, self._sizes, strict=True)):
+            yield ExtElement(etype, base + pos, copy(pos + 8, pos + size), fields.get(i))
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ExtElements({len(self)} at 0x{self._table.base:x})"
+
+    def first(self, etype: int) -> ExtElement | None:
+        """The first element of type ``etype``, found in the type array (no element made before it)."""
+        try:
+            return self._make(self._types.index(etype))
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True)
 class HeapTable:
     """One heap record: ``address`` is its u64 size field, ``data`` what follows it (size - 8 bytes)."""
@@ -159,7 +214,7 @@ class HeapTable:
     size: int
     data: bytes
     fields: dict[str, Any] = field(default_factory=dict)
-    elements: tuple[ExtElement, ...] = ()
+    elements: Sequence[ExtElement] = ()
     mdrs: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -169,6 +224,8 @@ class HeapTable:
 
     def element(self, etype: int) -> ExtElement | None:
         """The first element of type ``etype`` (SDG C.1 allows each type once per table), or None."""
+        if isinstance(self.elements, ExtElements):
+            return self.elements.first(etype)
         return next((e for e in self.elements if e.type == etype), None)
 
 
@@ -214,15 +271,17 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def parse_elements(table: Region, offset: int, name: str) -> tuple[ExtElement, ...]:
+def parse_elements(table: Region, offset: int, name: str) -> ExtElements:
     """Walk ``table`` from ``offset`` element by element until END (SDG C.1).
 
-    Each element is parsed from its own bounded slice, so the walk is linear in the table size; a
-    size below the 8-byte header or past the table is an error naming the element's address.
+    Headers are read in place and each known payload parsed from its own bounded slice, so the walk is
+    linear in the table size; a size below the 8-byte header or past the table is an error naming the
+    element's address.
     """
-    out = []
+    out = ExtElements(table)
     pos = offset
-    end, base, unpack, copy = len(table), table.base, table.unpack, table.copy  # 2M elements fit in 16 MiB
+    end, unpack = len(table), table.unpack  # 2M elements fit in a 16 MiB heap: names bound once
+    types, offsets, sizes = out._types.append, out._offsets.append, out._sizes.append
     while True:
         if pos + 8 > end:
             raise FormatError(name, "extended elements run past the table without an END element",
@@ -232,27 +291,27 @@ def parse_elements(table: Region, offset: int, name: str) -> tuple[ExtElement, .
             raise FormatError(f"{name} element", f"size {size} does not fit the {end - pos} bytes left in the table",
                               field="size", offset=table.address(pos))
         decl = ELEMENT_DATA.get(etype)
-        if decl is None:
-            out.append(ExtElement(etype, base + pos, copy(pos + 8, pos + size), None))
-        else:
-            payload = table[pos + 8 : pos + size]
-            fields = plain(payload.parse(decl, f"{name} {ELEMENT_TYPES[etype]} element"))
-            out.append(ExtElement(etype, table.address(pos), bytes(payload), fields))
+        if decl is not None:
+            out._fields[len(out)] = plain(table[pos + 8 : pos + size].parse(decl, f"{name} {ELEMENT_TYPES[etype]} "
+                                                                             "element"))
+        types(etype)
+        offsets(pos)
+        sizes(size)
         if etype == ELEMENT_END:
-            return tuple(out)
+            return out
         pos += size
 
 
 def _parse_table(name: str, record: Region) -> HeapTable:
     """One size-prefixed record: ``record`` starts at its u64 size field (spec §2.1)."""
-    data = record[8:]
-    raw = bytes(data)
+    raw = record.copy(8, len(record))
+    data = Region(raw, record.base + 8)  # over the table's own copy, which its elements keep
     if name not in TABLE_DECLS:
         return HeapTable(name, record.base, len(record), raw)
     decl, elements_at = TABLE_DECLS[name]
     fields = plain(data.parse(decl, name))
     start = elements_at(fields["version"])
-    elements = parse_elements(data, start, name) if start is not None else ()
+    elements: Sequence[ExtElement] = parse_elements(data, start, name) if start is not None else ()
     mdrs: tuple[dict[str, Any], ...] = ()
     if name == "SinitMleData":
         mdrs = _parse_mdrs(fields, data)

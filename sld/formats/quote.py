@@ -28,6 +28,7 @@ class _Reader:
         self.structure = structure
 
     def take(self, n: int, field: str) -> bytes:
+        """The next ``n`` bytes; fewer left is a FormatError naming ``field`` and its offset."""
         if self.at + n > len(self.data):
             raise FormatError(self.structure, f"truncated: the region holds only {len(self.data) - self.at} "
                               "bytes from here", field=field, offset=self.at)
@@ -36,6 +37,7 @@ class _Reader:
         return out
 
     def uint(self, n: int, field: str) -> int:
+        """A big-endian unsigned field of ``n`` bytes (TPM 2.0 Part 1 §18.2: every TPM integer is big-endian)."""
         return int.from_bytes(self.take(n, field), "big")
 
     def sized(self, field: str) -> bytes:
@@ -43,9 +45,37 @@ class _Reader:
         return self.take(self.uint(2, field), field)
 
     def end(self) -> None:
+        """Bytes left after the structure are refused: a signed structure is accepted whole or not at all."""
         if self.at != len(self.data):
             raise FormatError(self.structure, f"{len(self.data) - self.at} bytes after the structure",
                               offset=self.at)
+
+
+# The members of the unions these structures hold (Part 2 §11.1.7, §11.2, §11.3.3, §12.2.3), each with
+# the UINT16 fields that follow its selector. sld.formats.tpm2 builds its Switch cases from these tables,
+# so the reference and this reader know exactly the same members.
+SIGNATURE_SCHEMES = (TpmAlg.RSASSA, TpmAlg.RSAPSS, TpmAlg.ECDSA)
+KEY_TYPES = (TpmAlg.RSA, TpmAlg.ECC)
+_HASH = ("hashAlg",)
+SYMMETRIC: dict[int, tuple[str, ...]] = {TpmAlg.NULL: (), TpmAlg.AES: ("keyBits", "mode"),
+                                         TpmAlg.SM4: ("keyBits", "mode"), TpmAlg.CAMELLIA: ("keyBits", "mode")}
+RSA_SCHEMES: dict[int, tuple[str, ...]] = {TpmAlg.NULL: (), TpmAlg.RSAES: (), TpmAlg.RSASSA: _HASH,
+                                           TpmAlg.RSAPSS: _HASH, TpmAlg.OAEP: _HASH}
+ECC_SCHEMES: dict[int, tuple[str, ...]] = {TpmAlg.NULL: (), TpmAlg.ECDSA: _HASH, TpmAlg.ECDH: _HASH,
+                                           TpmAlg.ECMQV: _HASH, TpmAlg.SM2: _HASH, TpmAlg.ECSCHNORR: _HASH,
+                                           TpmAlg.ECDAA: ("hashAlg", "count")}  # ECDAA: its commit count
+KDF_SCHEMES: dict[int, tuple[str, ...]] = {TpmAlg.NULL: (), TpmAlg.MGF1: _HASH, TpmAlg.KDF1_SP800_56A: _HASH,
+                                           TpmAlg.KDF2: _HASH, TpmAlg.KDF1_SP800_108: _HASH}
+
+
+def _member(r: _Reader, members: dict[int, tuple[str, ...]], field: str, selector: str) -> tuple[int, dict[str, int]]:
+    """A union's selector (one the table knows) and its UINT16 details."""
+    at = r.at
+    chosen = r.uint(2, f"{field}.{selector}")
+    if chosen not in members:
+        raise FormatError(r.structure, f"0x{chosen:04x} is not one of its members", field=f"{field}.{selector}",
+                          offset=at)
+    return chosen, {name: r.uint(2, f"{field}.details.{name}") for name in members[chosen]}
 
 
 class Attest:
@@ -84,7 +114,7 @@ class Signature:
 
     def __init__(self, r: _Reader) -> None:
         self.sig_alg = r.uint(2, "sigAlg")
-        if self.sig_alg not in (TpmAlg.RSASSA, TpmAlg.RSAPSS, TpmAlg.ECDSA):
+        if self.sig_alg not in SIGNATURE_SCHEMES:
             raise FormatError(r.structure, f"signature scheme 0x{self.sig_alg:04x} is not RSASSA, RSAPSS or ECDSA",
                               field="sigAlg", offset=0)
         self.hash = r.uint(2, "signature.hash")
@@ -107,43 +137,41 @@ class Public:
         outer.end()
         r = _Reader(self.area, "TPMT_PUBLIC")
         self.type = r.uint(2, "type")
-        if self.type not in (TpmAlg.RSA, TpmAlg.ECC):
+        if self.type not in KEY_TYPES:
             raise FormatError("TPMT_PUBLIC", f"key type 0x{self.type:04x} is neither RSA nor ECC", field="type",
                               offset=0)
         self.name_alg = r.uint(2, "nameAlg")
         self.attributes = r.uint(4, "objectAttributes")
         r.sized("authPolicy.buffer")
-        if r.uint(2, "parameters.symmetric.algorithm") != TpmAlg.NULL:
-            r.take(4, "parameters.symmetric.details")  # keyBits, mode: a storage key's, never an AK's
-        self.scheme = r.uint(2, "parameters.scheme.scheme")
-        self.scheme_hash = 0
-        if self.scheme not in (TpmAlg.NULL, TpmAlg.RSAES):  # every other scheme carries its hash (§11.2)
-            self.scheme_hash = r.uint(2, "parameters.scheme.details.hashAlg")
-        if self.scheme == TpmAlg.ECDAA:
-            r.uint(2, "parameters.scheme.details.count")
+        _member(r, SYMMETRIC, "parameters.symmetric", "algorithm")  # a storage key's, NULL for an AK
+        rsa = self.type == TpmAlg.RSA
+        self.scheme, details = _member(r, RSA_SCHEMES if rsa else ECC_SCHEMES, "parameters.scheme", "scheme")
+        self.scheme_hash = details.get("hashAlg", 0)
         self.exponent = self.curve = 0
         self.unique: tuple[bytes, ...]
-        if self.type == TpmAlg.RSA:
+        if rsa:
             r.uint(2, "parameters.keyBits")
             self.exponent = r.uint(4, "parameters.exponent") or 65537  # 0: the default 2^16+1 (§12.2.3.5)
             self.unique = (r.sized("unique.buffer"),)
         else:
             self.curve = r.uint(2, "parameters.curveID")
-            if r.uint(2, "parameters.kdf.scheme") != TpmAlg.NULL:
-                r.uint(2, "parameters.kdf.details.hashAlg")
+            _member(r, KDF_SCHEMES, "parameters.kdf", "scheme")
             self.unique = (r.sized("unique.x.buffer"), r.sized("unique.y.buffer"))
         r.end()
 
 
 def read_attest(data: bytes) -> Attest:
+    """TPMS_ATTEST (TPM 2.0 Part 2 §10.12.12) of a quote, the exact bytes the AK signed."""
     return Attest(_Reader(data, "TPMS_ATTEST"))
 
 
 def read_signature(data: bytes) -> Signature:
+    """TPMT_SIGNATURE (TPM 2.0 Part 2 §11.3.4) over a quote: RSASSA or ECDSA, as the AK's scheme says."""
     return Signature(_Reader(data, "TPMT_SIGNATURE"))
 
 
 def read_public(data: bytes) -> Public:
+    """TPM2B_PUBLIC (TPM 2.0 Part 2 §12.2.5) of the AK, whose Name binds the quote to the key."""
     return Public(_Reader(data, "TPM2B_PUBLIC"))
 
 

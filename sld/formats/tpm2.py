@@ -20,6 +20,7 @@ import construct as cs
 
 from sld.formats._util import build, parse_at
 from sld.formats.names import TpmAlg, TpmSt
+from sld.formats.quote import ECC_SCHEMES, KDF_SCHEMES, KEY_TYPES, RSA_SCHEMES, SIGNATURE_SCHEMES, SYMMETRIC
 
 
 def tpm2b(name: str) -> cs.Struct:
@@ -73,41 +74,23 @@ TPMS_SIGNATURE_RSA = cs.Struct("hash" / cs.Int16ub, "sig" / TPM2B_PUBLIC_KEY_RSA
 TPMS_SIGNATURE_ECC = cs.Struct(  # §11.3.2
     "hash" / cs.Int16ub, "signatureR" / TPM2B_ECC_PARAMETER, "signatureS" / TPM2B_ECC_PARAMETER
 )
-_SIGNATURES = {TpmAlg.RSASSA: TPMS_SIGNATURE_RSA, TpmAlg.RSAPSS: TPMS_SIGNATURE_RSA, TpmAlg.ECDSA: TPMS_SIGNATURE_ECC}
+_SIGNATURES = {alg: TPMS_SIGNATURE_ECC if alg == TpmAlg.ECDSA else TPMS_SIGNATURE_RSA for alg in SIGNATURE_SCHEMES}
 TPMT_SIGNATURE = cs.Struct(  # §11.3.4; TPMU_SIGNATURE §11.3.3 for the schemes an AK signs with
     "sigAlg" / _tag(_SIGNATURES),
     "signature" / cs.Switch(cs.this.sigAlg, _SIGNATURES),
     cs.Terminated,
 )
 
-_HASH_DETAIL = cs.Struct("hashAlg" / cs.Int16ub)  # TPMS_SCHEME_HASH §11.1.17
-_NO_DETAIL = cs.Struct()
+def _union(members: Mapping[int, tuple[str, ...]], selector: str = "scheme") -> cs.Struct:
+    """TPMT_*_SCHEME / TPMT_SYM_DEF_OBJECT (§11.1.7, §11.2): a selector, then that member's UINT16 details."""
+    cases = {alg: cs.Struct(*(name / cs.Int16ub for name in fields)) for alg, fields in members.items()}
+    return cs.Struct(selector / _tag(cases), "details" / cs.Switch(cs.this[selector], cases))
 
 
-def _scheme(details: Mapping[int, cs.Construct]) -> cs.Struct:
-    """TPMT_*_SCHEME (§11.2): a scheme id, then its details; NULL has none."""
-    cases = {TpmAlg.NULL: _NO_DETAIL, **details}
-    return cs.Struct("scheme" / _tag(cases), "details" / cs.Switch(cs.this.scheme, cases))
-
-
-_SYMMETRIC = {TpmAlg.NULL: _NO_DETAIL, **{alg: cs.Struct("keyBits" / cs.Int16ub, "mode" / cs.Int16ub)
-                                             for alg in (TpmAlg.AES, TpmAlg.SM4, TpmAlg.CAMELLIA)}}
-TPMT_SYM_DEF_OBJECT = cs.Struct(  # §11.1.7: a storage parent's symmetric key; NULL for a signing key
-    "algorithm" / _tag(_SYMMETRIC),
-    "details" / cs.Switch(cs.this.algorithm, _SYMMETRIC),
-)
-TPMT_RSA_SCHEME = _scheme(  # §11.2.4.2
-    {TpmAlg.RSASSA: _HASH_DETAIL, TpmAlg.RSAPSS: _HASH_DETAIL, TpmAlg.OAEP: _HASH_DETAIL,
-     TpmAlg.RSAES: _NO_DETAIL}
-)
-TPMT_ECC_SCHEME = _scheme(  # §11.2.5.6; ECDAA also carries its commit count (§11.2.3.2)
-    {TpmAlg.ECDSA: _HASH_DETAIL, TpmAlg.ECDH: _HASH_DETAIL, TpmAlg.ECMQV: _HASH_DETAIL,
-     TpmAlg.SM2: _HASH_DETAIL, TpmAlg.ECSCHNORR: _HASH_DETAIL,
-     TpmAlg.ECDAA: cs.Struct("hashAlg" / cs.Int16ub, "count" / cs.Int16ub)}
-)
-TPMT_KDF_SCHEME = _scheme(  # §11.2.3.3
-    {alg: _HASH_DETAIL for alg in (TpmAlg.MGF1, TpmAlg.KDF1_SP800_56A, TpmAlg.KDF2, TpmAlg.KDF1_SP800_108)}
-)
+TPMT_SYM_DEF_OBJECT = _union(SYMMETRIC, "algorithm")  # §11.1.7: a storage parent's symmetric key; NULL for an AK
+TPMT_RSA_SCHEME = _union(RSA_SCHEMES)  # §11.2.4.2
+TPMT_ECC_SCHEME = _union(ECC_SCHEMES)  # §11.2.5.6; ECDAA also carries its commit count (§11.2.3.2)
+TPMT_KDF_SCHEME = _union(KDF_SCHEMES)  # §11.2.3.3
 TPMS_RSA_PARMS = cs.Struct(  # §12.2.3.5; exponent 0 means 2^16+1
     "symmetric" / TPMT_SYM_DEF_OBJECT,
     "scheme" / TPMT_RSA_SCHEME,
@@ -137,7 +120,7 @@ TPMA_OBJECT = cs.FlagsEnum(  # §8.3.2: the attributes that make a key an AK (re
     sign=1 << 18,
     x509sign=1 << 19,
 )
-_PARAMETERS = {TpmAlg.RSA: TPMS_RSA_PARMS, TpmAlg.ECC: TPMS_ECC_PARMS}
+_PARAMETERS = dict(zip(KEY_TYPES, (TPMS_RSA_PARMS, TPMS_ECC_PARMS), strict=True))
 TPMT_PUBLIC = cs.Struct(  # §12.2.4, for the two key types an AK can have
     "type" / _tag(_PARAMETERS),
     "nameAlg" / cs.Int16ub,

@@ -1,29 +1,29 @@
 """Attach, list and lift sld's quarantine: classic-BPF cls_bpf filters in direct-action mode on
-clsact ingress and egress, through pyroute2 (netlink). The kernel holds the filters, so a stopped or
-crashed daemon leaves the quarantine in place.
+clsact ingress and egress (tc-bpf(8); linux ``net/sched/cls_bpf.c``, ``sch_ingress.c``), through
+pyroute2's netlink socket. The kernel holds the filters, so a stopped or crashed daemon leaves the
+quarantine in place.
 
-sld's filters sit at preference 1, the first a clsact hook consults (0 asks the kernel to choose, so 1
-is the highest priority tc lets anyone set). A direct-action verdict ends classification, so only a
-filter that runs before sld's can let traffic past the quarantine: one at the same preference,
-which the kernel allows only for another cls_bpf filter (added later, it runs first). Listings
-report every filter so such a filter is found (:func:`overtaking`).
+sld's filters sit at preference 1, the first a clsact hook consults: a chain is kept in ascending
+preference order, and 0 asks the kernel to choose one (``tc_new_tfilter`` in linux
+``net/sched/cls_api.c``), so 1 is the highest priority tc lets anyone set. A direct-action verdict
+ends classification, so only a filter that runs before sld's can let traffic past the quarantine:
+one at the same preference, which the kernel allows only for another cls_bpf filter (added later,
+it runs first). Listings report every filter so such a filter is found (:func:`overtaking`).
 
-pyroute2 0.9.7 declares TCA_BPF_OPS as a u32 and has no keyword for classic BPF ops; the one place
-that extends its message declaration is :func:`_teach_pyroute2_classic_bpf`.
+pyroute2 has no keyword for classic-BPF ops: the filter messages are sld's own
+(:mod:`sld.quarantine.cls_bpf`), sent and dumped on pyroute2's ``IPRoute`` socket.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError
-from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
 from sld.errors import ConfigError, SldError
+from sld.quarantine import cls_bpf
 from sld.quarantine.pcap import Insn
 
 INGRESS = 0xFFFFFFF2
@@ -34,31 +34,6 @@ PRIO = 1  # sld's priority (tc "pref") and handle: how its filters are told apar
 HANDLE = 0x51D
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
 ENOENT, EEXIST = 2, 17
-
-
-def _teach_pyroute2_classic_bpf() -> None:
-    """TCA_BPF_OPS is a byte array of sock_filter records and TCA_BPF_OPS_LEN a u16 (linux pkt_cls.h)."""
-    if getattr(sched_bpf, "_sld_classic_bpf", False):
-        return
-    sched_bpf.options.nla_map = tuple(
-        ("TCA_BPF_OPS", "cdata") if n == "TCA_BPF_OPS" else ("TCA_BPF_OPS_LEN", "uint16") if n == "TCA_BPF_OPS_LEN"
-        else (n, t) for n, t in sched_bpf.options.nla_map)
-    original = sched_bpf.get_parameters
-
-    def get_parameters(kwarg: dict[str, Any]) -> dict[str, Any]:
-        ops = kwarg.pop("bpf_ops", None)
-        params = original(kwarg)
-        if ops is not None:
-            params["attrs"] += [["TCA_BPF_OPS_LEN", len(ops)], ["TCA_BPF_OPS", packed(ops)]]
-        return params
-
-    sched_bpf.get_parameters = get_parameters
-    sched_bpf._sld_classic_bpf = True
-
-
-def packed(program: list[Insn]) -> bytes:
-    """struct sock_filter records (linux/filter.h), as TCA_BPF_OPS carries them."""
-    return b"".join(struct.pack("<HBBI", *op) for op in program)
 
 
 @dataclass(frozen=True)
@@ -80,11 +55,12 @@ class Filter:
 
     @property
     def name(self) -> str:
+        """``sld_quarantine`` for sld's filters (listings show it), empty for anyone else's."""
         return NAME if self.ours else ""
 
     def runs(self, program: list[Insn]) -> bool:
         """Whether this filter holds exactly ``program`` (a reload may have changed the allow list)."""
-        return self._program == packed(program)
+        return self._program == cls_bpf.packed(program)
 
     def __str__(self) -> str:
         return f"{self.kind} filter pref {self.prio} handle 0x{self.handle:x} on {self.ifname} {self.direction}"
@@ -112,14 +88,12 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 
 def apply(ifname: str, program: list[Insn], netns: str | None = None) -> None:
     """Install (or replace) sld's filter on both directions of ``ifname``: idempotent."""
-    _teach_pyroute2_classic_bpf()
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
         try:
             ipr.tc("replace", "clsact", index)
             for parent in PARENTS.values():
-                ipr.tc("replace-filter", "bpf", index, HANDLE, parent=parent, prio=PRIO, protocol=ETH_P_ALL,
-                       bpf_ops=program, direct_action=True)
+                cls_bpf.send(ipr, cls_bpf.message(index, HANDLE, parent, PRIO, ETH_P_ALL, program))
         except NetlinkError as err:
             raise QuarantineError(f"{ifname}: netlink refused the quarantine filter: {err}") from None
 
@@ -131,7 +105,7 @@ def lift(ifname: str, netns: str | None = None) -> int:
         index = _index(ipr, ifname)
         for parent in PARENTS.values():
             try:
-                ipr.tc("del-filter", "bpf", index, HANDLE, parent=parent, prio=PRIO, protocol=ETH_P_ALL)
+                cls_bpf.send(ipr, cls_bpf.message(index, HANDLE, parent, PRIO, ETH_P_ALL))
                 removed += 1
             except NetlinkError as err:
                 if err.code not in (ENOENT, 22):  # no filter, or no clsact qdisc at all
@@ -141,7 +115,6 @@ def lift(ifname: str, netns: str | None = None) -> int:
 
 def filters(ifname: str, netns: str | None = None) -> list[Filter]:
     """Every filter on ``ifname``'s clsact ingress and egress, as the kernel reports them."""
-    _teach_pyroute2_classic_bpf()
     out = []
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
@@ -157,10 +130,8 @@ def filters(ifname: str, netns: str | None = None) -> list[Filter]:
                 if opts is None:  # the per-priority header record a dump starts each filter chain with
                     continue
                 kind = f.get_attr("TCA_KIND") or "?"
-                ops, program = 0, b""
-                if kind == "bpf":
-                    ops, program = opts.get_attr("TCA_BPF_OPS_LEN") or 0, opts.get_attr("TCA_BPF_OPS") or b""
-                out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, ops, bytes(program)))
+                program = cls_bpf.ops(f) if kind == "bpf" else b""
+                out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, len(program) // 8, program))
     return out
 
 

@@ -175,7 +175,8 @@ def test_swtpm_killed_then_restarted_and_relaunched(sim: Sim, tmp_path: Path) ->
         err = proc.communicate(timeout=10)[1]
         notify.close()
     assert "Traceback" not in err and "TPM unavailable" in err
-    assert err.count(" verdict=verified ") == 2  # journaled at start and again on recovery, not every interval
+    assert 2 <= err.count(" verdict=verified ") <= 3  # at start and on recovery (a launch seen half-done may
+    # add one), never every interval
 
 
 def test_a_tpm_that_stops_answering_makes_it_degraded_and_starves_the_watchdog(sim: Sim, tmp_path: Path) -> None:

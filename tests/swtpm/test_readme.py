@@ -1,7 +1,8 @@
 """Every command the README's tour and `sld sim up` print runs as printed, with `sld` from PATH.
 
 The README's blocks name fixed paths (/run/sld-tour, /tmp/sfs), so they run in a private mount
-namespace with its own /run and /tmp: as printed, and beside anything else on this machine.
+namespace with its own /run and /tmp (and PID namespace): as printed, and beside anything else on
+this machine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
+ISOLATED = ["unshare", "-m", "--propagation", "private", "-p", "-f", "--mount-proc"]
 PRIVATE = 'mount -t tmpfs sld-run /run && mount -t tmpfs sld-tmp /tmp && exec bash -euo pipefail -c "$0"'
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root"),
@@ -36,7 +38,8 @@ def section_blocks(title: str) -> list[str]:
 
 
 def in_private_run(script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", PRIVATE, script],
+    # A PID namespace too: whatever a failing block leaves running (its swtpm, its daemon) ends with it.
+    return subprocess.run([*ISOLATED, "sh", "-c", PRIVATE, script],
                           capture_output=True, text=True, env=env(), timeout=300)
 
 
@@ -53,6 +56,7 @@ def test_the_tours_commands_run_as_printed(index: int) -> None:
         assert run.stdout.count("verdict: verified") == 1 and '"result": "verified"' in run.stdout
     else:
         assert "state: running" in run.stdout and "verdict: verified" in run.stdout
+    assert "simulated platform stopped" in run.stdout  # sld sim down found the swtpm sld sim up started
 
 
 def printed_commands(up_stdout: str) -> dict[str, str]:
@@ -99,7 +103,7 @@ def test_the_demo_puts_sld_on_path() -> None:
     """`bash scripts/demo.sh` as the README's first command, then `sld` from a plain PATH (/usr/local/bin is
     a private tmpfs here, so the host's is untouched)."""
     script = 'mount -t tmpfs sld-bin /usr/local/bin && bash scripts/demo.sh && command -v sld && sld sim list'
-    run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=ROOT,
+    run = subprocess.run([*ISOLATED, "sh", "-c", script], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

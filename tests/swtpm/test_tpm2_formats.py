@@ -12,8 +12,8 @@ from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
 from sld.sim.swtpm import Swtpm
+from tests.quotes import same_attest, same_public, same_signature
 from tests.tpm2tools import Tools, missing_tools
-from tests.unit.test_quote_reader import same_attest, same_public, same_signature
 
 if missing_tools():
     pytest.skip(f"tpm2-tools (Debian tpm2-tools) lacks {', '.join(missing_tools())}", allow_module_level=True)

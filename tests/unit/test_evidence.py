@@ -293,3 +293,19 @@ def test_text_names_the_first_failure_then_every_check(tmp_path: Path, rsa_ak: S
     assert [line.split()[:2] for line in lines[1:3]] == [["evidence.signature", "pass"], ["evidence.ak", "pass"]]
     assert ["evidence.nonce", "fail"] in [line.split()[:2] for line in lines]
     assert [line.split() for line in lines[-2:]] == [["bank", "sha1", "match"], ["bank", "sha256", "match"]]
+
+
+def test_ear_contraindicates_a_failure_and_names_it(tmp_path: Path, rsa_ak: SoftAk,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pcrs.sha256]\n17 = "{"00" * 32}"\n')
+    code = verify(tmp_path, synthetic(rsa_ak, NONCE), rsa_ak, "--format", "ear", "--policy", str(policy),
+                  nonce=bytes(range(1, 33)))
+    ear = json.loads(capsys.readouterr().out)
+    drtm = ear["submods"]["drtm"]
+    assert code == 1 and ear["ear_status"] == drtm["ear_status"] == "contraindicated"
+    assert drtm["ear_verifier_claims"]["sld_failed_checks"] == ["evidence.nonce", "policy.match"]
+    assert drtm["ear_verifier_claims"]["sld_first_failure"]["id"] == "evidence.nonce"
+    assert drtm["ear_appraisal_policy_ids"] == [str(policy)]
+    assert set(ear) == {"eat_profile", "iat", "ear_verifier_id", "ear_status", "eat_nonce", "submods"}
+    assert ear["ear_verifier_id"]["build"].startswith("sld ") and isinstance(ear["iat"], int)

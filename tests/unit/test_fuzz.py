@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("atheris", reason="atheris is absent (pip install .[test])")
-TARGETS = ("heap", "slrt", "tpm12", "agile", "registers", "config")
+TARGETS = ("heap", "slrt", "tpm12", "agile", "registers", "config", "quote")
 SCRIPT = Path(__file__).parents[2] / "fuzz" / "targets.py"
 
 

@@ -161,3 +161,13 @@ def test_element_header_fast_path_equals_the_declaration(raw: bytes) -> None:
     declared = heap.ElementHeader.parse(raw)
     assert Region(raw).unpack(heap.ELEMENT_HEADER, 0) == (declared.type, declared.size)
     assert heap.ElementHeader.sizeof() == 8
+
+
+def test_elements_are_a_sequence_made_on_access() -> None:
+    h = heap.parse_heap(Region(build_platform("clean").heap, HEAP_BASE))
+    elements = h.bios_data.elements
+    made = tuple(elements)
+    assert len(elements) == len(made) == 3 and elements[-1] == made[-1] and elements[1:] == made[1:]
+    assert elements == made and [e.name for e in elements] == ["BIOS_SPEC_VER", "ACM", "END"]
+    assert h.bios_data.element(2) == made[1] and h.bios_data.element(7) is None
+    assert made[1].offset == h.bios_data.data_address + 36 + len(made[0].data) + 8

@@ -15,45 +15,8 @@ from hypothesis import strategies as st
 from sld.errors import FormatError
 from sld.formats import quote, tpm2
 from sld.formats.names import TpmAlg, TpmSt
+from tests.quotes import same_attest, same_public, same_signature
 from tests.unit.test_tpm2 import ecc_public, quote_attest, rsa_public
-
-
-def same_attest(data: bytes) -> None:
-    ref = tpm2.parse(tpm2.TPMS_ATTEST, data, "TPMS_ATTEST")
-    fast = quote.read_attest(data)
-    assert (fast.magic, fast.type, fast.qualified_signer, fast.extra_data) == (
-        ref.magic, ref.type, ref.qualifiedSigner.name, ref.extraData.buffer)
-    clock = ref.clockInfo
-    assert (fast.clock, fast.reset_count, fast.restart_count, fast.safe, fast.firmware_version) == (
-        clock.clock, clock.resetCount, clock.restartCount, clock.safe, ref.firmwareVersion)
-    if ref.type == TpmSt.ATTEST_QUOTE:
-        assert fast.selections == tuple((s.hash, s.pcrSelect) for s in ref.attested.pcrSelect.pcrSelections)
-        assert fast.pcr_digest == ref.attested.pcrDigest.buffer
-
-
-def same_signature(data: bytes) -> None:
-    ref = tpm2.parse(tpm2.TPMT_SIGNATURE, data, "TPMT_SIGNATURE")
-    fast = quote.read_signature(data)
-    assert (fast.sig_alg, fast.hash) == (ref.sigAlg, ref.signature.hash)
-    if ref.sigAlg == TpmAlg.ECDSA:
-        assert (fast.r, fast.s) == (ref.signature.signatureR.buffer, ref.signature.signatureS.buffer)
-    else:
-        assert fast.sig == ref.signature.sig.buffer
-
-
-def same_public(data: bytes) -> None:
-    ref = tpm2.parse(tpm2.TPM2B_PUBLIC, data, "TPM2B_PUBLIC").publicArea
-    fast = quote.read_public(data)
-    assert fast.area == data[2:]
-    attributes = int.from_bytes(tpm2.TPMA_OBJECT.build(ref.objectAttributes), "big")
-    assert (fast.type, fast.name_alg, fast.attributes) == (ref.type, ref.nameAlg, attributes)
-    assert fast.scheme == ref.parameters.scheme.scheme
-    assert fast.scheme_hash == ref.parameters.scheme.details.get("hashAlg", 0)
-    if ref.type == TpmAlg.RSA:
-        assert fast.unique == (ref.unique.buffer,)
-        assert fast.exponent == (ref.parameters.exponent or 65537)
-    else:
-        assert fast.unique == (ref.unique.x.buffer, ref.unique.y.buffer) and fast.curve == ref.parameters.curveID
 
 
 def refuse_alike(data: bytes, struct: Any, reader: Any, name: str) -> None:
