@@ -24,7 +24,6 @@ from sld.errors import FormatError, TpmError
 from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
 from sld.formats.quote import pcr_bitmap
-from sld.replay import DRTM_PCRS
 from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
@@ -32,6 +31,7 @@ from sld.vocab import TpmErrorKind
 # Generating an RSA key can take a hardware TPM many seconds: TPM2_CreatePrimary and TPM2_Create get the
 # bound the Linux TPM driver gives them (TPM2_DURATION_LONG_LONG, 300 s), not the session's few seconds.
 KEYGEN_TIMEOUT = 300.0
+QUOTED_PCRS = tuple(range(17, 23))  # the DRTM PCRs every quote selects (TCG D-RTM Architecture §4: PCR17-22)
 DEFAULT_HANDLE = 0x81010002  # TCG "Registry of Reserved TPM 2.0 Handles and Localities" §2.3.1: an AK
 EK_CERT_INDEX = 0x01C00002  # the RSA 2048 EK's certificate (TCG EK Credential Profile 2.0 §2.2.1.4)
 NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
@@ -73,7 +73,7 @@ def public_template(template: dict[str, Any]) -> bytes:
     return tpm2.build_struct(tpm2.TPM2B_PUBLIC, {"publicArea": template}, "TPM2B_PUBLIC")
 
 
-def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
+def pcr_selection(bank: str, pcrs: Iterable[int] = QUOTED_PCRS) -> bytes:
     """A TPML_PCR_SELECTION (§10.9.7) of one bank."""
     return tpm2.build_struct(tpm2.TPML_PCR_SELECTION, {"pcrSelections": [
         {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
@@ -309,5 +309,5 @@ def quote(tpm: Tpm, nonce: bytes, banks: Iterable[str],
         key = s.ak(handle)
         signed = [(bank, *s.quote(key, nonce, bank)) for bank in banks]
         public, name = s.read_public(key)
-    values = tpm.read_pcrs(DRTM_PCRS, banks)
+    values = tpm.read_pcrs(QUOTED_PCRS, banks)
     return public, name, tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)
