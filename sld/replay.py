@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
-from sld.formats.names import EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import DATA_DIGEST_TYPES, EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
@@ -168,3 +168,17 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     """
     digests = (ev.digests.get(bank) for ev in log.events if ev.pcr == pcr and extends(ev))
     return _chain(_hasher(bank), _reset(bank, pcr, log.startup_locality), digests)
+
+
+def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
+    """Events of DATA_DIGEST_TYPES whose digest in some bank is not the hash of their data (with or without
+    one trailing NUL, as writers differ): a fact for the verdict, not part of the log's format."""
+    bad = []
+    for ev in log.events:
+        if ev.type not in DATA_DIGEST_TYPES:
+            continue
+        forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
+        for bank, digest in ev.digests.items():
+            if bank in hashlib.algorithms_available and all(hashlib.new(bank, f).digest() != digest for f in forms):
+                bad.append((ev, bank))
+    return bad

@@ -18,10 +18,10 @@ from sld import posture
 from sld.checks import Check
 from sld.discover import Snapshot, discover
 from sld.errors import TpmError
-from sld.formats.eventlog import Event, EventLog, digest_mismatches
+from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.platform.source import Source
-from sld.replay import DRTM_PCRS, extends, prefix_states, unmeasured
+from sld.replay import DRTM_PCRS, digest_mismatches, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result

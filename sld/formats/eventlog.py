@@ -23,7 +23,6 @@ from operator import itemgetter
 from sld.errors import FormatError
 from sld.formats.names import (
     ALGORITHMS,
-    DATA_DIGEST_TYPES,
     EV_NO_ACTION,
     SPEC_ID_SIGNATURE,
     STARTUP_LOCALITY,
@@ -521,22 +520,3 @@ def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[It
             limit = done + len(buf)  # the file ended early (it shrank): what was read is the log
         done, buf, off = done + walk.stop, rest + more, 0
 
-
-# ---- payload checks -----------------------------------------------------------------------------
-
-
-def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
-    """Events of DATA_DIGEST_TYPES whose digest in some bank is not the hash of their data."""
-    import hashlib
-
-    bad = []
-    for ev in log.events:
-        if ev.type not in DATA_DIGEST_TYPES:
-            continue
-        for bank, digest in ev.digests.items():
-            if bank not in hashlib.algorithms_available:
-                continue
-            forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
-            if all(hashlib.new(bank, form).digest() != digest for form in forms):
-                bad.append((ev, bank))
-    return bad
