@@ -28,11 +28,13 @@ from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
 
+# Generating an RSA key can take a hardware TPM many seconds: TPM2_CreatePrimary and TPM2_Create get the
+# bound the Linux TPM driver gives them (TPM2_DURATION_LONG_LONG, 300 s), not the session's few seconds.
+KEYGEN_TIMEOUT = 300.0
+QUOTED_PCRS = tuple(range(17, 23))  # the DRTM PCRs every quote selects (TCG D-RTM Architecture §4: PCR17-22)
 DEFAULT_HANDLE = 0x81010002  # TCG "Registry of Reserved TPM 2.0 Handles and Localities" §2.3.1: an AK
-EK_CERT_INDEX = {"rsa": 0x01C00002, "ecc": 0x01C0000A}  # TCG EK Credential Profile 2.0 §2.2.1.4
-ALGORITHMS = ("rsa", "ecc")
+EK_CERT_INDEX = 0x01C00002  # the RSA 2048 EK's certificate (TCG EK Credential Profile 2.0 §2.2.1.4)
 NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
-DRTM_PCRS = tuple(range(17, 23))
 # PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the EK's authPolicy (EK Credential Profile 2.0 §B.6.2).
 EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
 
@@ -71,7 +73,7 @@ def public_template(template: dict[str, Any]) -> bytes:
     return tpm2.build_struct(tpm2.TPM2B_PUBLIC, {"publicArea": template}, "TPM2B_PUBLIC")
 
 
-def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
+def pcr_selection(bank: str, pcrs: Iterable[int] = QUOTED_PCRS) -> bytes:
     """A TPML_PCR_SELECTION (§10.9.7) of one bank."""
     return tpm2.build_struct(tpm2.TPML_PCR_SELECTION, {"pcrSelections": [
         {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
@@ -100,11 +102,13 @@ class _Session:
         self._outputs: list[Any] = []
 
     def out(self, ctype: str) -> Any:
+        """An ESAPI output pointer (``T **``), freed when the operation ends."""
         pointer = self.ffi.new(f"{ctype} **")
         self._outputs.append(pointer)
         return pointer
 
     def transient(self, handle: int) -> int:
+        """A loaded object or session, flushed (TPM2_FlushContext) when the operation ends."""
         self._flush.append(handle)
         return handle
 
@@ -131,8 +135,9 @@ class _Session:
     def _flush_call(self, handle: int) -> Callable[[Any], int]:
         return lambda ctx: int(self.lib.Esys_FlushContext(ctx, handle))
 
-    def command(self, what: str, call: Callable[[Any], int]) -> None:
-        self.tpm.esys(what, call)
+    def command(self, what: str, call: Callable[[Any], int], timeout: float | None = None) -> None:
+        """One TPM command of this operation (bounded, retried and classified by sld.tpm)."""
+        self.tpm.esys(what, call, timeout)
 
     def sized(self, ctype: str, field: str, data: bytes) -> Any:
         """A TPM2B of ``data``; more than the structure holds (Part 2's maximum) is a FormatError naming it."""
@@ -145,6 +150,7 @@ class _Session:
         return value
 
     def handle(self) -> Any:
+        """A new ``ESYS_TR *`` for a command's output handle."""
         return self.ffi.new("ESYS_TR *")
 
     def create_ek(self) -> tuple[int, bytes]:
@@ -156,7 +162,7 @@ class _Session:
         self.command("TPM2_CreatePrimary(EK)", lambda ctx: lib.Esys_CreatePrimary(
             ctx, lib.ESYS_TR_RH_ENDORSEMENT, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, sensitive,
             template, ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), ek, public, ffi.NULL, ffi.NULL,
-            ffi.NULL))
+            ffi.NULL), KEYGEN_TIMEOUT)
         return self.transient(ek[0]), marshal("TPM2B_PUBLIC", public[0])
 
     def ek_policy(self) -> int:
@@ -251,7 +257,7 @@ def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace:
         s.command(f"TPM2_Create(AK {alg})", lambda ctx: lib.Esys_Create(
             ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, ffi.new("TPM2B_SENSITIVE_CREATE *"), template,
             ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), private, public, ffi.NULL, ffi.NULL,
-            ffi.NULL))
+            ffi.NULL), KEYGEN_TIMEOUT)
         loaded, session = s.handle(), s.ek_policy()
         s.command("TPM2_Load(AK)", lambda ctx: lib.Esys_Load(
             ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, private[0], public[0], loaded))
@@ -265,7 +271,7 @@ def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace:
             ctx, lib.ESYS_TR_RH_OWNER, loaded[0], lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
             handle, persisted))
         ak_public, name = s.read_public(persisted[0])
-        return AkInfo(handle, ak_public, name, ek_public, s.nv_read(EK_CERT_INDEX["rsa"]))
+        return AkInfo(handle, ak_public, name, ek_public, s.nv_read(EK_CERT_INDEX))
 
 
 def activate(tpm: Tpm, credential_blob: bytes, secret: bytes, handle: int = DEFAULT_HANDLE) -> bytes:
@@ -303,5 +309,5 @@ def quote(tpm: Tpm, nonce: bytes, banks: Iterable[str],
         key = s.ak(handle)
         signed = [(bank, *s.quote(key, nonce, bank)) for bank in banks]
         public, name = s.read_public(key)
-    values = tpm.read_pcrs(DRTM_PCRS, banks)
+    values = tpm.read_pcrs(QUOTED_PCRS, banks)
     return public, name, tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)

@@ -171,7 +171,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     _add_evidence(ver)
 
 
-def _attest_parsers(sub: argparse._SubParsersAction) -> None:
+def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
     def handle(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")

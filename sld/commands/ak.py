@@ -48,7 +48,7 @@ def run_create(args: argparse.Namespace) -> int:
     print(public_pem(info.public), end="")
     print("EK public key (TCG EK Credential Profile template L-1, RSA 2048):")
     print(public_pem(info.ek_public), end="")
-    print(cert or f"no EK certificate at NV 0x{ak.EK_CERT_INDEX['rsa']:08x}\n", end="")
+    print(cert or f"no EK certificate at NV 0x{ak.EK_CERT_INDEX:08x}\n", end="")
     return 0
 
 

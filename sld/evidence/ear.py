@@ -22,6 +22,9 @@ SUBMOD = "drtm"  # the one attester appraised: the dynamic launch (PCR17-22) of 
 
 
 def ear_status(verdict: EvidenceVerdict) -> EarStatus:
+    """The EAR trustworthiness tier (draft-ietf-rats-ear §3.2, ar4si tiers): contraindicated for a failed
+    verification, warning when a check warned, affirming otherwise.
+    """
     if verdict.result != Result.VERIFIED:
         return EarStatus.CONTRAINDICATED
     return EarStatus.WARNING if verdict.warnings else EarStatus.AFFIRMING

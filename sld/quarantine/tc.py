@@ -33,7 +33,7 @@ ETH_P_ALL = 0x0003
 PRIO = 1  # sld's priority (tc "pref") and handle: how its filters are told apart from anyone else's
 HANDLE = 0x51D
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
-ENOENT, EEXIST = 2, 17
+ENOENT = 2
 
 
 @dataclass(frozen=True)

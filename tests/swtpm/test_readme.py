@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -81,7 +82,9 @@ def test_the_commands_sim_up_prints_run_as_printed(tmp_path: Path) -> None:
     try:
         assert "verdict: verified" in run("verify").stdout  # extends the deferred events
         assert "verdict: verified" in run("local").stdout
-        daemon = subprocess.Popen(commands["daemon"], shell=True, env=env(), stderr=subprocess.PIPE, text=True)
+        # Its own session: the shell may fork the daemon rather than exec it, so the whole group is stopped.
+        daemon = subprocess.Popen(commands["daemon"], shell=True, env=env(), stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
         deadline = time.monotonic() + 30
         while "state: running" not in (status := subprocess.run(commands["status"], shell=True, capture_output=True,
                                                                   text=True, env=env())).stdout:
@@ -92,7 +95,7 @@ def test_the_commands_sim_up_prints_run_as_printed(tmp_path: Path) -> None:
         assert (root / "state" / "sinit.json").exists()  # the daemon's memory of the SINIT: in the sim's directory
     finally:
         if daemon is not None:
-            daemon.terminate()
+            os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(10)
         subprocess.run(["sld", "sim", "down", "--dir", str(root)], env=env(), capture_output=True)
 
