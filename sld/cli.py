@@ -71,7 +71,8 @@ class _ScenarioNames:
 SCENARIO_NAMES = _ScenarioNames()
 
 
-def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+def _sim_command(simsub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                 text: str) -> argparse.ArgumentParser:
     """A ``sld sim`` subcommand that takes a scenario and a structure generation."""
     p = simsub.add_parser(name, help=text)
     p.set_defaults(handler=f"sld.commands.sim:run_{name}")
@@ -104,7 +105,7 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
         ver.add_argument(option, help=text, **extra)
 
 
-def _add_policy(sub: argparse._SubParsersAction) -> None:
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
@@ -133,7 +134,7 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
 
 
-def _verify_parser(sub: argparse._SubParsersAction) -> None:
+def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
 
