@@ -52,7 +52,7 @@ class VerifyConfig:
     ``StateDirectory=sld`` (systemd.exec(5)), where the SINIT this host last launched with is
     remembered (the downgrade check)."""
 
-    mode: str = "auto"
+    mode: str = Mode.AUTO
     interval: float = 60.0
     timeout: float = 20.0
     policy: str = ""
@@ -96,7 +96,7 @@ class QuarantineConfig:
     enabled: bool = False
     interfaces: tuple[str, ...] = ()
     allow: str = "tcp port 22"
-    on: tuple[str, ...] = ("failed",)
+    on: tuple[str, ...] = (Result.FAILED,)
     dry_run: bool = False
 
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from sld.appraisal.model import Policy
 
 SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
-RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
 class PcrDevice(Protocol):
@@ -89,7 +88,7 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
-        return RESULT_EXIT[self.result]
+        return self.result.exit_code
 
     def check(self, check_id: CheckId) -> Check | None:
         return next((c for c in self.checks if c.id == check_id), None)
