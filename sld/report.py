@@ -50,10 +50,10 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 GREEN, RED, YELLOW, GREY = "32", "31", "33", "90"
-COLOURS = {CheckStatus.PASS: GREEN, PcrStatus.MATCH: GREEN, Result.VERIFIED: GREEN,
-           CheckStatus.FAIL: RED, PcrStatus.MISMATCH: RED, Result.FAILED: RED,
-           CheckStatus.SKIP: GREY, CheckStatus.WARN: YELLOW, PcrStatus.RESUMABLE: YELLOW,
-           PcrStatus.NOT_LAUNCHED: YELLOW, PcrStatus.NOT_MEASURED: YELLOW}
+COLOURS: dict[str, str] = {CheckStatus.PASS: GREEN, PcrStatus.MATCH: GREEN, Result.VERIFIED: GREEN,
+                           CheckStatus.FAIL: RED, PcrStatus.MISMATCH: RED, Result.FAILED: RED,
+                           CheckStatus.SKIP: GREY, CheckStatus.WARN: YELLOW, PcrStatus.RESUMABLE: YELLOW,
+                           PcrStatus.NOT_LAUNCHED: YELLOW, PcrStatus.NOT_MEASURED: YELLOW}
 
 
 def paint(word: str, tty: bool) -> str:
