@@ -37,6 +37,7 @@ STATUS_EXIT_CODES = """exit codes:
   3  the last verdict is not-launched, the daemon is degraded because no source is readable, or no daemon answers
   4  no current verdict: degraded (the TPM is unavailable or a verification stopped progressing; the
      last verdict is stale), starting or stopping
+  5  degraded: the TPM's extend lock could not be taken (as sld verify exits; the last verdict is stale)
 """
 
 SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "

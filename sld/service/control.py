@@ -298,11 +298,13 @@ class ControlServer:
         self._reply(conn, reply)
 
     def _expire(self, conn: _Conn) -> None:
-        """Past its deadline: a request still in the works is answered with why; anything else is closed."""
+        """Past its deadline: a request still in the works is answered with why, the daemon's state and exit
+        code 4 (a verification that stopped progressing, as ``sld status`` says); anything else is closed."""
         if conn.pending is not None and not conn.outbox:
             conn.pending = conn.request = None
-            self._reply(conn, {"error": f"no answer within {self.verify_timeout:g} s "
-                                        f"({self.service.status().error or 'still working'})"}, last=True)
+            status = self.service.status()
+            self._reply(conn, {"state": status.state, "exit_code": 4, "error": f"no answer within "
+                               f"{self.verify_timeout:g} s ({status.error or 'still working'})"}, last=True)
         else:
             self._close(conn)
 
