@@ -12,15 +12,11 @@ TCTI loader, netlink) is checked by ``sld.service.preflight``.
 from __future__ import annotations
 
 import dataclasses
-import grp
-import ipaddress
 import os
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sld.errors import ConfigError
@@ -56,7 +52,7 @@ class VerifyConfig:
     ``StateDirectory=sld`` (systemd.exec(5)), where the SINIT this host last launched with is
     remembered (the downgrade check)."""
 
-    mode: str = "auto"
+    mode: str = Mode.AUTO
     interval: float = 60.0
     timeout: float = 20.0
     policy: str = ""
@@ -100,7 +96,7 @@ class QuarantineConfig:
     enabled: bool = False
     interfaces: tuple[str, ...] = ()
     allow: str = "tcp port 22"
-    on: tuple[str, ...] = ("failed",)
+    on: tuple[str, ...] = (Result.FAILED,)
     dry_run: bool = False
 
 
@@ -181,6 +177,8 @@ def _validate(key: str, value: Any) -> None:
             if not BCRYPT.fullmatch(hashed):
                 raise ConfigError(f"user {user!r}: expected a bcrypt hash ($2y$10$...); {MAKE_BCRYPT}", key=key)
     if key == "metrics.allow":
+        import ipaddress  # here, like grp and tomllib: a cold `sld verify` with no file imports none of them
+
         for network in value:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -212,6 +210,8 @@ def _check_metrics(m: MetricsConfig) -> None:
 
 def _check_control(c: ControlConfig) -> None:
     if c.group:
+        import grp
+
         try:
             grp.getgrnam(c.group)
         except KeyError:
@@ -265,20 +265,23 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
 
 def load(path: str | None = None) -> Config:
     """The config at ``path`` (default /etc/sld/sld.toml; a missing default file means all defaults)."""
-    target = Path(path or DEFAULT_CONFIG)
+    target = path or DEFAULT_CONFIG
     try:
-        raw = target.read_bytes()
+        with open(target, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         if path is None:
             return Config(path="")
-        raise ConfigError("no such file", file=str(target)) from None
+        raise ConfigError("no such file", file=target) from None
     except OSError as err:
-        raise ConfigError(err.strerror or str(err), file=str(target)) from None
-    return loads(raw, str(target))
+        raise ConfigError(err.strerror or str(err), file=target) from None
+    return loads(raw, target)
 
 
 def loads(raw: bytes, path: str = "") -> Config:
     """Parse config bytes: not UTF-8 or not TOML is a ConfigError like any bad key."""
+    import tomllib
+
     try:
         return from_dict(tomllib.loads(raw.decode("utf-8")), path)
     except UnicodeDecodeError as err:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sld.text import count
+from sld.vocab import CheckStatus, PcrStatus, Result
 
 SCHEMA = 1
 
@@ -48,8 +49,11 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 
-COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33"}
+GREEN, RED, YELLOW, GREY = "32", "31", "33", "90"
+COLOURS = {CheckStatus.PASS: GREEN, PcrStatus.MATCH: GREEN, Result.VERIFIED: GREEN,
+           CheckStatus.FAIL: RED, PcrStatus.MISMATCH: RED, Result.FAILED: RED,
+           CheckStatus.SKIP: GREY, CheckStatus.WARN: YELLOW, PcrStatus.RESUMABLE: YELLOW,
+           PcrStatus.NOT_LAUNCHED: YELLOW, PcrStatus.NOT_MEASURED: YELLOW}
 
 
 def paint(word: str, tty: bool) -> str:

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from sld.config import Config
 from sld.paths import DEFAULT_CONFIG
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sld.appraisal.model import Policy
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -50,13 +54,21 @@ def notice(args: argparse.Namespace, config: Config) -> str:
     return f"sld: {why}verifying in this process ({used})"
 
 
+def _policy(path: str) -> Policy | None:
+    """The appraisal policy at ``path`` (none for ""): only a verification with one imports sld.appraisal."""
+    if not path:
+        return None
+    from sld.appraisal.files import load
+
+    return load(path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Verify in this process with the configuration file's settings under the options."""
     if args.ak or args.nonce or args.previous or args.format:  # evidence options without --evidence
         from sld.commands.evidence import run as verify_evidence
 
         return verify_evidence(args)
-    from sld.appraisal.files import load as load_policy
     from sld.config import load
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     use = settings(args, config)
     print(notice(args, config), file=sys.stderr)
-    policy = load_policy(use.policy) if use.policy else None
+    policy = _policy(use.policy)
     with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
         verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=args.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))

@@ -131,3 +131,22 @@ def test_malformed_policy_is_a_usage_error(sim: Sim, tmp_path: Path) -> None:
     sim.up("clean")
     run = sim.verify("--policy", _policy(tmp_path, '[pcrs.sha256]\n17 = "abc"\n'))
     assert run.returncode == 2 and "pcrs.sha256.17" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_cold_verification_without_a_policy_imports_only_what_it_uses(sim: Sim) -> None:
+    """Issue 15: a cold `sld verify --local` with no policy and nothing to extend verifies without the
+    appraisal code, the extend lock, the TOML parser (when no configuration file exists), tarfile,
+    tempfile or pathlib: each is imported where it is used, and each costs a cold process milliseconds."""
+    from sld.paths import DEFAULT_CONFIG
+
+    sim.up("clean")
+    unused = {"sld.appraisal", "sld.lock", "tarfile", "tempfile", "pathlib", "ipaddress", "sld.sim"}
+    if not os.path.exists(DEFAULT_CONFIG):
+        unused.add("tomllib")
+    code = (f"import sys\nfrom sld.cli import main\ncode = main(sys.argv[1:])\n"
+            f"print(code, *sorted(m for m in sys.modules if m in {sorted(unused)!r}), file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code, "verify", "--local", "--json", "--source",
+                          f"image:{sim.info['image']}", "--tcti", sim.info["tcti"], "--locality", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(run.stdout)["result"] == "verified", run.stderr
+    assert run.stderr.splitlines()[-1] == "0", run.stderr
