@@ -3,7 +3,8 @@
 Prints sld daemon RSS and CPU while idle (between verifications, default 60 s: SLD_IDLE_SECONDS), the same
 for node_exporter, and scrape throughput (scrapes/s over 16 connections for 5 s, from Debian's ``wrk``
 when installed, else urllib threads) for both, with ratios sld / node_exporter and the load
-generator's own CPU use, which shows whether the client rather than the server was the limit.
+generator's own CPU use, which shows whether the client rather than the server was the limit; and
+what sld's RSS is made of: the bare interpreter, and the same daemon with ``[metrics] enabled = false``.
 Run: .venv/bin/python benchmarks/daemon_footprint.py
 """
 
@@ -14,11 +15,13 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 
@@ -92,6 +95,30 @@ def measure(pid: int, url: str) -> tuple[int, float, tuple[float, float]]:
     return rss_kib(pid), idle_cpu, throughput(url)
 
 
+def floors(root: Path, info: dict[str, Any]) -> tuple[int, int]:
+    """RSS (KiB) of the bare interpreter sld runs on, and of the daemon with ``[metrics] enabled = false``
+    once it has verified: what the figure above is made of, measured in the same run."""
+    from sld.errors import SldError
+    from sld.service.control import request
+
+    bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    daemon = subprocess.Popen([*SLD, "daemon", "--config", str(daemon_config(root, info))], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                if request(str(root / "control.sock"), {"cmd": "status"})["state"] != "starting":
+                    break
+            except SldError:
+                pass
+            time.sleep(0.1)
+        time.sleep(1)
+        return rss_kib(bare.pid), rss_kib(daemon.pid)
+    finally:
+        for proc in (bare, daemon):
+            proc.terminate()
+            proc.wait()
+
+
 def main() -> None:
     compile_sld()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,10 +137,15 @@ def main() -> None:
             node.terminate()
             daemon.wait()
             node.wait()
+        try:
+            bare, unserved = floors(root, info)
+        finally:
             sim_down(root)
     print(f"idle window {IDLE:g} s (verification interval 60 s), {CLIENTS} scrape clients for {LOAD_SECONDS:g} s")
     print(f"RSS: sld {ours[0] / 1024:.1f} MiB, node_exporter {theirs[0] / 1024:.1f} MiB, "
           f"ratio {ours[0] / theirs[0]:.2f}")
+    print(f"  of which: the bare interpreter {bare / 1024:.1f} MiB; the daemon without [metrics] {unserved / 1024:.1f} "
+          f"MiB, so serving metrics (prometheus-client and the HTTP/TLS stack) {(ours[0] - unserved) / 1024:.1f} MiB")
     print(f"idle CPU: sld {ours[1]:.3f} %, node_exporter {theirs[1]:.3f} %")
     client = "wrk" if shutil.which("wrk") else "urllib threads"
     print(f"scrapes/s ({client}, {CLIENTS} connections): sld {ours[2][0]:.0f}, node_exporter {theirs[2][0]:.0f}, "

@@ -1,8 +1,10 @@
 """Cold `sld verify --json` (a fresh process) on the simulated clean platform, against the peers an
 operator would run for the same reading: txt-stat (registers, over the image bind-mounted on
 /dev/mem in a private mount namespace) + tpm2_eventlog (the log) + tpm2_pcrread (the PCRs). Also
-`sld verify --json` answered by a running daemon over its control socket. Goals: cold <= 3x, via the
-daemon <= 1x the sum of the peers. Run as root: .venv/bin/python benchmarks/verify_cold.py
+`sld verify --json` answered by a running daemon over its control socket. Goals (issue 15): cold <= 4x,
+via the daemon <= 1x the sum of the peers. Each command's best of RUNS is its time (on a shared machine
+the others' load only ever adds to a run), its median printed beside it. Run as root:
+.venv/bin/python benchmarks/verify_cold.py
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from pathlib import Path
 
 from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 
-RUNS = 15
+RUNS = 21
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
 TXT_STAT = 'mount -t tmpfs none /dev && touch /dev/mem && mount --bind "$0" /dev/mem && exec txt-stat'
 
 
-def median(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(best, median) wall time of RUNS runs of ``cmd``, its output discarded."""
     times = []
     for _ in range(RUNS):
         t0 = time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times), statistics.median(times)
 
 
 def main() -> None:
@@ -41,22 +44,27 @@ def main() -> None:
         daemon = subprocess.Popen([*sld, "daemon", "--config", str(conf)], stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.5)
-            txt_stat = median(["unshare", "-m", "--propagation", "private", "sh", "-c", TXT_STAT, info["image"]])
-            eventlog = median(["tpm2_eventlog", str(log)])
-            pcrread = median(["tpm2_pcrread", "-T", info["tcti"], PCRS])
-            cold = median([*sld, "verify", "--local", "--json", "--source", f"image:{info['image']}", "--tcti",
+            txt_stat = timed(["unshare", "-m", "--propagation", "private", "sh", "-c", TXT_STAT, info["image"]])
+            eventlog = timed(["tpm2_eventlog", str(log)])
+            pcrread = timed(["tpm2_pcrread", "-T", info["tcti"], PCRS])
+            cold = timed([*sld, "verify", "--local", "--json", "--source", f"image:{info['image']}", "--tcti",
                            info["tcti"]])
-            via = median([*sld, "verify", "--json", "--socket", str(root / "control.sock")])
+            via = timed([*sld, "verify", "--json", "--socket", str(root / "control.sock")])
         finally:
             daemon.terminate()
             daemon.wait()
             sim_down(root)
-    peers = txt_stat + eventlog + pcrread
-    print(f"medians of {RUNS} runs, simulated clean platform (image + swtpm)")
-    print(f"txt-stat {txt_stat * 1000:.1f} ms + tpm2_eventlog {eventlog * 1000:.1f} ms + tpm2_pcrread "
-          f"{pcrread * 1000:.1f} ms = {peers * 1000:.1f} ms")
-    print(f"sld verify --json, cold process: {cold * 1000:.1f} ms, ratio {cold / peers:.2f} (goal <= 3)")
-    print(f"sld verify --json via the daemon: {via * 1000:.1f} ms, ratio {via / peers:.2f} (goal <= 1)")
+    peers = [txt_stat[i] + eventlog[i] + pcrread[i] for i in (0, 1)]
+    print(f"best of {RUNS} runs (median), simulated clean platform (image + swtpm)")
+    print(f"txt-stat {ms(txt_stat)} + tpm2_eventlog {ms(eventlog)} + tpm2_pcrread {ms(pcrread)} = {ms(peers)}")
+    print(f"sld verify --json, cold process: {ms(cold)}, ratio {cold[0] / peers[0]:.2f} "
+          f"({cold[1] / peers[1]:.2f}) (goal <= 4)")
+    print(f"sld verify --json via the daemon: {ms(via)}, ratio {via[0] / peers[0]:.2f} "
+          f"({via[1] / peers[1]:.2f}) (goal <= 1)")
+
+
+def ms(best_median: tuple[float, float] | list[float]) -> str:
+    return f"{best_median[0] * 1000:.1f} ms ({best_median[1] * 1000:.1f})"
 
 
 if __name__ == "__main__":

@@ -28,25 +28,39 @@ from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
 
+# Generating an RSA key can take a hardware TPM many seconds: TPM2_CreatePrimary and TPM2_Create get the
+# bound the Linux TPM driver gives them (TPM2_DURATION_LONG_LONG, 300 s), not the session's few seconds.
+KEYGEN_TIMEOUT = 300.0
+QUOTED_PCRS = tuple(range(17, 23))  # the DRTM PCRs every quote selects (TCG D-RTM Architecture §4: PCR17-22)
 DEFAULT_HANDLE = 0x81010002  # TCG "Registry of Reserved TPM 2.0 Handles and Localities" §2.3.1: an AK
-EK_CERT_INDEX = {"rsa": 0x01C00002, "ecc": 0x01C0000A}  # TCG EK Credential Profile 2.0 §2.2.1.4
-ALGORITHMS = ("rsa", "ecc")
+# The EK certificates a manufacturer provisions (TCG EK Credential Profile 2.0 §2.2.1.4 low range, §2.2.1.5 high
+# range): index -> the key it certifies. swtpm_setup --create-ek-cert writes 0x01C00002 and 0x01C00016.
+EK_CERT_INDICES = {
+    0x01C00002: "RSA 2048 EK (template L-1)",
+    0x01C0000A: "ECC NIST P-256 EK (template L-2)",
+    0x01C00012: "RSA 2048 EK (template H-1)",
+    0x01C00014: "ECC NIST P-256 EK (template H-2)",
+    0x01C00016: "ECC NIST P-384 EK (template H-3)",
+}
 NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
-DRTM_PCRS = tuple(range(17, 23))
 # PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the EK's authPolicy (EK Credential Profile 2.0 §B.6.2).
 EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
 
 _NULL_SCHEME = {"scheme": TpmAlg.NULL, "details": {}}
 _NULL_SYMMETRIC = {"algorithm": TpmAlg.NULL, "details": {}}
 _AES128_CFB = {"algorithm": TpmAlg.AES, "details": {"keyBits": 128, "mode": TpmAlg.CFB}}
-EK_TEMPLATE = {  # EK Credential Profile 2.0 §B.3.3, template L-1 (RSA 2048, AES-128 CFB storage key)
-    "type": TpmAlg.RSA,
-    "nameAlg": TpmAlg.SHA256,
-    "objectAttributes": {"fixedTPM": True, "fixedParent": True, "sensitiveDataOrigin": True,
-                         "adminWithPolicy": True, "restricted": True, "decrypt": True},
-    "authPolicy": {"buffer": EK_POLICY},
-    "parameters": {"symmetric": _AES128_CFB, "scheme": _NULL_SCHEME, "keyBits": 2048, "exponent": 0},
-    "unique": {"buffer": bytes(256)},
+_EK_ATTRIBUTES = {"fixedTPM": True, "fixedParent": True, "sensitiveDataOrigin": True, "adminWithPolicy": True,
+                  "restricted": True, "decrypt": True}
+EK_TEMPLATES = {  # EK Credential Profile 2.0 §B.3.3 template L-1 (RSA 2048), §B.3.4 template L-2 (ECC NIST P-256)
+    "rsa": {"type": TpmAlg.RSA, "nameAlg": TpmAlg.SHA256, "objectAttributes": _EK_ATTRIBUTES,
+            "authPolicy": {"buffer": EK_POLICY},
+            "parameters": {"symmetric": _AES128_CFB, "scheme": _NULL_SCHEME, "keyBits": 2048, "exponent": 0},
+            "unique": {"buffer": bytes(256)}},
+    "ecc": {"type": TpmAlg.ECC, "nameAlg": TpmAlg.SHA256, "objectAttributes": _EK_ATTRIBUTES,
+            "authPolicy": {"buffer": EK_POLICY},
+            "parameters": {"symmetric": _AES128_CFB, "scheme": _NULL_SCHEME, "curveID": TpmEccCurve.NIST_P256,
+                           "kdf": _NULL_SCHEME},
+            "unique": {"x": {"buffer": bytes(32)}, "y": {"buffer": bytes(32)}}},
 }
 _AK_ATTRIBUTES = {"fixedTPM": True, "fixedParent": True, "sensitiveDataOrigin": True, "userWithAuth": True,
                   "restricted": True, "sign": True}
@@ -71,7 +85,7 @@ def public_template(template: dict[str, Any]) -> bytes:
     return tpm2.build_struct(tpm2.TPM2B_PUBLIC, {"publicArea": template}, "TPM2B_PUBLIC")
 
 
-def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
+def pcr_selection(bank: str, pcrs: Iterable[int] = QUOTED_PCRS) -> bytes:
     """A TPML_PCR_SELECTION (§10.9.7) of one bank."""
     return tpm2.build_struct(tpm2.TPML_PCR_SELECTION, {"pcrSelections": [
         {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
@@ -79,13 +93,14 @@ def pcr_selection(bank: str, pcrs: Iterable[int] = DRTM_PCRS) -> bytes:
 
 @dataclass(frozen=True)
 class AkInfo:
-    """What ``sld ak create`` reports: the AK's TPM2B_PUBLIC and Name, the EK's, and the EK certificate."""
+    """What ``sld ak create`` reports: the AK's TPM2B_PUBLIC and Name, the EKs' (RSA, the AK's parent, and
+    ECC), and the EK certificates the TPM holds."""
 
     handle: int
     public: bytes  # TPM2B_PUBLIC as TPM2_ReadPublic returns it
     name: bytes  # TPM2B_NAME's bytes: nameAlg || H(TPMT_PUBLIC)
-    ek_public: bytes
-    ek_certificate: bytes | None  # DER, from the EK certificate NV index, when the TPM has one
+    ek_public: dict[str, bytes]  # "rsa" (template L-1), "ecc" (template L-2): TPM2B_PUBLIC
+    ek_certificates: dict[int, bytes]  # EK_CERT_INDICES present -> DER
 
 
 class _Session:
@@ -100,11 +115,13 @@ class _Session:
         self._outputs: list[Any] = []
 
     def out(self, ctype: str) -> Any:
+        """An ESAPI output pointer (``T **``), freed when the operation ends."""
         pointer = self.ffi.new(f"{ctype} **")
         self._outputs.append(pointer)
         return pointer
 
     def transient(self, handle: int) -> int:
+        """A loaded object or session, flushed (TPM2_FlushContext) when the operation ends."""
         self._flush.append(handle)
         return handle
 
@@ -131,8 +148,9 @@ class _Session:
     def _flush_call(self, handle: int) -> Callable[[Any], int]:
         return lambda ctx: int(self.lib.Esys_FlushContext(ctx, handle))
 
-    def command(self, what: str, call: Callable[[Any], int]) -> None:
-        self.tpm.esys(what, call)
+    def command(self, what: str, call: Callable[[Any], int], timeout: float | None = None) -> None:
+        """One TPM command of this operation (bounded, retried and classified by sld.tpm)."""
+        self.tpm.esys(what, call, timeout)
 
     def sized(self, ctype: str, field: str, data: bytes) -> Any:
         """A TPM2B of ``data``; more than the structure holds (Part 2's maximum) is a FormatError naming it."""
@@ -145,18 +163,20 @@ class _Session:
         return value
 
     def handle(self) -> Any:
+        """A new ``ESYS_TR *`` for a command's output handle."""
         return self.ffi.new("ESYS_TR *")
 
-    def create_ek(self) -> tuple[int, bytes]:
-        """TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, template L-1): the EK (deterministic: the same key each time)."""
+    def create_ek(self, alg: str = "rsa") -> tuple[int, bytes]:
+        """TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, template L-1 or L-2): the EK (deterministic: the same key
+        each time, the one its certificate names)."""
         lib, ffi = self.lib, self.ffi
         ek, public = self.handle(), self.out("TPM2B_PUBLIC")
-        template = unmarshal("TPM2B_PUBLIC", public_template(EK_TEMPLATE))
+        template = unmarshal("TPM2B_PUBLIC", public_template(EK_TEMPLATES[alg]))
         sensitive = ffi.new("TPM2B_SENSITIVE_CREATE *")
-        self.command("TPM2_CreatePrimary(EK)", lambda ctx: lib.Esys_CreatePrimary(
+        self.command(f"TPM2_CreatePrimary(EK {alg})", lambda ctx: lib.Esys_CreatePrimary(
             ctx, lib.ESYS_TR_RH_ENDORSEMENT, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, sensitive,
             template, ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), ek, public, ffi.NULL, ffi.NULL,
-            ffi.NULL))
+            ffi.NULL), KEYGEN_TIMEOUT)
         return self.transient(ek[0]), marshal("TPM2B_PUBLIC", public[0])
 
     def ek_policy(self) -> int:
@@ -237,7 +257,8 @@ class _Session:
 
 
 def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace: bool = False) -> AkInfo:
-    """``sld ak create``: TPM2_Create of an AK under the EK (policy session), TPM2_Load, TPM2_EvictControl."""
+    """``sld ak create``: TPM2_Create of an AK under the RSA EK (policy session), TPM2_Load, TPM2_EvictControl;
+    the ECC EK's public key and every EK certificate present, for the verifier's enrolment."""
     with _Session(tpm) as s:
         lib, ffi = s.lib, s.ffi
         existing = s.persistent(handle)
@@ -251,7 +272,7 @@ def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace:
         s.command(f"TPM2_Create(AK {alg})", lambda ctx: lib.Esys_Create(
             ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, ffi.new("TPM2B_SENSITIVE_CREATE *"), template,
             ffi.new("TPM2B_DATA *"), ffi.new("TPML_PCR_SELECTION *"), private, public, ffi.NULL, ffi.NULL,
-            ffi.NULL))
+            ffi.NULL), KEYGEN_TIMEOUT)
         loaded, session = s.handle(), s.ek_policy()
         s.command("TPM2_Load(AK)", lambda ctx: lib.Esys_Load(
             ctx, ek, session, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, private[0], public[0], loaded))
@@ -265,7 +286,10 @@ def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace:
             ctx, lib.ESYS_TR_RH_OWNER, loaded[0], lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE,
             handle, persisted))
         ak_public, name = s.read_public(persisted[0])
-        return AkInfo(handle, ak_public, name, ek_public, s.nv_read(EK_CERT_INDEX["rsa"]))
+        certificates = {index: cert for index in EK_CERT_INDICES if (cert := s.nv_read(index)) is not None}
+    with _Session(tpm) as s:  # its own session: a TPM holds three transient objects, the one above used them
+        _, ecc_public = s.create_ek("ecc")
+    return AkInfo(handle, ak_public, name, {"rsa": ek_public, "ecc": ecc_public}, certificates)
 
 
 def activate(tpm: Tpm, credential_blob: bytes, secret: bytes, handle: int = DEFAULT_HANDLE) -> bytes:
@@ -303,5 +327,5 @@ def quote(tpm: Tpm, nonce: bytes, banks: Iterable[str],
         key = s.ak(handle)
         signed = [(bank, *s.quote(key, nonce, bank)) for bank in banks]
         public, name = s.read_public(key)
-    values = tpm.read_pcrs(DRTM_PCRS, banks)
+    values = tpm.read_pcrs(QUOTED_PCRS, banks)
     return public, name, tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)

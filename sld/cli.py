@@ -37,6 +37,7 @@ STATUS_EXIT_CODES = """exit codes:
   3  the last verdict is not-launched, the daemon is degraded because no source is readable, or no daemon answers
   4  no current verdict: degraded (the TPM is unavailable or a verification stopped progressing; the
      last verdict is stale), starting or stopping
+  5  degraded: the TPM's extend lock could not be taken (as sld verify exits; the last verdict is stale)
 """
 
 SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
@@ -71,7 +72,8 @@ class _ScenarioNames:
 SCENARIO_NAMES = _ScenarioNames()
 
 
-def _sim_command(simsub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+def _sim_command(simsub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                 text: str) -> argparse.ArgumentParser:
     """A ``sld sim`` subcommand that takes a scenario and a structure generation."""
     p = simsub.add_parser(name, help=text)
     p.set_defaults(handler=f"sld.commands.sim:run_{name}")
@@ -104,7 +106,7 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
         ver.add_argument(option, help=text, **extra)
 
 
-def _add_policy(sub: argparse._SubParsersAction) -> None:
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
@@ -133,7 +135,7 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
 
 
-def _verify_parser(sub: argparse._SubParsersAction) -> None:
+def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
 
@@ -171,7 +173,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     _add_evidence(ver)
 
 
-def _attest_parsers(sub: argparse._SubParsersAction) -> None:
+def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
     def handle(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
@@ -212,7 +214,9 @@ def _attest_parsers(sub: argparse._SubParsersAction) -> None:
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
+    for ``command`` "verify", that subcommand's parser alone: a cold ``sld verify`` never builds the others'."""
     import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
 
     parser = argparse.ArgumentParser(
@@ -223,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sld {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if command == "verify":
+        _verify_parser(sub)
+        return parser
 
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
@@ -307,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str]) -> int:
-    return guarded(build_parser().parse_args(argv))
+    """Parse ``argv`` and run its command, errors reported as :func:`guarded` does."""
+    return guarded(build_parser(argv[0] if argv else None).parse_args(argv))
 
 
 def guarded(args: argparse.Namespace | SimpleNamespace) -> int:

@@ -119,8 +119,9 @@ def refusal(path: str, answer: bytes, render: str) -> int:
     """The daemon answered without a verdict (a JSON error object): say why, exit non-zero, verify nothing.
 
     With a ``state`` the daemon could not verify (degraded, stuck): its exit code is the one ``sld status``
-    gives (3 no source readable, 4 TPM unavailable). Without one it refused the request itself (peer
-    credentials, a bad or timed-out request): a usage error, 2, unless the answer names another code.
+    gives (3 no source readable, 4 TPM unavailable or no answer within [verify] timeout, 5 the extend lock).
+    Without one it refused the request itself (peer credentials, a bad request): a usage error, 2, unless
+    the answer names another code.
     """
     import json
 

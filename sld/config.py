@@ -12,15 +12,11 @@ TCTI loader, netlink) is checked by ``sld.service.preflight``.
 from __future__ import annotations
 
 import dataclasses
-import grp
-import ipaddress
 import os
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sld.errors import ConfigError
@@ -30,11 +26,19 @@ from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """``[source]``: where the TXT registers and heap are read from: ``auto``, the kernel's
+    ``/dev/mem`` view of TXT public space, a captured image or the simulator (the grammar is
+    ``sld.platform.source.parse_spec``; checked at start by ``sld.service.preflight``)."""
+
     spec: str = "auto"
 
 
 @dataclass(frozen=True)
 class TpmConfig:
+    """``[tpm]``: the TPM to compare PCR17-22 with. ``tcti`` is a tpm2-tss TCTI string (``name[:conf]``,
+    tpm2-tss ``tctildr``; the default is the kernel's resource manager ``/dev/tpmrm0``); ``locality``
+    (0-4, TCG PC Client Platform TPM Profile, locality) is left to the TCTI when unset."""
+
     tcti: str = DEFAULT_TCTI
     locality: int | None = None
     timeout: float = 5.0
@@ -42,7 +46,13 @@ class TpmConfig:
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    mode: str = "auto"
+    """``[verify]``: how often and against what the launch is verified. ``mode`` comes from
+    ``sld.vocab.Mode``; ``interval`` and ``timeout`` are seconds; ``policy`` is an appraisal policy
+    file (parsed at start by ``sld.service.preflight``); ``state_dir`` is the unit's
+    ``StateDirectory=sld`` (systemd.exec(5)), where the SINIT this host last launched with is
+    remembered (the downgrade check)."""
+
+    mode: str = Mode.AUTO
     interval: float = 60.0
     timeout: float = 20.0
     policy: str = ""
@@ -51,6 +61,12 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """``[metrics]``: the Prometheus listener (``sld.service.http``) and the node-exporter textfile.
+    The TLS and user keys follow exporter-toolkit's web configuration (``tls_server_config``
+    ``cert_file``/``key_file``/``client_ca_file`` with ``RequireAndVerifyClientCert``, and
+    ``basic_auth_users`` as bcrypt hashes); ``allow`` is sld's own CIDR list, enforced in the process
+    as a complement to the unit's ``IPAddressAllow=`` (systemd.resource-control(5))."""
+
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = 39230
@@ -64,31 +80,46 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
+    """``[control]``: the control socket, under the unit's ``RuntimeDirectory=sld`` (systemd.exec(5));
+    ``group`` hands it to a group, which chown(2) allows only with CAP_CHOWN or as a member."""
+
     socket: str = DEFAULT_SOCKET
     group: str = ""
 
 
 @dataclass(frozen=True)
 class QuarantineConfig:
+    """``[quarantine]``: cls_bpf filters on the listed interfaces (``sld.quarantine``; tc-bpf(8)) that
+    drop everything but ARP and ``allow`` (a pcap-filter(7) expression) while a verdict in ``on``
+    holds; ``dry_run`` journals what would be done and touches no filter."""
+
     enabled: bool = False
     interfaces: tuple[str, ...] = ()
     allow: str = "tcp port 22"
-    on: tuple[str, ...] = ("failed",)
+    on: tuple[str, ...] = (Result.FAILED,)
     dry_run: bool = False
 
 
 @dataclass(frozen=True)
 class LogConfig:
+    """``[log]``: debug categories (``sld.vocab.LogCategory``) journaled at debug level."""
+
     debug: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AttestConfig:
+    """``[attest]``: the attestation key's persistent handle, in the TCG handle registry's persistent
+    range (TCG Registry of Reserved TPM 2.0 Handles and Localities, 0x81xxxxxx)."""
+
     ak_handle: int = 0x81010002  # where `sld ak create` persists the AK (TCG handle registry: an AK)
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole ``sld.toml``: one frozen dataclass per section; ``path`` is the file it was read from
+    (empty for the built-in defaults)."""
+
     source: SourceConfig = field(default_factory=SourceConfig)
     tpm: TpmConfig = field(default_factory=TpmConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -146,6 +177,8 @@ def _validate(key: str, value: Any) -> None:
             if not BCRYPT.fullmatch(hashed):
                 raise ConfigError(f"user {user!r}: expected a bcrypt hash ($2y$10$...); {MAKE_BCRYPT}", key=key)
     if key == "metrics.allow":
+        import ipaddress  # here, like grp and tomllib: a cold `sld verify` with no file imports none of them
+
         for network in value:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -177,6 +210,8 @@ def _check_metrics(m: MetricsConfig) -> None:
 
 def _check_control(c: ControlConfig) -> None:
     if c.group:
+        import grp
+
         try:
             grp.getgrnam(c.group)
         except KeyError:
@@ -194,6 +229,9 @@ SECTION_CHECKS: dict[str, Any] = {"verify": _check_verify, "metrics": _check_met
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
+    """The configuration a parsed TOML document describes: every section and key checked against the
+    dataclasses, then each section as a whole (``SECTION_CHECKS``); a ConfigError names ``path`` and
+    the first key that is wrong."""
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for name, table in data.items():
@@ -227,20 +265,23 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
 
 def load(path: str | None = None) -> Config:
     """The config at ``path`` (default /etc/sld/sld.toml; a missing default file means all defaults)."""
-    target = Path(path or DEFAULT_CONFIG)
+    target = path or DEFAULT_CONFIG
     try:
-        raw = target.read_bytes()
+        with open(target, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         if path is None:
             return Config(path="")
-        raise ConfigError("no such file", file=str(target)) from None
+        raise ConfigError("no such file", file=target) from None
     except OSError as err:
-        raise ConfigError(err.strerror or str(err), file=str(target)) from None
-    return loads(raw, str(target))
+        raise ConfigError(err.strerror or str(err), file=target) from None
+    return loads(raw, target)
 
 
 def loads(raw: bytes, path: str = "") -> Config:
     """Parse config bytes: not UTF-8 or not TOML is a ConfigError like any bad key."""
+    import tomllib
+
     try:
         return from_dict(tomllib.loads(raw.decode("utf-8")), path)
     except UnicodeDecodeError as err:

@@ -2,7 +2,7 @@
 
 DRTM PCRs 17-22 start from zero (the launch reset, spec §6); PCR0 starts from the locality a
 StartupLocality event names (TCG PC Client PFP §10.4.5.3); EV_NO_ACTION, PCRMAPPING (PCR 0xFF) and
-the SLAUNCH_START/END markers are never extended. :class:`PcrChains` takes the records one at a
+the SLAUNCH_START/END markers are never extended. :class:`PcrChains` takes the records a batch at a
 time, so a streamed log (``sld inspect log --pcrs``) is replayed as it is walked.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
-from sld.formats.names import EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import DATA_DIGEST_TYPES, EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class PcrChains:
 
     PCR0's extends are kept until the end, since its reset value depends on a StartupLocality event
     wherever the log has it; every other PCR is one running value per bank. ``add`` is a closure over
-    the running values: it runs once per record of a log of any length.
+    the running values, given a batch of records (a whole parsed log, or a streamed log's next few thousand).
     """
 
     __slots__ = ("banks", "pcrs", "states", "pcr0", "seen", "add")
@@ -67,25 +67,29 @@ class PcrChains:
         self.seen: set[int] = set()
         self.add = self._adder()
 
-    def _adder(self) -> Callable[[Event], None]:
+    def _adder(self) -> Callable[[Iterable[Event]], None]:
         pcrs, pcr0, seen, skip = self.pcrs, self.pcr0, self.seen, NOT_EXTENDED
         banks = [(bank, new, self.states[bank]) for bank, new in self.banks]
 
-        def add(ev: Event) -> None:
-            pcr = ev.pcr
-            if pcr not in pcrs or ev.type in skip:
-                if pcr == 0 and ev.type == EV_NO_ACTION:
-                    pcr0.append(ev)  # perhaps the StartupLocality event
-                return
-            seen.add(pcr)
-            if pcr == 0:
-                pcr0.append(ev)
-                return
-            digests = ev.digests
-            for bank, new, values in banks:
-                digest = digests.get(bank)
-                if digest is not None:  # a record lacking the bank leaves it as it was
-                    values[pcr] = new(values[pcr] + digest).digest()
+        def add(events: Iterable[Event]) -> None:
+            """Records in log order: one loop over a batch, no call per record (the hashing is its cost)."""
+            for ev in events:
+                pcr = ev.pcr
+                if pcr not in pcrs or ev.type in skip:
+                    if pcr == 0 and ev.type == EV_NO_ACTION:
+                        pcr0.append(ev)  # perhaps the StartupLocality event
+                    continue
+                if pcr == 0:
+                    pcr0.append(ev)
+                    seen.add(0)
+                    continue
+                if pcr not in seen:
+                    seen.add(pcr)
+                digests = ev.digests
+                for bank, new, values in banks:
+                    digest = digests.get(bank)
+                    if digest is not None:  # a record lacking the bank leaves it as it was
+                        values[pcr] = new(values[pcr] + digest).digest()
 
         return add
 
@@ -129,8 +133,7 @@ def replay(log: EventLog, *, pcrs: Iterable[int] | None = None) -> Replay:
     of those lack a bank's digest (so verification can say a bank is not covered by the log)."""
     wanted = [p for p in (range(NUM_PCRS) if pcrs is None else pcrs) if 0 <= p < NUM_PCRS]
     chains = PcrChains(log.banks, wanted)
-    for ev in log.events:
-        chains.add(ev)
+    chains.add(log.events)
     values = chains.values()
     extended = [ev for ev in log.events if ev.pcr in chains.pcrs and extends(ev)]
     by_pcr = {p: tuple(ev.index for ev in extended if ev.pcr == p) for p in dict.fromkeys(wanted)}
@@ -168,3 +171,17 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     """
     digests = (ev.digests.get(bank) for ev in log.events if ev.pcr == pcr and extends(ev))
     return _chain(_hasher(bank), _reset(bank, pcr, log.startup_locality), digests)
+
+
+def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
+    """Events of DATA_DIGEST_TYPES whose digest in some bank is not the hash of their data (with or without
+    one trailing NUL, as writers differ): a fact for the verdict, not part of the log's format."""
+    bad = []
+    for ev in log.events:
+        if ev.type not in DATA_DIGEST_TYPES:
+            continue
+        forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
+        for bank, digest in ev.digests.items():
+            if bank in hashlib.algorithms_available and all(hashlib.new(bank, f).digest() != digest for f in forms):
+                bad.append((ev, bank))
+    return bad

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sld.text import count
+from sld.vocab import CheckStatus, PcrStatus, Result
 
 SCHEMA = 1
 
@@ -48,9 +49,12 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 
-COLOURS = {"pass": "32", "match": "32", "verified": "32", "fail": "31", "mismatch": "31", "failed": "31",
-           "skip": "90", "resumable": "33", "not-launched": "33", "warn": "33", "not-measured": "33",
-           "not-covered": "31"}
+GREEN, RED, YELLOW, GREY = "32", "31", "33", "90"
+COLOURS: dict[str, str] = {CheckStatus.PASS: GREEN, PcrStatus.MATCH: GREEN, Result.VERIFIED: GREEN,
+                           CheckStatus.FAIL: RED, PcrStatus.MISMATCH: RED, Result.FAILED: RED,
+                           CheckStatus.SKIP: GREY, CheckStatus.WARN: YELLOW, PcrStatus.RESUMABLE: YELLOW,
+                           PcrStatus.NOT_LAUNCHED: YELLOW, PcrStatus.NOT_MEASURED: YELLOW,
+                           PcrStatus.NOT_COVERED: RED}
 
 
 def paint(word: str, tty: bool) -> str:
@@ -65,6 +69,9 @@ def verdict_json(verdict: Any) -> str:
     payload["exit_code"] = verdict.exit_code
     for check in payload["checks"]:
         check["title"] = next(c.title for c in verdict.checks if c.id == check["id"])
+    for pcr, state in zip(payload["pcrs"], verdict.pcrs, strict=True):
+        pcr["banks"] = {bank: state.bank_status(bank).value  # match, not-measured, not-covered, ...
+                        for bank in (*verdict.banks, *state.uncovered)}
     return dump_json("verdict", payload)
 
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from sld.errors import ConfigError
 
-DEFAULT_STATE_DIR = "/var/lib/sld"
-
 
 def _directory(path: str, *, create: bool) -> None:
     try:

@@ -146,8 +146,8 @@ class Tpm:
         _, release, args, _ = detached
         return lambda: release(*args)
 
-    def _bounded(self, what: str, fn: Callable[[], T]) -> T:
-        return bounded(f"{what} via {self.tcti_string}", fn, self.timeout, self._abandon)
+    def _bounded(self, what: str, fn: Callable[[], T], timeout: float | None = None) -> T:
+        return bounded(f"{what} via {self.tcti_string}", fn, timeout or self.timeout, self._abandon)
 
     def set_locality(self, locality: int) -> None:
         """Tss2_Tcti_SetLocality: the swtpm and mssim TCTIs support it; the kernel device does not."""
@@ -171,7 +171,7 @@ class Tpm:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], timeout: float | None = None) -> T:
         """One TPM command, bounded in time, retried with bounded exponential backoff while the TPM asks to retry.
 
         ESAPI itself resubmits RETRY/YIELDED/TESTING answers up to 5 times without pausing; these rounds
@@ -183,7 +183,7 @@ class Tpm:
             self.commands += 1
             log.debug("%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
             try:
-                return self._bounded(what, fn)
+                return self._bounded(what, fn, timeout)
             except (Tss2Error, OSError) as err:
                 classified = classify(err, what)
                 if classified.kind != TpmErrorKind.RETRY or attempt == RETRY_ATTEMPTS - 1:
@@ -192,10 +192,10 @@ class Tpm:
             delay *= 2
         raise AssertionError("unreachable")
 
-    def esys(self, what: str, call: Callable[[Any], int]) -> None:
-        """One ESAPI command, ``call(ESYS_CONTEXT *)`` returning its TSS2_RC: bounded, retried and classified as
-        every command of this session is (sld.ak's key and quote commands come through here)."""
-        self._call(what, lambda: check(call(self._esys[0])))
+    def esys(self, what: str, call: Callable[[Any], int], timeout: float | None = None) -> None:
+        """One ESAPI command, ``call(ESYS_CONTEXT *)`` returning its TSS2_RC: bounded (``timeout``, default the
+        session's), retried and classified as every command of this session is (sld.ak's commands)."""
+        self._call(what, lambda: check(call(self._esys[0])), timeout)
 
     def esys_local(self, call: Callable[[Any], int]) -> None:
         """An ESAPI call that sends nothing to the TPM (Esys_TR_Close of a persistent object's record)."""

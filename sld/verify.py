@@ -15,21 +15,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sld import posture
-from sld.appraisal.model import Policy
 from sld.checks import Check
 from sld.discover import Snapshot, discover
 from sld.errors import TpmError
-from sld.formats.eventlog import Event, EventLog, digest_mismatches
+from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
-from sld.lock import extend_lock
 from sld.platform.source import Source
-from sld.replay import DRTM_PCRS, extends, prefix_states, unmeasured
+from sld.replay import DRTM_PCRS, digest_mismatches, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sld.appraisal.model import Policy
+
 SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
-RESULT_EXIT = {Result.VERIFIED: 0, Result.FAILED: 1, Result.NOT_LAUNCHED: 3}
 
 
 class PcrDevice(Protocol):
@@ -90,7 +91,7 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
-        return RESULT_EXIT[self.result]
+        return self.result.exit_code
 
     def check(self, check_id: CheckId) -> Check | None:
         return next((c for c in self.checks if c.id == check_id), None)
@@ -227,6 +228,8 @@ def _bank_check(allocated: tuple[str, ...], logged: tuple[str, ...]) -> Check:
 def _perform(tpm: PcrDevice, log: EventLog, banks: tuple[str, ...]) -> tuple[tuple[PcrState, ...], list[int],
                                                                              Check]:
     """Under the lock: re-read (another extender may have finished), extend what remains, re-read."""
+    from sld.lock import extend_lock  # here: a verification with nothing to extend never loads it
+
     done: list[int] = []
     with extend_lock(tpm.tcti_string):
         states = compare(log, tpm.read_pcrs(DRTM_PCRS, banks), banks)

@@ -70,6 +70,11 @@ class Result(StrEnum):
     FAILED = "failed"
     NOT_LAUNCHED = "not-launched"
 
+    @property
+    def exit_code(self) -> int:
+        """What ``sld verify`` exits with for this verdict (0, 1 or 3; see the exit-code table in sld(8))."""
+        return {"verified": 0, "failed": 1, "not-launched": 3}[self.value]
+
 
 class PcrStatus(StrEnum):
     """Where one DRTM PCR stands against its logged events (:func:`sld.verify.compare`)."""

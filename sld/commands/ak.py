@@ -27,7 +27,8 @@ def _tpm_and_handle(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    """Create and persist the AK; print what a verifier enrols: AK PEM and Name, EK public key and certificate."""
+    """Create and persist the AK; print what a verifier enrols: AK PEM and Name, the EK public keys (RSA, ECC) and
+    every EK certificate the TPM holds (NV 0x01C00002, 0x01C0000A, ...)."""
     from sld import ak
     from sld.evidence.build import public_pem
     from sld.report import dump_json
@@ -35,20 +36,26 @@ def run_create(args: argparse.Namespace) -> int:
     tpm, handle = _tpm_and_handle(args)
     with tpm:
         info = ak.create(tpm, args.alg, handle, replace=args.replace)
-    cert = _pem(info.ek_certificate, "CERTIFICATE") if info.ek_certificate else None
+    certificates = [{"index": f"0x{index:08x}", "key": ak.EK_CERT_INDICES[index], "pem": _pem(der, "CERTIFICATE")}
+                    for index, der in info.ek_certificates.items()]
     if args.json:
         print(dump_json("ak", {
             "handle": f"0x{info.handle:08x}", "alg": args.alg,
             "ak": {"pem": public_pem(info.public), "name": info.name.hex(),
                    "public": base64.b64encode(info.public).decode()},
-            "ek": {"pem": public_pem(info.ek_public), "public": base64.b64encode(info.ek_public).decode(),
-                   "certificate": cert}}))
+            "ek": {**{alg: {"pem": public_pem(public), "public": base64.b64encode(public).decode()}
+                      for alg, public in info.ek_public.items()}, "certificates": certificates}}))
         return 0
     print(f"AK persisted at 0x{info.handle:08x} ({args.alg}); name {info.name.hex()}")
     print(public_pem(info.public), end="")
-    print("EK public key (TCG EK Credential Profile template L-1, RSA 2048):")
-    print(public_pem(info.ek_public), end="")
-    print(cert or f"no EK certificate at NV 0x{ak.EK_CERT_INDEX['rsa']:08x}\n", end="")
+    for alg, label in (("rsa", "RSA 2048, template L-1"), ("ecc", "ECC NIST P-256, template L-2")):
+        print(f"EK public key (TCG EK Credential Profile {label}):")
+        print(public_pem(info.ek_public[alg]), end="")
+    for cert in certificates:
+        print(f"EK certificate at NV {cert['index']} ({cert['key']}):")
+        print(cert["pem"], end="")
+    if not certificates:
+        print(f"no EK certificate at NV {', '.join(f'0x{index:08x}' for index in ak.EK_CERT_INDICES)}")
     return 0
 
 

@@ -54,6 +54,7 @@ def _from_daemon(path: str, nonce: bytes) -> dict[str, Any] | int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The nonce checked first (16..64 bytes), then the daemon's evidence or this process's, written out."""
     from sld.evidence.build import nonce_from_hex
 
     nonce = nonce_from_hex(args.nonce)

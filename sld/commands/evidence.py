@@ -51,6 +51,9 @@ def render(verdict: EvidenceVerdict, fmt: str, nonce: bytes, policy: str | None)
 
 
 def run(args: argparse.Namespace | SimpleNamespace) -> int:
+    """``sld verify --evidence FILE``: another host's quote checked with only its AK's public key and the
+    nonce sent to it (no TPM, no platform read here); the options around it are refused without it.
+    """
     if not args.evidence:
         raise ConfigError("--ak, --nonce, --previous and --format ear go with --evidence FILE", key="--evidence")
     if not args.ak:

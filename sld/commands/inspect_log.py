@@ -16,11 +16,11 @@ import json
 import os
 import sys
 from binascii import hexlify
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 
 from sld.errors import SourceError
-from sld.formats.eventlog import Event, LogHeader, stream_log
+from sld.formats.eventlog import RUN, Event, LogHeader, stream_runs
 from sld.formats.names import EVENT_TYPES, event_type_name
 from sld.replay import PcrChains
 from sld.text import count
@@ -28,12 +28,13 @@ from sld.text import count
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from sld.formats.eventlog import EventLog
 
 CHUNK = 1 << 20  # bytes read at a time from a log file
 MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
-BATCH = 2048  # records rendered per write
+Runs = Iterator[Sequence[Event]]  # a log's records, a few thousand at a time
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _JSON_TYPE_NAMES = {t: json.dumps(name).encode() for t, name in EVENT_TYPES.items()}
 _TYPE_WIDTHS = {t: len(name) for t, name in EVENT_TYPES.items()}
@@ -47,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return inspect_source(args)  # a log from a source is found by discover, then shown by show_log
     source = f"file:{args.file}"
     with _LogFile(args.file) as file:
-        def walk() -> tuple[LogHeader, Iterator[Event]]:
+        def walk() -> tuple[LogHeader, Runs]:
             os.lseek(file.fd, 0, os.SEEK_SET)
-            return stream_log(iter(partial(file.read, CHUNK), b""), file.size)
+            return stream_runs(iter(partial(file.read, CHUNK), b""), file.size)
 
         _render(walk, args, source)
     return 0
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 def show_log(log: EventLog, args: argparse.Namespace, source: str) -> None:
     """A log parsed whole (from a source: securityfs, /dev/mem, an image)."""
-    _render(lambda: (log, iter(log.events)), args, source)
+    events = log.events
+    _render(lambda: (log, (events[i : i + RUN] for i in range(0, len(events), RUN))), args, source)
 
 
 class _LogFile:
@@ -87,7 +89,7 @@ class _LogFile:
         os.close(self.fd)
 
 
-def _render(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], args: argparse.Namespace, source: str) -> None:
+def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace, source: str) -> None:
     """Records are formatted as bytes (a third quicker than str) straight to stdout's buffer; the rest
     as print() would encode it."""
     out = sys.stdout
@@ -104,17 +106,17 @@ def _render(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], args: argpars
 # ---- JSON -----------------------------------------------------------------------------------------
 
 
-def _json(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, source: str,
+def _json(walk: Callable[[], tuple[LogHeader, Runs]], pcrs: bool, source: str,
           say: Callable[[str], None], write: Callable[[bytes], object]) -> None:
     from sld.report import dump_json
 
-    header, events = walk()
+    header, runs = walk()
     payload: dict[str, object] = {"source": source, "format": header.format, "banks": header.banks,
                                   "events": [_MARK]}
     head, _ = dump_json("inspect.log", payload).split(_MARK_JSON)
     say(head.removesuffix("\n"))  # the list's newline only if it has an item: json.dumps writes [] for none
     chains = PcrChains(header.banks) if pcrs else None
-    some = _json_events(events, chains, write)
+    some = _json_events(runs, chains, write)
     if chains is not None:
         payload["pcrs"] = {bank: {str(p): v for p, v in values.items()} for bank, values in chains.values().items()}
     _, tail = dump_json("inspect.log", payload).split(_MARK_JSON)
@@ -125,29 +127,35 @@ _MARK = "\x00events\x00"  # where the records go in the document json.dumps lays
 _MARK_JSON = "    " + json.dumps(_MARK)
 
 
-def _json_events(events: Iterable[Event], chains: PcrChains | None, write: Callable[[bytes], object]) -> bool:
-    """Each record as json.dumps(indent=2) lays it out inside the ``events`` list; whether there was one."""
-    templates: dict[tuple[str, ...], bytes] = {}
-    names = _JSON_TYPE_NAMES
+def _json_events(runs: Runs, chains: PcrChains | None, write: Callable[[bytes], object]) -> bool:
+    """Each record as json.dumps(indent=2) lays it out inside the ``events`` list, a run of records (at most
+    :data:`sld.formats.eventlog.RUN`) replayed, formatted in one comprehension and written at a time; whether
+    there was one."""
+    templates = _Fragments(_json_template)  # banks a record lists -> the record's layout
+    names = _Fragments(lambda etype: json.dumps(event_type_name(etype)).encode(), _JSON_TYPE_NAMES)
     add = chains.add if chains is not None else None
-    batch: list[bytes] = []
-    keep = batch.append
     sep = b"\n"
-    for ev in events:
-        index, offset, pcr, etype, digests, data = ev
-        banks = tuple(digests)
-        template = templates.get(banks) or templates.setdefault(banks, _json_template(banks))
-        name = names.get(etype) or json.dumps(event_type_name(etype)).encode()
-        keep(template % (index, offset, pcr, etype, name, *map(hexlify, digests.values()), hexlify(data)))
+    for batch in runs:
         if add is not None:
-            add(ev)
-        if len(batch) == BATCH:
-            write(sep + b",\n".join(batch))
-            batch.clear()
-            sep = b",\n"
-    if batch:
-        write(sep + b",\n".join(batch))
-    return sep != b"\n" or bool(batch)
+            add(batch)
+        write(sep + b",\n".join([
+            templates[tuple(digests)] % (index, offset, pcr, etype, names[etype], *map(hexlify, digests.values()),
+                                         hexlify(data))
+            for index, offset, pcr, etype, digests, data in batch]))
+        sep = b",\n"
+    return sep != b"\n"
+
+
+class _Fragments(dict):  # type: ignore[type-arg]
+    """Rendered pieces by what they depend on (a type number, a record's banks), each made once on first use."""
+
+    def __init__(self, make: Callable[[Any], bytes], known: Mapping[Any, bytes] | None = None) -> None:
+        super().__init__(known or {})
+        self.make = make
+
+    def __missing__(self, key: Any) -> bytes:
+        piece = self[key] = self.make(key)
+        return piece
 
 
 def _json_template(banks: tuple[str, ...]) -> bytes:
@@ -159,16 +167,16 @@ def _json_template(banks: tuple[str, ...]) -> bytes:
 # ---- text -----------------------------------------------------------------------------------------
 
 
-def _text(walk: Callable[[], tuple[LogHeader, Iterator[Event]]], pcrs: bool, source: str,
+def _text(walk: Callable[[], tuple[LogHeader, Runs]], pcrs: bool, source: str,
           say: Callable[[str], None], write: Callable[[bytes], object]) -> None:
     from sld.report import table
 
-    header, events = walk()
+    header, runs = walk()
     chains = PcrChains(header.banks) if pcrs else None
-    widths = _widths(events, chains)  # first walk: how wide each column is, and the replay
+    widths = _widths(runs, chains)  # first walk: how wide each column is, and the replay
     say(f"{header.format} event log from {source}: {count(widths.count, 'event')}, banks {', '.join(header.banks)}\n")
-    _, events = walk()
-    _text_rows(events, widths, write)
+    _, runs = walk()
+    _text_rows(runs, widths, write)
     if chains is not None:
         rows = ((f"PCR{p}", bank, v.hex()) for bank, values in chains.values().items() for p, v in values.items())
         say("\n" + table(rows, ("PCR", "BANK", "REPLAYED VALUE")) + "\n")
@@ -179,59 +187,55 @@ _TEXT_HEADER = ("#", "PCR", "TYPE", "DIGESTS", "DATA")
 
 class _Widths:
     """The widths :func:`sld.report.table` gives the record table (the widest cell of each column but
-    the last, which is not padded), and the number of records."""
+    the last, which is not padded), the width of the digests cell of each set of banks a record lists,
+    and the number of records."""
 
-    __slots__ = ("count", "index", "pcr", "type", "digests")
+    __slots__ = ("count", "index", "pcr", "type", "digests", "shapes")
 
-    def __init__(self, count: int, index: int, pcr: int, type: int, digests: int) -> None:
-        self.count, self.index, self.pcr, self.type, self.digests = count, index, pcr, type, digests
+    def __init__(self, count: int, index: int, pcr: int, type: int, shapes: dict[tuple[str, ...], int]) -> None:
+        self.count, self.index, self.pcr, self.type, self.shapes = count, index, pcr, type, shapes
+        self.digests = max([len(_TEXT_HEADER[3]), *shapes.values()])
 
 
-def _widths(events: Iterable[Event], chains: PcrChains | None) -> _Widths:
+def _widths(runs: Runs, chains: PcrChains | None) -> _Widths:
     add = chains.add if chains is not None else None
-    count = last = top_pcr = type_width = 0
-    widths = _TYPE_WIDTHS
+    count = last = 0
+    pcrs: set[int] = set()
+    types: set[int] = set()
     shapes: dict[tuple[str, ...], int] = {}  # banks a record lists -> its digests cell's width
-    for ev in events:
-        index, _, pcr, etype, digests, _ = ev
-        count += 1
-        last = index
-        if pcr > top_pcr:
-            top_pcr = pcr
-        width = widths.get(etype) or len(event_type_name(etype))
-        if width > type_width:
-            type_width = width
-        banks = tuple(digests)
-        if banks not in shapes:  # "bank:hex" cells two apart; a bank's digests have one size in a log
-            shapes[banks] = sum(len(bank) + 1 + 2 * len(d) for bank, d in digests.items()) + 2 * (len(banks) - 1)
+    for batch in runs:
         if add is not None:
-            add(ev)
-    digest_width = max(shapes.values(), default=0)
-    return _Widths(count, max(len(_TEXT_HEADER[0]), len(str(last))), max(len(_TEXT_HEADER[1]), len(str(top_pcr))),
-                   max(len(_TEXT_HEADER[2]), type_width), max(len(_TEXT_HEADER[3]), digest_width))
+            add(batch)
+        count += len(batch)
+        last = batch[-1].index
+        pcrs |= {ev.pcr for ev in batch}
+        types |= {ev.type for ev in batch}
+        for banks, digests in {tuple(ev.digests): ev.digests for ev in batch}.items():
+            if banks not in shapes:  # "bank:hex" cells two apart; a bank's digests have one size in a log
+                shapes[banks] = sum(len(bank) + 1 + 2 * len(d) for bank, d in digests.items()) + 2 * (len(banks) - 1)
+    type_width = max((_TYPE_WIDTHS.get(t) or len(event_type_name(t)) for t in types), default=0)
+    return _Widths(count, max(len(_TEXT_HEADER[0]), len(str(last))),
+                   max(len(_TEXT_HEADER[1]), len(str(max(pcrs, default=0)))), max(len(_TEXT_HEADER[2]), type_width),
+                   shapes)
 
 
-def _text_rows(events: Iterable[Event], widths: _Widths, write: Callable[[bytes], object]) -> None:
+def _text_rows(runs: Runs, widths: _Widths, write: Callable[[bytes], object]) -> None:
     w_index, w_pcr, w_type, w_digests = widths.index, widths.pcr, widths.type, widths.digests
     header = "  ".join(c.ljust(w) for c, w in zip(_TEXT_HEADER, (w_index, w_pcr, w_type, w_digests, 0), strict=True))
     write(header.rstrip().encode() + b"\n")
-    templates: dict[tuple[str, ...], bytes] = {}
-    types = {t: name.ljust(w_type).encode() for t, name in EVENT_TYPES.items()}
-    batch: list[bytes] = []
-    keep = batch.append
-    for index, _, pcr, etype, digests, data in events:
-        banks = tuple(digests)
-        template = templates.get(banks)
-        if template is None:  # the whole row but its values: a bank's digests have one size in a log
-            cell = "  ".join(f"{bank}:%s" for bank in banks)
-            pad = " " * (w_digests - len(cell % tuple(d.hex() for d in digests.values())))
-            template = templates[banks] = f"%-{w_index}d  %-{w_pcr}d  %s  {cell}{pad}  %s".encode()
-        name = types.get(etype) or event_type_name(etype).ljust(w_type).encode()
-        shown = data.rstrip(b"\0")  # printable ASCII (its own text) in at most 40 characters, else its size
-        text = shown[:40] if shown and not shown.translate(None, _PRINTABLE) else b"%d bytes" % len(data)
-        keep((template % (index, pcr, name, *map(hexlify, digests.values()), text)).rstrip())
-        if len(batch) == BATCH:
-            write(b"\n".join(batch) + b"\n")
-            batch.clear()
-    if batch:
-        write(b"\n".join(batch) + b"\n")
+
+    def template(banks: tuple[str, ...]) -> bytes:  # the whole row but its values
+        cell = "  ".join(f"{bank}:%s" for bank in banks)
+        pad = " " * (w_digests - widths.shapes[banks])
+        return f"%-{w_index}d  %-{w_pcr}d  %s  {cell}{pad}  %s".encode()
+
+    templates = _Fragments(template)
+    types = _Fragments(lambda etype: event_type_name(etype).ljust(w_type).encode(),
+                       {t: name.ljust(w_type).encode() for t, name in EVENT_TYPES.items()})
+    printable = _PRINTABLE
+    for batch in runs:  # DATA: printable ASCII (its own text) in at most 40 characters, else its size
+        write(b"\n".join([
+            (templates[tuple(digests)] % (index, pcr, types[etype], *map(hexlify, digests.values()),
+                                          shown[:40] if (shown := data.rstrip(b"\0")) and not
+                                          shown.translate(None, printable) else b"%d bytes" % len(data))).rstrip()
+            for index, _, pcr, etype, digests, data in batch]) + b"\n")

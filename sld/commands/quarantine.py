@@ -9,6 +9,9 @@ from sld.report import dump_json, table
 
 
 def run(args: argparse.Namespace) -> int:
+    """The operator's hand on the quarantine: status from the kernel's own listing, apply, and lift only
+    with ``--force`` (the daemon lifts it by itself when a verification passes).
+    """
     from sld.config import load
     from sld.quarantine import tc
     from sld.quarantine.pcap import tc_program

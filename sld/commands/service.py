@@ -10,6 +10,7 @@ from sld.report import dump_json
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    """``sld daemon``: the systemd service (units/sld.service runs it); a bad configuration exits 2 here."""
     from sld.config import load
     from sld.service.daemon import Daemon
 

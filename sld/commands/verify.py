@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from sld.config import Config
 from sld.paths import DEFAULT_CONFIG
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sld.appraisal.model import Policy
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -45,8 +49,18 @@ def _daemon_was_asked(args: argparse.Namespace) -> bool:
 def notice(args: argparse.Namespace, config: Config) -> str:
     """The stderr line that says where this verdict comes from and which configuration it used."""
     why = f"no sld daemon answers on {args.socket}: " if _daemon_was_asked(args) else ""
-    used = f"configuration {config.path}" if config.path else f"no {DEFAULT_CONFIG}, built-in defaults"
+    used = f"configuration {config.path}" if config.path else \
+        f"no {DEFAULT_CONFIG}: the options, else built-in defaults"
     return f"sld: {why}verifying in this process ({used})"
+
+
+def _policy(path: str) -> Policy | None:
+    """The appraisal policy at ``path`` (none for ""): only a verification with one imports sld.appraisal."""
+    if not path:
+        return None
+    from sld.appraisal.files import load
+
+    return load(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
         from sld.commands.evidence import run as verify_evidence
 
         return verify_evidence(args)
-    from sld.appraisal.files import load as load_policy
     from sld.config import load
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
@@ -64,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     use = settings(args, config)
     print(notice(args, config), file=sys.stderr)
-    policy = load_policy(use.policy) if use.policy else None
+    policy = _policy(use.policy)
     with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
         verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=args.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))

@@ -61,8 +61,8 @@ def public_pem(public: bytes) -> str:
         curve = getattr(ec, _CURVES[key.curve].upper())()
         x, y = (int.from_bytes(c, "big") for c in key.unique)
         numbers = ec.EllipticCurvePublicNumbers(x, y, curve)
-    return numbers.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return str(numbers.public_key().public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode())
 
 
 def _b64(data: bytes) -> str:

@@ -51,6 +51,7 @@ class Outcome:
         self.detail = detail
 
     def as_json(self) -> dict[str, str]:
+        """The check as the JSON output and the EAR name it (same ids as sld's own verdicts)."""
         return {"id": self.id, "status": self.status, "detail": self.detail}
 
 
@@ -67,10 +68,12 @@ class EvidenceVerdict:
 
     @property
     def exit_code(self) -> int:
+        """``sld verify --evidence``'s exit code: 0 verified, 1 failed, as ``sld verify``'s table says."""
         return 0 if self.result == Result.VERIFIED else 1
 
     @property
     def warnings(self) -> tuple[Outcome, ...]:
+        """The checks that passed with a warning: they make an EAR ``warning`` rather than ``affirming``."""
         return tuple(c for c in self.checks if c.status == CheckStatus.WARN)
 
 

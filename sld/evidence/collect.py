@@ -14,6 +14,7 @@ from typing import Any
 from sld import ak
 from sld.errors import TpmError
 from sld.evidence import build
+from sld.replay import DRTM_PCRS
 from sld.tpm import Tpm
 from sld.vocab import Mode, TpmErrorKind
 
@@ -26,16 +27,19 @@ class QuotedPcrs:
         self._values = {q.bank: q.pcrs for q in quotes}
 
     def banks(self) -> tuple[str, ...]:
+        """The banks quoted: only those can be compared, whatever the TPM has."""
         return tuple(self._values)
 
     def read_pcrs(self, pcrs: Iterable[int], banks: Iterable[str]) -> dict[str, dict[int, bytes]]:
+        """The quoted values of PCR17-22; any other PCR is a TpmError, since the evidence does not cover it."""
         wanted = tuple(pcrs)
-        unquoted = [p for p in wanted if p not in ak.DRTM_PCRS]
+        unquoted = [p for p in wanted if p not in DRTM_PCRS]
         if unquoted:
             raise TpmError(TpmErrorKind.COMMAND, f"PCRs {unquoted} are not quoted (evidence covers PCR17-22)")
         return {bank: {p: self._values[bank][p] for p in wanted} for bank in banks}
 
     def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None:
+        """Always refused: attesting reports the platform as it is and never performs deferred extends."""
         raise TpmError(TpmErrorKind.COMMAND, f"PCR{pcr}: attesting never extends")
 
 

@@ -14,7 +14,7 @@ import binascii
 
 from sld import __version__
 from sld.evidence.check import EvidenceVerdict
-from sld.vocab import EarStatus, Result
+from sld.vocab import CheckStatus, EarStatus, Result
 
 EAT_PROFILE = "tag:ietf.org,2026:rats/ear#04"  # draft-ietf-rats-ear-04 §3
 DEVELOPER = "sld, the Secure Launch daemon"  # ar4si verifier-id: who built the verifier (with the build below)
@@ -22,6 +22,9 @@ SUBMOD = "drtm"  # the one attester appraised: the dynamic launch (PCR17-22) of 
 
 
 def ear_status(verdict: EvidenceVerdict) -> EarStatus:
+    """The EAR trustworthiness tier (draft-ietf-rats-ear §3.2, ar4si tiers): contraindicated for a failed
+    verification, warning when a check warned, affirming otherwise.
+    """
     if verdict.result != Result.VERIFIED:
         return EarStatus.CONTRAINDICATED
     return EarStatus.WARNING if verdict.warnings else EarStatus.AFFIRMING
@@ -33,7 +36,7 @@ def ear(verdict: EvidenceVerdict, nonce: bytes, issued_at: int, policy: str | No
     appraisal: dict[str, object] = {
         "ear_status": status,
         "ear_verifier_claims": {
-            "sld_failed_checks": [c.id for c in verdict.checks if c.status == "fail"],
+            "sld_failed_checks": [c.id for c in verdict.checks if c.status == CheckStatus.FAIL],
             "sld_warned_checks": [c.id for c in verdict.warnings],
             "sld_first_failure": verdict.failure.as_json() if verdict.failure else None,
             "sld_banks": verdict.banks,

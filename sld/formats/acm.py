@@ -69,8 +69,8 @@ def looks_like_acm(data: bytes) -> bool:
     if len(data) < HEADER_SIZE:
         return False
     head = AcmHeader.parse(data[:HEADER_SIZE])
-    return head.ModuleType == MODULE_TYPE_CHIPSET and head.ModuleVendor == VENDOR_INTEL and \
-        head.HeaderLen * 4 >= HEADER_SIZE
+    return bool(head.ModuleType == MODULE_TYPE_CHIPSET and head.ModuleVendor == VENDOR_INTEL and
+                head.HeaderLen * 4 >= HEADER_SIZE)
 
 
 def parse_acm(region: Region) -> Acm:

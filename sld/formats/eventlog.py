@@ -23,7 +23,6 @@ from operator import itemgetter
 from sld.errors import FormatError
 from sld.formats.names import (
     ALGORITHMS,
-    DATA_DIGEST_TYPES,
     EV_NO_ACTION,
     SPEC_ID_SIGNATURE,
     STARTUP_LOCALITY,
@@ -75,6 +74,7 @@ HeadReader = Callable[[bytes, int, int], "Head | None"]
 # (verification) is refused beyond it, so a padded buffer cannot cost the daemon gigabytes. Streaming
 # (``sld inspect log``) holds one record at a time and has no such limit.
 MAX_EVENTS = 65536
+RUN = 4096  # records a walk hands out at a time: bounded, as a streamed log's memory must be
 
 
 def _truncated(structure: str, fld: str, at: int) -> FormatError:
@@ -110,11 +110,19 @@ class Walk:
         self.more = False
 
     def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
-        """The records in ``data[start:limit]`` (``data[0]`` at address ``base``), numbered from ``index``."""
+        """The records in ``data[start:limit]`` one at a time (see :meth:`runs`)."""
+        return chain.from_iterable(self.runs(data, start, limit, final))
+
+    def runs(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[list[Event]]:
+        """The records in ``data[start:limit]`` (``data[0]`` at address ``base``), numbered from ``index``, as
+        lists of at most RUN records: a consumer then takes thousands at a time, not each through a generator."""
         read_head, base, stop_at_zero, index, common = self.read_head, self.base, self.stop_at_zero, self.index, \
             self.common
         self.more = False
         off = start
+        run: list[Event] = []
+        keep = run.append
+        full = index + RUN  # the index at which the run is handed out
         while True:
             if common is not None:  # a run of common records, to which no rule below applies
                 unpack, fsize, shape, expected, pcr_type_size, digests_of, banks = common.parts()
@@ -132,9 +140,13 @@ class Walk:
                         named = {first: digest, second: other}
                     else:
                         named = dict(zip(banks, digests_of(head)))  # noqa: B905  (as many as the layout has)
-                    yield _new_event(Event, (index, base + off, pcr, etype, named, data[end - size : end]))
+                    keep(_new_event(Event, (index, base + off, pcr, etype, named, data[end - size : end])))
                     index += 1
                     off = end
+                    if index == full:
+                        yield run
+                        run = []
+                        keep, full = run.append, index + RUN
             if off >= limit:
                 self.more = not final  # the bytes so far end with a record: the rest of the log follows
                 break
@@ -159,10 +171,16 @@ class Walk:
                     self.more = True
                     break
                 raise _truncated(self.structure, "data", base + off)
-            yield _new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end]))
+            keep(_new_event(Event, (index, base + off, pcr, etype, digests, data[end - size : end])))
             index += 1
             off = end
+            if index >= full:
+                yield run
+                run = []
+                keep, full = run.append, index + RUN
         self.index, self.stop = index, off
+        if run:
+            yield run
 
     def _checked(self, pairs: list[tuple[int, bytes]], at: int) -> dict[str, bytes]:
         """Digests by bank: each algorithm one the Spec ID event lists, and at most once (spec §4.3)."""
@@ -466,7 +484,15 @@ def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None
 
 def stream_log(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[Event]]:
     """A log of ``size`` bytes read as ``chunks``: its header now, and every record (the header's own
-    first) as it is walked, the next chunk taken only when a record runs past the bytes taken so far.
+    first) as it is walked (:func:`stream_runs`, one record at a time)."""
+    header, runs = stream_runs(chunks, size, base=base)
+    return header, chain.from_iterable(runs)
+
+
+def stream_runs(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[list[Event]]]:
+    """A log of ``size`` bytes read as ``chunks``: its header now, and its records (the header's own first)
+    in runs of at most RUN as they are walked, the next chunk taken only when a record runs past the bytes
+    taken so far.
 
     The header is read from as many chunks as it needs, with the first record's head (what tells an agile
     header followed by SHA-1 records): the same bytes decide it as when the log is parsed whole.
@@ -503,15 +529,16 @@ def _take(chunks: Iterator[bytes], n: int) -> bytes:
     return b"".join(taken)
 
 
-def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Iterable[Event]]:
-    """The log's records as runs, one per part of the bytes (chained by the caller: each record then
+def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Iterable[list[Event]]]:
+    """The log's runs of records, a walk per part of the bytes (chained by the caller: each run then
     comes straight from the walk, whatever the number of parts)."""
     walk, limit, origin = start.walk, start.limit, start.walk.base
-    yield start.header.leading
+    if start.header.leading:
+        yield [list(start.header.leading)]
     done, off = 0, start.start  # log bytes before buf[0]; where the next record starts in buf
     while True:
         walk.base = origin + done
-        yield walk.records(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
+        yield walk.runs(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
         if not walk.more:
             return
         rest = buf[walk.stop :]
@@ -521,22 +548,3 @@ def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[It
             limit = done + len(buf)  # the file ended early (it shrank): what was read is the log
         done, buf, off = done + walk.stop, rest + more, 0
 
-
-# ---- payload checks -----------------------------------------------------------------------------
-
-
-def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
-    """Events of DATA_DIGEST_TYPES whose digest in some bank is not the hash of their data."""
-    import hashlib
-
-    bad = []
-    for ev in log.events:
-        if ev.type not in DATA_DIGEST_TYPES:
-            continue
-        for bank, digest in ev.digests.items():
-            if bank not in hashlib.algorithms_available:
-                continue
-            forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
-            if all(hashlib.new(bank, form).digest() != digest for form in forms):
-                bad.append((ev, bank))
-    return bad

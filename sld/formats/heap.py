@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import construct as cs
 from construct import this
@@ -137,9 +137,11 @@ TABLE_DECLS: dict[str, tuple[cs.Struct, Any]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ExtElement:
-    """One extended data element (SDG C.1): ``fields`` decoded for the types ELEMENT_DATA declares."""
+class ExtElement(NamedTuple):
+    """One extended data element (SDG C.1): ``fields`` decoded for the types ELEMENT_DATA declares.
+
+    A named tuple rather than a frozen dataclass: a walk of a 16 MiB heap can make 2M of them."""
+
     type: int
     offset: int  # physical address of the element header
     data: bytes
@@ -163,19 +165,12 @@ class ExtElements(Sequence[ExtElement]):
         self._types, self._offsets, self._sizes = array("I"), array("I"), array("I")
         self._fields: dict[int, dict[str, Any]] = {}  # index -> decoded payload, for the ELEMENT_DATA types
 
-    def _add(self, etype: int, pos: int, size: int, fields: dict[str, Any] | None) -> None:
-        if fields is not None:
-            self._fields[len(self._types)] = fields
-        self._types.append(etype)
-        self._offsets.append(pos)
-        self._sizes.append(size)
-
     def __len__(self) -> int:
         return len(self._types)
 
     def _make(self, i: int) -> ExtElement:
         pos = self._offsets[i]
-        return ExtElement(self._types[i], self._table.address(pos), self._table.copy(pos + 8, pos + self._sizes[i]),
+        return ExtElement(self._types[i], self._table.base + pos, self._table.copy(pos + 8, pos + self._sizes[i]),
                           self._fields.get(i))
 
     @overload
@@ -190,7 +185,9 @@ class ExtElements(Sequence[ExtElement]):
         return self._make(range(len(self))[index])
 
     def __iter__(self) -> Iterator[ExtElement]:
-        return map(self._make, range(len(self)))
+        copy, base, fields = self._table.copy, self._table.base, self._fields  # 2M elements: names bound once
+        for i, (etype, pos, size) in enumerate(zip(self._types, self._offsets, self._sizes, strict=True)):
+            yield ExtElement(etype, base + pos, copy(pos + 8, pos + size), fields.get(i))
 
     def __eq__(self, other: object) -> bool:
         return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
@@ -283,7 +280,8 @@ def parse_elements(table: Region, offset: int, name: str) -> ExtElements:
     """
     out = ExtElements(table)
     pos = offset
-    end, unpack, add = len(table), table.unpack, out._add  # 2M elements fit in a 16 MiB heap
+    end, unpack = len(table), table.unpack  # 2M elements fit in a 16 MiB heap: names bound once
+    types, offsets, sizes = out._types.append, out._offsets.append, out._sizes.append
     while True:
         if pos + 8 > end:
             raise FormatError(name, "extended elements run past the table without an END element",
@@ -293,9 +291,12 @@ def parse_elements(table: Region, offset: int, name: str) -> ExtElements:
             raise FormatError(f"{name} element", f"size {size} does not fit the {end - pos} bytes left in the table",
                               field="size", offset=table.address(pos))
         decl = ELEMENT_DATA.get(etype)
-        fields = None if decl is None else \
-            plain(table[pos + 8 : pos + size].parse(decl, f"{name} {ELEMENT_TYPES[etype]} element"))
-        add(etype, pos, size, fields)
+        if decl is not None:
+            out._fields[len(out)] = plain(table[pos + 8 : pos + size].parse(decl, f"{name} {ELEMENT_TYPES[etype]} "
+                                                                             "element"))
+        types(etype)
+        offsets(pos)
+        sizes(size)
         if etype == ELEMENT_END:
             return out
         pos += size

@@ -108,6 +108,9 @@ DATA_DIGEST_TYPES = frozenset({0x4, 0x5, 0x8, 0x80000007})
 
 
 def event_type_name(etype: int) -> str:
+    """The TCG name of an event type (TCG PC Client PFP §10.4.1; TXT types of SDG Tables E-5/E-6), or its hex
+    value when unknown: a log may carry types newer than this table, and they must still be shown.
+    """
     return EVENT_TYPES.get(etype, f"0x{etype:x}")
 
 

@@ -28,6 +28,7 @@ class _Reader:
         self.structure = structure
 
     def take(self, n: int, field: str) -> bytes:
+        """The next ``n`` bytes; fewer left is a FormatError naming ``field`` and its offset."""
         if self.at + n > len(self.data):
             raise FormatError(self.structure, f"truncated: the region holds only {len(self.data) - self.at} "
                               "bytes from here", field=field, offset=self.at)
@@ -36,6 +37,7 @@ class _Reader:
         return out
 
     def uint(self, n: int, field: str) -> int:
+        """A big-endian unsigned field of ``n`` bytes (TPM 2.0 Part 1 §18.2: every TPM integer is big-endian)."""
         return int.from_bytes(self.take(n, field), "big")
 
     def sized(self, field: str) -> bytes:
@@ -43,6 +45,7 @@ class _Reader:
         return self.take(self.uint(2, field), field)
 
     def end(self) -> None:
+        """Bytes left after the structure are refused: a signed structure is accepted whole or not at all."""
         if self.at != len(self.data):
             raise FormatError(self.structure, f"{len(self.data) - self.at} bytes after the structure",
                               offset=self.at)
@@ -158,14 +161,17 @@ class Public:
 
 
 def read_attest(data: bytes) -> Attest:
+    """TPMS_ATTEST (TPM 2.0 Part 2 §10.12.12) of a quote, the exact bytes the AK signed."""
     return Attest(_Reader(data, "TPMS_ATTEST"))
 
 
 def read_signature(data: bytes) -> Signature:
+    """TPMT_SIGNATURE (TPM 2.0 Part 2 §11.3.4) over a quote: RSASSA or ECDSA, as the AK's scheme says."""
     return Signature(_Reader(data, "TPMT_SIGNATURE"))
 
 
 def read_public(data: bytes) -> Public:
+    """TPM2B_PUBLIC (TPM 2.0 Part 2 §12.2.5) of the AK, whose Name binds the quote to the key."""
     return Public(_Reader(data, "TPM2B_PUBLIC"))
 
 

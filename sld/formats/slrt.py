@@ -29,7 +29,6 @@ TAGS = {0: "INVALID", 1: "DL_INFO", 2: "LOG_INFO", 3: "ENTRY_POLICY", 4: "INTEL_
         6: "ARM_INFO", 7: "UEFI_INFO", 8: "UEFI_CONFIG", 0xFFFF: "END"}
 TAG = {name: tag for tag, name in TAGS.items()}
 LOG_FORMATS = {1: "tpm12", 2: "tpm20"}
-ARCHITECTURES = {1: "intel-txt", 2: "amd-skinit"}
 ENTITY_TYPES = {0: "UNSPECIFIED", 1: "SLRT", 2: "BOOT_PARAMS", 3: "SETUP_DATA", 4: "CMDLINE", 5: "UEFI_MEMMAP",
                 6: "RAMDISK", 7: "MULTIBOOT2_INFO", 8: "MULTIBOOT2_MODULE", 0x10: "TXT_OS2MLE", 0xFFFF: "UNUSED"}
 

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import tarfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,10 @@ from sld.errors import SourceError
 from sld.platform.files import open_regular, replace_file
 from sld.platform.memory import MAX_READ, check_request
 from sld.platform.securityfs import MAX_EVENTLOG, REGISTER_FILE_LIMIT, SECURITYFS_REGISTERS
+
+TYPE_CHECKING = False  # tarfile is imported where a capture is read or written: other sources never pay for it
+if TYPE_CHECKING:
+    import tarfile
 
 META = "sld-capture.json"
 FORMAT = "sld-capture"
@@ -76,6 +79,8 @@ def write_capture(path: str | os.PathLike[str], capture: Capture) -> None:
     members |= {f"securityfs/{name}": data for name, data in sorted(capture.securityfs.items())}
 
     def fill(f: BinaryIO) -> None:
+        import tarfile
+
         with tarfile.open(fileobj=f, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
             for name, data in members.items():
                 info = tarfile.TarInfo(name)
@@ -87,6 +92,8 @@ def write_capture(path: str | os.PathLike[str], capture: Capture) -> None:
 
 def read_capture(path: str) -> Capture:
     """The capture at ``path``, every member checked against the layout above."""
+    import tarfile
+
     source = f"capture:{path}"
     fd = open_regular(path, source, follow=True)
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -60,6 +59,8 @@ def read_bounded(path: str | os.PathLike[str], limit: int, source: str, *, follo
 
 def replace_file(path: str | os.PathLike[str], write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
     """Create ``path`` afresh: ``write`` fills a new O_EXCL file beside it, which is then renamed over it."""
+    import tempfile  # here: reading a platform, the only thing a verification does with files, never needs it
+
     target = os.fspath(path)
     if os.path.isdir(target) and not os.path.islink(target):
         raise SourceError("is a directory; give a file name", source=target)

@@ -36,7 +36,7 @@ def packed(program: list[Insn]) -> bytes:
     return b"".join(struct.pack("<HBBI", *op) for op in program)
 
 
-class options(nla, nla_plus_police):  # noqa: N801 - pyroute2 names nla classes in lower case
+class options(nla, nla_plus_police):  # type: ignore[misc]  # noqa: N801 - pyroute2: untyped, lower-case nla classes
     """TCA_OPTIONS of a ``bpf`` filter, in pkt_cls.h's order (the attribute type is the position)."""
 
     nla_map = (
@@ -53,7 +53,7 @@ class options(nla, nla_plus_police):  # noqa: N801 - pyroute2 names nla classes 
     bpf_act = _pyroute2_bpf_options.bpf_act  # actions are pyroute2's declaration, used as it is
 
 
-class tcmsg(_pyroute2_tcmsg):  # noqa: N801
+class tcmsg(_pyroute2_tcmsg):  # type: ignore[misc]  # noqa: N801 - pyroute2 ships no type hints
     """pyroute2's tc message, except that a ``bpf`` filter's options are read with :class:`options`."""
 
     def get_plugin(self, plug: str, *argv: Any, **kwarg: Any) -> Any:

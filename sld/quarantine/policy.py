@@ -23,15 +23,29 @@ class Settings(Protocol):
     """What the quarantine needs from ``[quarantine]`` (``sld.config.QuarantineConfig`` is one)."""
 
     @property
-    def enabled(self) -> bool: ...
+    def enabled(self) -> bool:
+        """Whether sld manages a quarantine at all (off: it never lists or touches a filter)."""
+        ...
+
     @property
-    def interfaces(self) -> tuple[str, ...]: ...
+    def interfaces(self) -> tuple[str, ...]:
+        """The interfaces whose clsact ingress and egress hooks get sld's filter."""
+        ...
+
     @property
-    def allow(self) -> str: ...
+    def allow(self) -> str:
+        """The pcap-filter(7) expression of what still passes (ARP always does)."""
+        ...
+
     @property
-    def on(self) -> tuple[str, ...]: ...
+    def on(self) -> tuple[str, ...]:
+        """The verdict results (or ``degraded``) that put the quarantine in place."""
+        ...
+
     @property
-    def dry_run(self) -> bool: ...
+    def dry_run(self) -> bool:
+        """Journal what would be done, change nothing in the kernel."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,14 +57,17 @@ class Observed:
 
     @property
     def ours(self) -> tuple[tc.Filter, ...]:
+        """sld's own filters among those listed."""
         return tuple(f for f in self.filters if f.ours)
 
     @property
     def complete(self) -> bool:
+        """sld's filter is on both hooks of every configured interface (what ``active`` reports)."""
         return self.expected > 0 and len(self.ours) == self.expected
 
     @property
     def overtaking(self) -> tuple[tc.Filter, ...]:
+        """Foreign filters that the kernel runs before or beside sld's (:func:`sld.quarantine.tc.overtaking`)."""
         return tuple(tc.overtaking(list(self.filters)))
 
 

@@ -1,12 +1,14 @@
 """Attach, list and lift sld's quarantine: classic-BPF cls_bpf filters in direct-action mode on
-clsact ingress and egress, through pyroute2 (netlink). The kernel holds the filters, so a stopped or
-crashed daemon leaves the quarantine in place.
+clsact ingress and egress (tc-bpf(8); linux ``net/sched/cls_bpf.c``, ``sch_ingress.c``), through
+pyroute2's netlink socket. The kernel holds the filters, so a stopped or crashed daemon leaves the
+quarantine in place.
 
-sld's filters sit at preference 1, the first a clsact hook consults (0 asks the kernel to choose, so 1
-is the highest priority tc lets anyone set). A direct-action verdict ends classification, so only a
-filter that runs before sld's can let traffic past the quarantine: one at the same preference,
-which the kernel allows only for another cls_bpf filter (added later, it runs first). Listings
-report every filter so such a filter is found (:func:`overtaking`).
+sld's filters sit at preference 1, the first a clsact hook consults: a chain is kept in ascending
+preference order, and 0 asks the kernel to choose one (``tc_new_tfilter`` in linux
+``net/sched/cls_api.c``), so 1 is the highest priority tc lets anyone set. A direct-action verdict
+ends classification, so only a filter that runs before sld's can let traffic past the quarantine:
+one at the same preference, which the kernel allows only for another cls_bpf filter (added later,
+it runs first). Listings report every filter so such a filter is found (:func:`overtaking`).
 
 pyroute2 has no keyword for classic-BPF ops: the filter messages are sld's own
 (:mod:`sld.quarantine.cls_bpf`), sent and dumped on pyroute2's ``IPRoute`` socket.
@@ -31,7 +33,7 @@ ETH_P_ALL = 0x0003
 PRIO = 1  # sld's priority (tc "pref") and handle: how its filters are told apart from anyone else's
 HANDLE = 0x51D
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
-ENOENT, EEXIST = 2, 17
+ENOENT = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Filter:
 
     @property
     def name(self) -> str:
+        """``sld_quarantine`` for sld's filters (listings show it), empty for anyone else's."""
         return NAME if self.ours else ""
 
     def runs(self, program: list[Insn]) -> bool:

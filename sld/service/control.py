@@ -24,7 +24,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -164,14 +164,23 @@ class ControlServer:
         while not self._stop.is_set():
             for key, _events in self._selector.select(timeout=1.0):
                 conn = self._conns.get(key.fileobj)  # type: ignore[call-overload]
-                try:
-                    self._ready(key.fileobj, conn)  # type: ignore[arg-type]
-                except Exception:  # one client's trouble never ends the loop that serves the others
-                    log.exception("control socket: internal error")
-                    if conn is not None:
-                        self._close(conn)
-            self._finish_pending()
-            self._expire(time.monotonic())
+                self._guarded(conn, self._ready, key.fileobj, conn)
+            with self._done_lock:
+                done, self._done = self._done, []
+            for conn in done:
+                self._guarded(conn, self._finish, conn)
+            now = time.monotonic()
+            for conn in [c for c in self._conns.values() if c.deadline < now]:
+                self._guarded(conn, self._expire, conn)
+
+    def _guarded(self, conn: _Conn | None, step: Callable[..., None], *args: Any) -> None:
+        """One step for one connection: whatever goes wrong closes that connection, never the loop."""
+        try:
+            step(*args)
+        except Exception:  # one client's trouble never ends the loop that serves the others
+            log.exception("control socket: internal error")
+            if conn is not None:
+                self._close(conn)
 
     def _ready(self, sock: socket.socket, conn: _Conn | None) -> None:
         if sock is self._listener:
@@ -273,31 +282,31 @@ class ControlServer:
             self._done.append(conn)
         self._wake_w.send(b"\0")
 
-    def _finish_pending(self) -> None:
-        with self._done_lock:
-            done, self._done = self._done, []
-        for conn in done:
-            future, request = conn.pending, conn.request
-            if future is None or not future.done() or request is None or conn.sock not in self._conns:
-                continue  # answered already (timed out) or closed
-            conn.pending = conn.request = None
-            try:
-                reply = _future_reply(request, future, self.service.status())
-            except SldError as err:
-                reply = {"error": str(err)}
-            except Exception as err:  # a bug in the work: the client hears of it, the loop goes on
-                log.exception("control socket: %s failed", request.get("cmd"))
-                reply = {"error": f"internal error: {type(err).__name__}"}
-            self._reply(conn, reply)
+    def _finish(self, conn: _Conn) -> None:
+        """Answer a connection whose verify or attest is done (unless it was answered or closed since)."""
+        future, request = conn.pending, conn.request
+        if future is None or not future.done() or request is None or conn.sock not in self._conns:
+            return
+        conn.pending = conn.request = None
+        try:
+            reply = _future_reply(request, future, self.service.status())
+        except SldError as err:
+            reply = {"error": str(err)}
+        except Exception as err:  # a bug in the work: the client hears of it, the loop goes on
+            log.exception("control socket: %s failed", request.get("cmd"))
+            reply = {"error": f"internal error: {type(err).__name__}"}
+        self._reply(conn, reply)
 
-    def _expire(self, now: float) -> None:
-        for conn in [c for c in self._conns.values() if c.deadline < now]:
-            if conn.pending is not None and not conn.outbox:
-                conn.pending = conn.request = None
-                self._reply(conn, {"error": f"no answer within {self.verify_timeout:g} s "
-                                            f"({self.service.status().error or 'still working'})"}, last=True)
-            else:
-                self._close(conn)
+    def _expire(self, conn: _Conn) -> None:
+        """Past its deadline: a request still in the works is answered with why, the daemon's state and exit
+        code 4 (a verification that stopped progressing, as ``sld status`` says); anything else is closed."""
+        if conn.pending is not None and not conn.outbox:
+            conn.pending = conn.request = None
+            status = self.service.status()
+            self._reply(conn, {"state": status.state, "exit_code": 4, "error": f"no answer within "
+                               f"{self.verify_timeout:g} s ({status.error or 'still working'})"}, last=True)
+        else:
+            self._close(conn)
 
     # --- replies and registration ------------------------------------------------------------------
 
@@ -322,7 +331,11 @@ class ControlServer:
             self._watch(conn)
         elif conn.last:
             conn.draining = True
-            conn.sock.shutdown(socket.SHUT_WR)
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)
+            except OSError:  # gone already
+                self._close(conn)
+                return
             self._watch(conn)
         else:
             self._serve(conn)

@@ -93,6 +93,7 @@ class _Connections:
         return True
 
     def evict_waiting(self) -> None:
+        """Make room when out of file descriptors: the oldest connection still waiting for its request goes."""
         with self._lock:
             self._evict_waiting()
 
@@ -105,11 +106,13 @@ class _Connections:
             return tls
 
     def answering(self, sock: socket.socket) -> None:
+        """Mark the connection whose request arrived: answered connections are never evicted, only expired."""
         with self._lock:
             if (conn := self._open.get(sock.fileno())) is not None:
                 conn.answering = True
 
     def drop(self, conn: _Connection) -> None:
+        """Forget a finished connection, unless its descriptor is already another connection's."""
         with self._lock:
             if self._open.get(conn.sock.fileno()) is conn:
                 del self._open[conn.sock.fileno()]
@@ -121,6 +124,7 @@ class _Connections:
                 _cut(conn.sock)
 
     def cut_all(self) -> None:
+        """Cut every open connection at shutdown, so no client thread keeps serving a stopped listener."""
         with self._lock:
             for conn in self._open.values():
                 _cut(conn.sock)
@@ -130,6 +134,7 @@ class _Answer(simple_server.ServerHandler):
     """wsgiref's response writer, with a client that stalls or leaves logged as what it is."""
 
     def log_exception(self, exc_info: Any) -> None:
+        """A client that left mid-answer is routine (debug); a failing WSGI app is an error worth journaling."""
         if isinstance(exc_info[1], OSError):
             log.debug("metrics client went away while answered: %s", exc_info[1])
         else:
@@ -144,6 +149,9 @@ class _Handler(simple_server.WSGIRequestHandler):
     timeout = IO_TIMEOUT
 
     def handle(self) -> None:
+        """wsgiref's request handling with the request line bounded (414 past 64 KiB, as http.server does)
+        and the connection marked as answering once its request has arrived.
+        """
         self.raw_requestline = self.rfile.readline(65537)
         if len(self.raw_requestline) > 65536:
             self.send_error(414)
@@ -175,6 +183,7 @@ class _Server(simple_server.WSGIServer):
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
+        """accept(), evicting an idle client on EMFILE/ENFILE so a connection flood cannot stop scrapes."""
         try:
             return super().get_request()
         except OSError as err:
@@ -185,6 +194,7 @@ class _Server(simple_server.WSGIServer):
             raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Admission: the ``[metrics] allow`` list first, then the connection bound; a thread per admitted client."""
         if not allowed(client_address[0], self.allow):
             log.debug("metrics client %s is outside [metrics] allow: refused", client_address[0])
             self.shutdown_request(request)
@@ -216,6 +226,7 @@ class _Server(simple_server.WSGIServer):
         self.connections.expire(time.monotonic() - DEADLINE)
 
     def server_close(self) -> None:
+        """Cut client connections before closing the listener."""
         self.connections.cut_all()
         super().server_close()
 
@@ -228,7 +239,8 @@ class _Server6(_Server):
 
 
 def allowed(address: str, networks: Iterable[Network]) -> bool:
-    """Whether a client address is in the allow-list (empty: everyone the unit's IPAddressAllow= lets in).
+    """Whether a client address is in the allow-list (empty: everyone the unit's ``IPAddressAllow=``,
+    systemd.resource-control(5), lets in).
     IPv4 clients of an IPv6 listener arrive as ::ffff:a.b.c.d and are matched as IPv4."""
     networks = tuple(networks)
     if not networks:

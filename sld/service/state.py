@@ -91,13 +91,14 @@ class DaemonStatus:
     @property
     def exit_code(self) -> int:
         """What ``sld status`` exits with: 0 running; failed: the verdict's code (1, or 3 not launched);
-        degraded: the error's (3 no source readable, 4 TPM unavailable or stuck); 4 starting or stopping."""
+        degraded: the error's (3 no source readable, 4 TPM unavailable or stuck, 5 the extend lock could not
+        be taken: as ``sld verify`` exits); 4 starting or stopping."""
         if self.state == DaemonState.RUNNING:
             return 0
         if self.state == DaemonState.FAILED and self.verdict is not None:
             return self.verdict.exit_code
-        if self.state == DaemonState.DEGRADED and self.error_exit_code == 3:
-            return 3
+        if self.state == DaemonState.DEGRADED and self.error_exit_code in (3, 5):
+            return self.error_exit_code
         return 4
 
     def verdict_age(self, now: float) -> float | None:

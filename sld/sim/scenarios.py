@@ -87,10 +87,14 @@ class Scenario:
 
     name: str
     description: str
-    verdict: str  # verified | failed | not-launched
-    exit_code: int
+    verdict: Result
     spec: PlatformSpec = field(default_factory=PlatformSpec)
     appraisal: Appraisal | None = None  # None: the same verdict as without a policy
+
+    @property
+    def exit_code(self) -> int:
+        """What ``sld verify`` exits with on this platform (without a policy)."""
+        return self.verdict.exit_code
 
     def with_clean_policy(self) -> dict[str, str | None]:
         """The verdict ``sld verify --policy`` reaches with a policy created on ``clean``, and what it names."""
@@ -101,48 +105,48 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("clean", "TPM 2.0 launch: SINIT events, Secure Launch events between START/END, all extended",
-             "verified", 0),
+             Result.VERIFIED),
     Scenario("clean-tpm12", "the same launch with a TPM 1.2 TXT event container (SHA-1 only)",
-             "verified", 0, PlatformSpec(log_format="tpm12", banks=("sha1",))),
+             Result.VERIFIED, PlatformSpec(log_format="tpm12", banks=("sha1",))),
     Scenario("clean-sha384", "TPM 2.0 launch logging sha1, sha256 and sha384 banks",
-             "verified", 0, PlatformSpec(banks=("sha1", "sha256", "sha384"))),
+             Result.VERIFIED, PlatformSpec(banks=("sha1", "sha256", "sha384"))),
     Scenario("not-launched", "TXT present but no launch: SENTER.DONE and SEXIT.DONE set, heap 0",
-             "not-launched", 3, PlatformSpec(launched=False, errorcode=0)),
+             Result.NOT_LAUNCHED, PlatformSpec(launched=False, errorcode=0)),
     Scenario("txt-error", "the kernel reset with SL_ERROR_TPM_EXTEND in ERRORCODE",
-             "failed", 1, PlatformSpec(errorcode=SL_ERRORCODE_TPM_EXTEND)),
+             Result.FAILED, PlatformSpec(errorcode=SL_ERRORCODE_TPM_EXTEND)),
     Scenario("tampered-log", "one Secure Launch event's data and digest changed after it was extended",
-             "failed", 1, PlatformSpec(tamper_event=-2)),
+             Result.FAILED, PlatformSpec(tamper_event=-2)),
     Scenario("slrt-bad-magic", "OsMleData points at a table whose magic is not MTRD",
-             "failed", 1, PlatformSpec(slrt_magic=0x4D545244)),
+             Result.FAILED, PlatformSpec(slrt_magic=0x4D545244)),
     Scenario("slrt-no-log-info", "the SLRT lacks its LOG_INFO entry",
-             "failed", 1, PlatformSpec(log_info=False)),
+             Result.FAILED, PlatformSpec(log_info=False)),
     Scenario("truncated-log", "the event log buffer ends in the middle of a record",
-             "failed", 1, PlatformSpec(truncate_log_at=300)),
+             Result.FAILED, PlatformSpec(truncate_log_at=300)),
     Scenario("unextended", "the kernel logged the Secure Launch events but extended none (perform mode)",
-             "verified", 0, PlatformSpec(window_extended=0, layout="v12")),
+             Result.VERIFIED, PlatformSpec(window_extended=0, layout="v12")),
     Scenario("partial-extend", "a crash after 3 of the 20 Secure Launch extends (perform mode resumes)",
-             "verified", 0, PlatformSpec(window_events=20, window_extended=3, layout="v12"),
+             Result.VERIFIED, PlatformSpec(window_events=20, window_extended=3, layout="v12"),
              Appraisal(Result.FAILED)),  # 15 setup_data events clean's policy does not know
     # Self-consistent launches of something the golden host did not launch: only a policy tells.
     Scenario("wrong-kernel", "a consistent launch of a kernel the policy does not list (MLE_HASH)",
-             "verified", 0, PlatformSpec(kernel=b"mle-kernel-unapproved"), Appraisal(Result.FAILED, "mle")),
+             Result.VERIFIED, PlatformSpec(kernel=b"mle-kernel-unapproved"), Appraisal(Result.FAILED, "mle")),
     Scenario("changed-cmdline", "a consistent launch with another kernel command line",
-             "verified", 0, PlatformSpec(cmdline=b"ro console=ttyS0,115200 slaunch init=/bin/sh"),
+             Result.VERIFIED, PlatformSpec(cmdline=b"ro console=ttyS0,115200 slaunch init=/bin/sh"),
              Appraisal(Result.FAILED, "cmdline")),
     Scenario("downgraded-sinit", "a consistent launch by an older SINIT ACM (TxtSvn 3, 2024) than clean's (5)",
-             "verified", 0, PlatformSpec(sinit_svn=3, sinit_date=0x20240110), Appraisal(Result.FAILED, "sinit")),
+             Result.VERIFIED, PlatformSpec(sinit_svn=3, sinit_date=0x20240110), Appraisal(Result.FAILED, "sinit")),
     Scenario("no-lcp", "no launch control policy: LCP_CONTROL_HASH is the hash of a zero u32",
-             "verified", 0, PlatformSpec(lcp=False), Appraisal(Result.FAILED, "lcp-control", CheckId.POSTURE_LCP)),
+             Result.VERIFIED, PlatformSpec(lcp=False), Appraisal(Result.FAILED, "lcp-control", CheckId.POSTURE_LCP)),
     Scenario("no-stm", "no SMI transfer monitor: STM_HASH is the hash of a zero byte",
-             "verified", 0, PlatformSpec(stm=False), Appraisal(Result.FAILED, "stm", CheckId.POSTURE_STM)),
+             Result.VERIFIED, PlatformSpec(stm=False), Appraisal(Result.FAILED, "stm", CheckId.POSTURE_STM)),
     Scenario("capped-bank", "a v12 kernel that could not hash sha256 capped it (0x01 then zeros) in its events",
-             "verified", 0, PlatformSpec(capped_banks=("sha256",), layout="v12"),
+             Result.VERIFIED, PlatformSpec(capped_banks=("sha256",), layout="v12"),
              Appraisal(Result.FAILED, "initrd", CheckId.PCR_CAPPED)),
     Scenario("previous-boot-error", "this boot launched cleanly; ERRORCODE still holds the last boot's "
-             "SL_ERROR_TPM_EXTEND", "verified", 0, PlatformSpec(previous_errorcode=SL_ERRORCODE_TPM_EXTEND),
+             "SL_ERROR_TPM_EXTEND", Result.VERIFIED, PlatformSpec(previous_errorcode=SL_ERRORCODE_TPM_EXTEND),
              Appraisal(Result.VERIFIED, None, CheckId.TXT_PREVIOUS_ERROR)),
     Scenario("uncovered-bank", "the clean launch on a TPM that also allocates sha384, which the log (sha1, sha256) "
-             "does not cover (pcr.banks)", "failed", 1, PlatformSpec(tpm_banks=("sha1", "sha256", "sha384"))),
+             "does not cover (pcr.banks)", Result.FAILED, PlatformSpec(tpm_banks=("sha1", "sha256", "sha384"))),
 )
 
 

@@ -36,7 +36,7 @@ def free_port_pair() -> int:
     for _ in range(50):
         with socket.socket() as s:
             s.bind((HOST, 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         if port >= 65535:
             continue
         with socket.socket() as s:

@@ -9,12 +9,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sld.quarantine import tc
-from sld.quarantine.pcap import tc_program
+from sld.quarantine.pcap import COMPILE_SECONDS, tc_program
 from tests.netns.net import namespaces, veth
 
 pytestmark = [pytest.mark.netns,
@@ -89,6 +91,45 @@ def test_the_kernel_keeps_the_quarantine_after_the_installer_is_killed(pair: tup
     assert connects(client, BLOCKED, timeout=3)
 
 
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+DEBIAN_PYROUTE2 = Path("/usr/lib/python3/dist-packages/pyroute2")
+
+
+@pytest.mark.skipif(not DEBIAN_PYROUTE2.is_dir() or not DEBIAN_PYTHON.exists(),
+                    reason="Debian 12's python3 with python3-pyroute2 (0.7.2) is not installed")
+def test_debian_12_pyroute2_applies_lists_and_lifts_the_quarantine(pair: tuple[str, str]) -> None:
+    """What the .deb runs: sld's cls_bpf messages on Debian's python3-pyroute2 0.7.2, inside the
+    server's namespace as the daemon runs on a host; the venv's pyroute2 lists the same filters."""
+    client, server = pair
+    code = f"""
+import sys, pyroute2
+from sld.quarantine import tc
+from sld.quarantine.pcap import tc_program
+assert pyroute2.__file__.startswith("{DEBIAN_PYROUTE2}"), pyroute2.__file__
+program = tc_program("tcp port {ALLOWED}")
+if sys.argv[1] == "apply":
+    tc.apply("vB", program)
+    tc.apply("vB", program)
+    listed = tc.filters("vB")
+    assert len(listed) == 2 and all(f.ours and f.ops == len(program) and f.runs(program) for f in listed), listed
+else:
+    print(tc.lift("vB"), len(tc.filters("vB")))
+"""
+    env = {"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+    def debian(action: str) -> str:
+        run = subprocess.run(["ip", "netns", "exec", server, str(DEBIAN_PYTHON), "-c", code, action],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    debian("apply")
+    assert sorted(f.direction for f in tc.status("vB", netns=server)) == ["egress", "ingress"]
+    assert connects(client, ALLOWED, timeout=3) and not connects(client, BLOCKED, timeout=1.5)
+    assert debian("lift") == "2 0"
+    assert tc.status("vB", netns=server) == [] and connects(client, BLOCKED, timeout=3)
+
+
 def _in(ns: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "sld.cli", *args], capture_output=True,
                           text=True, timeout=60, **kw)  # type: ignore[call-overload]
@@ -125,8 +166,6 @@ socket = "{tmp_path / 'control.sock'}"
 
 
 def _wait_state(sock: str, state: str, quarantined: bool) -> None:
-    import time
-
     from sld.errors import SourceError
     from sld.service.control import request
 
@@ -216,8 +255,6 @@ def test_a_quarantine_that_cannot_work_is_refused_at_daemon_start(pair: tuple[st
 
 
 def _until(sock: str, check, what: str) -> dict:
-    import time
-
     from sld.errors import SourceError
     from sld.service.control import request
 
@@ -263,6 +300,14 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
         assert "sld_quarantine_foreign_filters 1.0" in scrape.stdout, scrape.stderr
         _tc(server, "filter", "del", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "handle", "1", "bpf")
 
+        slow = " or ".join(f"host 10.{i // 250}.{i % 250}.1" for i in range(1000))  # libpcap: ~25 s here
+        _daemon_config(tmp_path, server, "tampered-log", quarantine=QUARANTINE.replace(f"tcp port {ALLOWED}", slow),
+                       metrics=f"port = {port}")
+        daemon.send_signal(signal.SIGHUP)  # refused after COMPILE_SECONDS; the running quarantine stays
+        time.sleep(COMPILE_SECONDS + 1)
+        _until(sock, lambda a: a["quarantined"] and len(tc.status("vB", netns=server)) == 2, "kept after the refusal")
+        assert not connects(client, BLOCKED, timeout=1.5)
+
         _daemon_config(tmp_path, server, "tampered-log", quarantine="[quarantine]\nenabled = false\n",
                        metrics=f"port = {port}")
         daemon.send_signal(signal.SIGHUP)
@@ -274,3 +319,5 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
         _in(server, "sim", "down", "--dir", str(tmp_path / "tampered-log"))
     assert "quarantine re-applied on vB (failed)" in err and "quarantine can be bypassed" in err, err
     assert "no longer configured (reload)" in err and "Traceback" not in err
+    assert f"config reload refused, keeping the running one: quarantine.allow: libpcap did not compile the " \
+           f"expression within {COMPILE_SECONDS:g} s" in err, err

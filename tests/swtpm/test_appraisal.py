@@ -72,6 +72,7 @@ def test_capped_bank_is_not_measured_per_bank(sim: Sim) -> None:
     run = sim.verify("--locality", "2")
     verdict = json.loads(run.stdout)
     assert {p["pcr"]: p["unmeasured"] for p in verdict["pcrs"]} == {17: ["sha256"], 18: ["sha256"]}
+    assert [p["banks"] for p in verdict["pcrs"]] == [{"sha1": "match", "sha256": "not-measured"}] * 2
     table = sld("verify", "--source", f"image:{sim.info['image']}", "--tcti", sim.info["tcti"], "--locality", "2")
     rows = [line.split() for line in table.stdout.splitlines() if line.startswith("PCR1")]
     assert {(r[0], r[1], r[2]) for r in rows} == {("PCR17", "sha1", "match"), ("PCR17", "sha256", "not-measured"),

@@ -4,6 +4,7 @@ TPM2_MakeCredential, and `sld attest` evidence accepted by tpm2_checkquote (the 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -28,7 +29,8 @@ from sld.sim.swtpm import Swtpm
 from tests.swtpm.conftest import Sim, sld
 
 NONCE = bytes(range(16, 48))
-TOOLS = ("tpm2_makecredential", "tpm2_checkquote", "tpm2_readpublic", "tpm2_pcrread", "swtpm_setup")
+TOOLS = ("tpm2_makecredential", "tpm2_checkquote", "tpm2_createek", "tpm2_nvdefine", "tpm2_readpublic",
+         "tpm2_pcrread", "swtpm_setup")
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
                                 reason=f"tpm2-tools / swtpm-tools ({', '.join(TOOLS)}) are absent")
 
@@ -94,17 +96,57 @@ def test_ak_create_is_a_restricted_fixed_key_under_the_certified_ek(provisioned:
     # tpm2-tools reads the same key back from the TPM at the handle.
     read = _tools(provisioned.tcti, "tpm2_readpublic", "-c", "0x81010002")
     assert read.returncode == 0 and f"name: {made['ak']['name']}" in read.stdout, read.stderr
-    # The EK sld made from the EK Credential Profile template is the key the manufacturer certified.
-    cert = x509.load_pem_x509_certificate(made["ek"]["certificate"].encode())
+    # swtpm_setup certified an RSA 2048 EK (0x01C00002) and an ECC P-384 EK (0x01C00016): both printed, and
+    # the RSA EK sld made from the EK Credential Profile template is the key the manufacturer certified.
+    certificates = {c["index"]: x509.load_pem_x509_certificate(c["pem"].encode())
+                    for c in made["ek"]["certificates"]}
+    assert set(certificates) == {"0x01c00002", "0x01c00016"}
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    assert cert.public_key().public_bytes(serialization.Encoding.PEM, spki).decode() == made["ek"]["pem"]
+    certified = certificates["0x01c00002"].public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
+    assert certified == made["ek"]["rsa"]["pem"]
+    assert certificates["0x01c00016"].public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
+
+
+def test_the_ecc_ek_and_its_certificate_at_0x01c0000a(swtpm: Swtpm, tmp_path: Path) -> None:
+    """The ECC P-256 EK (template L-2) is the key tpm2_createek makes; a certificate a manufacturer put at
+    NV 0x01C0000A for it (made here with a test CA, written with tpm2_nvdefine/nvwrite) is printed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    made = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--json"))
+    assert made["ek"]["certificates"] == []
+    created = _tools(swtpm.tcti, "tpm2_createek", "-c", str(tmp_path / "ek.ctx"), "-G", "ecc", "-f", "pem",
+                     "-u", str(tmp_path / "ek.pem"))
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "ek.pem").read_text() == made["ek"]["ecc"]["pem"]
+    _tools(swtpm.tcti, "tpm2_flushcontext", "-t")
+    ca = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "sld test EK CA")])
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
+           .public_key(serialization.load_pem_public_key(made["ek"]["ecc"]["pem"].encode()))  # type: ignore[arg-type]
+           .not_valid_before(datetime.datetime(2026, 1, 1)).not_valid_after(datetime.datetime(2036, 1, 1))
+           .sign(ca, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    (tmp_path / "cert.der").write_bytes(der)
+    for args in (("tpm2_nvdefine", "0x01C0000A", "-C", "o", "-s", str(len(der)), "-a",
+                  "ownerread|ownerwrite|authread|authwrite|no_da"),
+                 ("tpm2_nvwrite", "0x01C0000A", "-C", "o", "-i", str(tmp_path / "cert.der"))):
+        run = _tools(swtpm.tcti, *args)
+        assert run.returncode == 0, run.stderr
+    again = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--replace", "--json"))
+    [cert] = again["ek"]["certificates"]
+    assert cert["index"] == "0x01c0000a" and "P-256" in cert["key"]
+    assert x509.load_pem_x509_certificate(cert["pem"].encode()).public_bytes(serialization.Encoding.DER) == der
+    text = sld("ak", "create", "--tcti", swtpm.tcti, "--replace")
+    assert text.returncode == 0, text.stderr
+    assert "EK certificate at NV 0x01c0000a (ECC NIST P-256 EK (template L-2)):" in text.stdout
 
 
 def test_ecc_ak_and_an_occupied_handle(swtpm: Swtpm) -> None:
     made = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--alg", "ecc", "--json"))
     area = tpm2.parse(tpm2.TPM2B_PUBLIC, base64.b64decode(made["ak"]["public"]), "TPM2B_PUBLIC").publicArea
     assert area.type == TpmAlg.ECC and area.parameters.scheme.scheme == TpmAlg.ECDSA
-    assert made["ek"]["certificate"] is None and made["ak"]["pem"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert made["ek"]["certificates"] == [] and made["ak"]["pem"].startswith("-----BEGIN PUBLIC KEY-----")
     again = sld("ak", "create", "--tcti", swtpm.tcti)
     assert again.returncode == 4 and "0x81010002 holds a key already" in again.stderr and not again.stdout
     replaced = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--replace", "--json"))
@@ -114,7 +156,7 @@ def test_ecc_ak_and_an_occupied_handle(swtpm: Swtpm) -> None:
 def test_activate_answers_tpm2_makecredential_only_for_this_ak(swtpm: Swtpm, tmp_path: Path) -> None:
     made = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--json"))
     ek = tmp_path / "ek.pub"
-    ek.write_bytes(base64.b64decode(made["ek"]["public"]))
+    ek.write_bytes(base64.b64decode(made["ek"]["rsa"]["public"]))
     secret = tmp_path / "secret"
     secret.write_bytes(b"enrolment secret 0123456789abcd")
 

@@ -61,7 +61,7 @@ def test_each_supported_release_enrols_an_ak_and_attests(sim: Sim, tmp_path: Pat
     assert made.returncode == 0, made.stderr
     ak = json.loads(made.stdout)
     ek, secret, cred = tmp_path / "ek.pub", b"secret of the enrolment 0123456", tmp_path / "challenge"
-    ek.write_bytes(base64.b64decode(ak["ek"]["public"]))
+    ek.write_bytes(base64.b64decode(ak["ek"]["rsa"]["public"]))
     (tmp_path / "secret").write_bytes(secret)
     subprocess.run(["tpm2_makecredential", "-T", "none", "-u", str(ek), "-s", str(tmp_path / "secret"),
                     "-n", ak["ak"]["name"], "-o", str(cred)], check=True, capture_output=True)

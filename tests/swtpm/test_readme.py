@@ -1,7 +1,8 @@
 """Every command the README's tour and `sld sim up` print runs as printed, with `sld` from PATH.
 
 The README's blocks name fixed paths (/run/sld-tour, /tmp/sfs), so they run in a private mount
-namespace with its own /run and /tmp: as printed, and beside anything else on this machine.
+namespace with its own /run and /tmp (and PID namespace): as printed, and beside anything else on
+this machine.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
+ISOLATED = ["unshare", "-m", "--propagation", "private", "-p", "-f", "--mount-proc"]
 PRIVATE = 'mount -t tmpfs sld-run /run && mount -t tmpfs sld-tmp /tmp && exec bash -euo pipefail -c "$0"'
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root"),
@@ -36,7 +39,8 @@ def section_blocks(title: str) -> list[str]:
 
 
 def in_private_run(script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", PRIVATE, script],
+    # A PID namespace too: whatever a failing block leaves running (its swtpm, its daemon) ends with it.
+    return subprocess.run([*ISOLATED, "sh", "-c", PRIVATE, script],
                           capture_output=True, text=True, env=env(), timeout=300)
 
 
@@ -53,6 +57,7 @@ def test_the_tours_commands_run_as_printed(index: int) -> None:
         assert run.stdout.count("verdict: verified") == 1 and '"result": "verified"' in run.stdout
     else:
         assert "state: running" in run.stdout and "verdict: verified" in run.stdout
+    assert "simulated platform stopped" in run.stdout  # sld sim down found the swtpm sld sim up started
 
 
 def printed_commands(up_stdout: str) -> dict[str, str]:
@@ -77,7 +82,9 @@ def test_the_commands_sim_up_prints_run_as_printed(tmp_path: Path) -> None:
     try:
         assert "verdict: verified" in run("verify").stdout  # extends the deferred events
         assert "verdict: verified" in run("local").stdout
-        daemon = subprocess.Popen(commands["daemon"], shell=True, env=env(), stderr=subprocess.PIPE, text=True)
+        # Its own session: the shell may fork the daemon rather than exec it, so the whole group is stopped.
+        daemon = subprocess.Popen(commands["daemon"], shell=True, env=env(), stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
         deadline = time.monotonic() + 30
         while "state: running" not in (status := subprocess.run(commands["status"], shell=True, capture_output=True,
                                                                   text=True, env=env())).stdout:
@@ -88,7 +95,7 @@ def test_the_commands_sim_up_prints_run_as_printed(tmp_path: Path) -> None:
         assert (root / "state" / "sinit.json").exists()  # the daemon's memory of the SINIT: in the sim's directory
     finally:
         if daemon is not None:
-            daemon.terminate()
+            os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(10)
         subprocess.run(["sld", "sim", "down", "--dir", str(root)], env=env(), capture_output=True)
 
@@ -99,7 +106,7 @@ def test_the_demo_puts_sld_on_path() -> None:
     """`bash scripts/demo.sh` as the README's first command, then `sld` from a plain PATH (/usr/local/bin is
     a private tmpfs here, so the host's is untouched)."""
     script = 'mount -t tmpfs sld-bin /usr/local/bin && bash scripts/demo.sh && command -v sld && sld sim list'
-    run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=ROOT,
+    run = subprocess.run([*ISOLATED, "sh", "-c", script], cwd=ROOT,
                          capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -159,6 +159,7 @@ def test_an_allocated_bank_the_log_does_not_cover_fails_and_is_listed(sim: Sim) 
     assert failed[0]["evidence"]["uncovered"] == ["sha384"] and failed[0]["evidence"]["unallocated"] == []
     assert "sha384 is allocated in the TPM but not covered by the log" in verdict["summary"]
     assert all(p["uncovered"] == ["sha384"] for p in verdict["pcrs"]) and verdict["banks"] == list(BANKS)
+    assert all(p["banks"] == {"sha1": "match", "sha256": "match", "sha384": "not-covered"} for p in verdict["pcrs"])
     assert "every bank" not in run.stdout
     text = sld_text(sim)
     assert "every bank" not in text
@@ -171,3 +172,22 @@ def sld_text(sim: Sim) -> str:
                           "--tcti", sim.info["tcti"], "--locality", "2"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     return run.stdout
+
+
+def test_a_cold_verification_without_a_policy_imports_only_what_it_uses(sim: Sim) -> None:
+    """Issue 15: a cold `sld verify --local` with no policy and nothing to extend verifies without the
+    appraisal code, the extend lock, the TOML parser (when no configuration file exists), tarfile,
+    tempfile or pathlib: each is imported where it is used, and each costs a cold process milliseconds."""
+    from sld.paths import DEFAULT_CONFIG
+
+    sim.up("clean")
+    unused = {"sld.appraisal", "sld.lock", "tarfile", "tempfile", "pathlib", "ipaddress", "sld.sim"}
+    if not os.path.exists(DEFAULT_CONFIG):
+        unused.add("tomllib")
+    code = (f"import sys\nfrom sld.cli import main\ncode = main(sys.argv[1:])\n"
+            f"print(code, *sorted(m for m in sys.modules if m in {sorted(unused)!r}), file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code, "verify", "--local", "--json", "--source",
+                          f"image:{sim.info['image']}", "--tcti", sim.info["tcti"], "--locality", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(run.stdout)["result"] == "verified", run.stderr
+    assert run.stderr.splitlines()[-1] == "0", run.stderr

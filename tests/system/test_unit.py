@@ -24,8 +24,19 @@ def test_verify_is_clean(tmp_path: Path) -> None:
     assert run.returncode == 0 and run.stderr == "" and run.stdout == "", run.stdout + run.stderr
 
 
-def test_security_exposure_is_at_most_2() -> None:
-    run = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)], capture_output=True, text=True)
-    score = float(re.search(r"Overall exposure level for sld.service: (\d+\.\d+)", run.stdout).group(1))
-    assert score <= 2.0, run.stdout
+def _exposure(unit: Path) -> float:
+    run = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True)
+    found = re.search(r"Overall exposure level for sld.service: (\d+\.\d+)", run.stdout)
+    assert found, run.stdout + run.stderr
+    return float(found.group(1))
+
+
+def test_security_exposure_is_at_most_2(tmp_path: Path) -> None:
+    """The unit as the packages install it (alone: systemd-analyze also reads a sld.service.d/ beside the file,
+    and the remote-scrape drop-in in units/ is an example an operator opts into, costing 0.1 for its allow list)."""
+    shipped = tmp_path / "alone" / "sld.service"
+    shipped.parent.mkdir()
+    shutil.copy(UNIT, shipped)
+    assert _exposure(shipped) <= 2.0
+    assert _exposure(UNIT) <= 2.1  # with units/sld.service.d/remote-scrape.conf beside it
     assert "Type=notify" in UNIT.read_text() and "WatchdogSec=" in UNIT.read_text()

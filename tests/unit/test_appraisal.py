@@ -188,3 +188,13 @@ def test_a_policy_from_a_capped_host_leaves_the_capped_bank_out() -> None:
     assert initrd is not None and set(initrd.digests) == {"sha1"} and set(policy.part("sinit").digests) == {
         "sha1", "sha256"}
     assert appraise(policy, log) == ()
+
+
+def test_a_bad_dropin_is_named(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    (tmp_path / "fleet.toml.d").mkdir()
+    bad = tmp_path / "fleet.toml.d" / "host-b.toml"
+    bad.write_text(GOOD_PART.replace("MLE_HASH", "NO_SUCH"))
+    with pytest.raises(ConfigError, match=f"^{bad}:part\\[0\\].type: unknown event type"):
+        load(str(main))

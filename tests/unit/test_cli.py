@@ -171,3 +171,18 @@ def test_inspect_heap_says_zero_filled_fields_in_words(tmp_path: Path) -> None:
     out = sld("inspect", "heap", "--source", f"image:{image}").stdout
     assert re.search(r"bios_acm_id\s+20 zero bytes$", out, re.M)
     assert not re.search(r"\b0 x\d", out)
+
+
+@pytest.mark.parametrize("argv", [
+    ["verify"], ["verify", "--json"], ["verify", "--socket", "/s"], ["verify", "--local"],
+    ["verify", "--json", "--source", "auto"], ["verify", "--tcti", "swtpm"], ["verify", "--locality", "2"],
+    ["verify", "--mode", "validate"], ["verify", "--policy", "p.toml"], ["verify", "--config", "c.toml"],
+    ["verify", "--state-dir", "/d"],
+])
+def test_the_local_notice_knows_which_invocations_the_daemon_was_offered(argv: list[str]) -> None:
+    """sld.commands.verify says "no sld daemon answers" exactly for what sld.client offers the daemon."""
+    from sld.cli import build_parser
+    from sld.client import _options
+    from sld.commands.verify import _daemon_was_asked
+
+    assert _daemon_was_asked(build_parser().parse_args(argv)) == (_options(list(argv)) is not None)

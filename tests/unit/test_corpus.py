@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sld.formats.eventlog import digest_mismatches, parse_log, stream_log
+from sld.formats.eventlog import parse_log, stream_log
 from sld.formats.tcg import parse_log_reference
-from sld.replay import replay
+from sld.replay import digest_mismatches, replay
 
 # (file, bank, pcr, published value or "prefix…suffix") from the sub-folders' MANIFEST.md files
 PUBLISHED = [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sld.errors import LockError
 from sld.service.metrics import SldCollector
 from sld.service.state import DaemonStatus, Histogram, failed_checks
 from sld.sim.swtpm import free_port_pair
@@ -30,6 +31,8 @@ def test_a_verdict_is_current_only_while_running_or_failed() -> None:
     degraded = replace(running, state=DaemonState.DEGRADED, error="TPM unavailable", error_exit_code=4)
     assert degraded.stale and not degraded.launch_verified and degraded.exit_code == 4
     assert degraded.verdict_age(130.0) == 30.0
+    locked = replace(degraded, error="extend lock ... gave up waiting", error_exit_code=LockError.exit_code)
+    assert locked.stale and locked.exit_code == 5  # what `sld verify` exits with for it
     failed = DaemonStatus(state=DaemonState.FAILED, verdict=verdict(Result.NOT_LAUNCHED))
     assert not failed.stale and not failed.launch_verified and failed.exit_code == 3
     assert DaemonStatus().exit_code == 4 and DaemonStatus().verdict_age(1.0) is None
