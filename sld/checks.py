@@ -121,6 +121,7 @@ class Check:
 
     @property
     def title(self) -> str:
+        """The catalogue's title for this id: one wording in JSON, metrics help and the journal."""
         return CHECKS[self.id].title
 
 

@@ -163,6 +163,7 @@ class Tpm:
                            rc=err.rc) from None
 
     def close(self) -> None:
+        """Release the ESAPI and TCTI contexts, once and in that order (closing twice is harmless)."""
         self._release()
 
     def __enter__(self) -> Tpm:

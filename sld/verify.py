@@ -70,11 +70,16 @@ class PcrState:
 
     @property
     def remaining(self) -> tuple[int, ...]:
+        """The log indices still to extend (deferred events past ``held``): what perform mode extends, once."""
         return self.events[self.held :] if self.held is not None else ()
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """The outcome of one verification: the result and its one-line summary, every check in catalogue
+    order, each DRTM PCR's state, and what was read. Frozen, because the daemon publishes it whole
+    (sld.service.state) and the report, metrics, journal and quarantine all read the same value.
+    """
     result: Result
     summary: str
     source: str
@@ -91,9 +96,11 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
+        """``sld verify``'s exit code, from the result (``sld.vocab.Result.exit_code``: 0 verified, 1 failed, ...)."""
         return self.result.exit_code
 
     def check(self, check_id: CheckId) -> Check | None:
+        """The check with this id, or None when the stage that makes it did not run (an earlier stage failed)."""
         return next((c for c in self.checks if c.id == check_id), None)
 
 

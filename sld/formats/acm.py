@@ -18,8 +18,6 @@ from sld.formats._util import Region, build
 MODULE_TYPE_CHIPSET = 2  # SDG A.1: ModuleType 2 = chipset ACM (BIOS ACM and SINIT alike)
 MODULE_SUBTYPE_SINIT = 0  # 0: SINIT (run by SENTER); 1: BIOS ACM capable of running at reset
 VENDOR_INTEL = 0x8086
-FLAG_PRE_PRODUCTION = 1 << 14
-FLAG_DEBUG_SIGNED = 1 << 15
 
 AcmHeader = cs.Struct(
     "ModuleType" / cs.Int16ul,

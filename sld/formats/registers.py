@@ -106,12 +106,6 @@ class TxtRegisters:
         v = self.values["DPR"]
         return {"lock": bool(v & 1), "size_mib": (v >> 4) & 0xFF, "top": ((v >> 20) & 0xFFF) << 20}
 
-    @property
-    def production_fused(self) -> bool | None:
-        """VER.EMIF bit 31: production (True) or debug fused (SDG B.1.8), None when unread."""
-        v = self.values.get("VER.EMIF")
-        return None if v is None else bool(v & (1 << 31))
-
 
 def _bits(value: int, table: dict[str, int]) -> dict[str, bool]:
     return {name: bool(value >> bit & 1) for name, bit in table.items()}

@@ -47,6 +47,7 @@ def setup(debug: tuple[str, ...] = ()) -> None:
 
 
 def set_debug(categories: tuple[str, ...] | list[str]) -> None:
+    """Turn on debug records for the ``[log] debug`` categories only, off for the rest (set again on reload)."""
     for name in CATEGORIES:
         logging.getLogger(f"sld.{name}").setLevel(logging.DEBUG if name in categories else logging.INFO)
 

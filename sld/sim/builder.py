@@ -166,8 +166,9 @@ def _slrt(spec: PlatformSpec, layout: str, log_size: int) -> bytes:
     policy = [{"pcr": pcr, "entity_type": ENTITY_TYPE[info], "flags": 1, "reserved": 0,
                "entity": BOOT_PARAMS + 0x1000 * i, "size": 0x1000, "evt_info": info.ljust(32, b"\0")}
               for i, (pcr, info) in enumerate(WINDOW_ENTITIES)]
-    dl_info = {name: 0 for name in ("dce_size", "dce_base", "dlme_size", "dlme_base", "dlme_entry", "dl_handler",
-                                    "dlme_header_offset", "dlme_config_table", "dl_launch")}
+    dl_info: dict[str, Any] = {name: 0 for name in ("dce_size", "dce_base", "dlme_size", "dlme_base", "dlme_entry",
+                                                    "dl_handler", "dlme_header_offset", "dlme_config_table",
+                                                    "dl_launch")}
     dl_info |= {"dce_base": SINIT_BASE, "dce_size": SINIT_SIZE, "dlme_base": MLE_BASE, "dlme_size": 0x800000,
                 "bl_context": {"bootloader": 1, "reserved": [0, 0, 0] if layout != "v7" else 0, "context": 0}}
     mtrrs = {"default_mem_type": 6, "mtrr_vcnt": 2,
