@@ -4,6 +4,7 @@ TPM2_MakeCredential, and `sld attest` evidence accepted by tpm2_checkquote (the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -30,7 +31,7 @@ from tests.swtpm.conftest import Sim, sld
 
 NONCE = bytes(range(16, 48))
 TOOLS = ("tpm2_makecredential", "tpm2_checkquote", "tpm2_createek", "tpm2_nvdefine", "tpm2_readpublic",
-         "tpm2_pcrread", "swtpm_setup")
+         "tpm2_pcrread", "tpm2_evictcontrol", "swtpm_setup")
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
                                 reason=f"tpm2-tools / swtpm-tools ({', '.join(TOOLS)}) are absent")
 
@@ -245,10 +246,9 @@ def test_attest_without_an_ak_says_how_to_make_one(sim: Sim) -> None:
     assert run.returncode == 4 and "no attestation key at 0x81010002 (create one: sld ak create)" in run.stderr
 
 
-def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Path) -> None:
-    """`sld attest --nonce` with only --socket and -o: the running daemon collects it (the same evidence)."""
-    info = sim.up("clean")
-    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+@contextlib.contextmanager
+def _daemon(info: dict[str, Any], tmp_path: Path) -> Iterator[Path]:
+    """``sld daemon`` on the simulator's platform and TPM, ready (READY=1); yields its control socket."""
     sock = tmp_path / "control.sock"
     conf = tmp_path / "sld.toml"
     conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
@@ -262,17 +262,50 @@ def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Pat
         notify.settimeout(30)
         while b"READY=1" not in notify.recv(4096):
             pass
+        yield sock
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=20)[1]
+        notify.close()
+    assert "Traceback" not in err
+
+
+def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Path) -> None:
+    """`sld attest --nonce` with only --socket and -o: the running daemon collects it (the same evidence)."""
+    info = sim.up("clean")
+    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    with _daemon(info, tmp_path) as sock:
         out = tmp_path / "evidence.json"
         run = sld("attest", "--nonce", NONCE.hex(), "--socket", str(sock), "-o", str(out))
         assert run.returncode == 0 and "in this process" not in run.stderr, run.stderr
         check_evidence(json.loads(out.read_text()), info["tcti"], tmp_path)
         short = sld("attest", "--nonce", "00" * 8, "--socket", str(sock))
         assert short.returncode == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=20)[1]
-        notify.close()
-    assert "Traceback" not in err
+
+
+def test_the_daemon_keeps_its_ak_loaded_and_sees_it_replaced_or_evicted(sim: Sim, tmp_path: Path) -> None:
+    """The daemon reads the AK's public area once, yet names the key that signed: one replaced under it (sld ak
+    create --replace) is read again, because the quote's qualifiedSigner changed; one evicted (tpm2_evictcontrol)
+    is reported as no AK, and one made again afterwards is found."""
+    info = sim.up("clean")
+    first = _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    with _daemon(info, tmp_path) as sock:
+        def attest() -> subprocess.CompletedProcess[str]:
+            return sld("attest", "--nonce", NONCE.hex(), "--socket", str(sock))
+
+        assert _json(attest())["ak"]["name"] == first["ak"]["name"]
+        second = _json(sld("ak", "create", "--tcti", info["tcti"], "--replace", "--json"))
+        assert second["ak"]["name"] != first["ak"]["name"]
+        evidence = _json(attest())
+        assert evidence["ak"] == {**second["ak"], "handle": "0x81010002"}
+        check_evidence(evidence, info["tcti"], tmp_path)  # tpm2_checkquote with the PEM the evidence names
+        evicted = _tools(info["tcti"], "tpm2_evictcontrol", "-C", "o", "-c", "0x81010002")
+        assert evicted.returncode == 0, evicted.stderr
+        gone = attest()
+        assert gone.returncode != 0 and not gone.stdout, gone.stderr
+        assert "no attestation key at 0x81010002 (create one: sld ak create)" in gone.stderr
+        third = _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+        assert _json(attest())["ak"]["name"] == third["ak"]["name"]
 
 
 def test_an_unprivileged_agent_in_the_control_group_collects_evidence(sim: Sim, tmp_path: Path) -> None:
