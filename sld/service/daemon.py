@@ -281,6 +281,8 @@ class Daemon:
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
 
     def run(self) -> int:
+        """The service until SIGTERM/SIGINT (exit 0): READY=1 to systemd after the first verification, then
+        one every ``[verify] interval`` (SIGHUP reloads), WATCHDOG=1 only while none is past its timeout."""
         import signal
 
         journal.setup(self.config.log.debug)
