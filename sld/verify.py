@@ -68,6 +68,11 @@ class PcrState:
             return PcrStatus.MISMATCH
         return self.status
 
+    def bank_states(self, compared: Iterable[str]) -> dict[str, PcrStatus]:
+        """Every allocated bank's status: the ``compared`` ones (allocated and logged), then those the log
+        does not cover, so no bank is left out of the JSON, ``sld_pcr_match`` or the journal (pcr.banks)."""
+        return {bank: self.bank_status(bank) for bank in (*compared, *self.uncovered)}
+
     @property
     def remaining(self) -> tuple[int, ...]:
         """The log indices still to extend (deferred events past ``held``): what perform mode extends, once."""

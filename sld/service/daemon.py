@@ -208,9 +208,11 @@ class Daemon:
                       error_exit_code=0, extends=extends, durations=s.durations.observe(verdict.duration_s),
                       pcr_changes=s.pcr_changes + self._pcr_changes(verdict),
                       failures=s.failures + (not passed), last_success=now if passed else s.last_success)
-        if changed:
+        if changed:  # not_covered: the banks whose PCR status is not-covered (JSON pcrs[].banks, sld_pcr_match)
+            not_covered = dict.fromkeys(b for p in verdict.pcrs for b in p.uncovered)
             event(verdict.result, f"{verdict.result}: {verdict.summary}", logging.INFO if passed else logging.ERROR,
-                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed))
+                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed),
+                  not_covered=",".join(not_covered))
         notify(f"STATUS={verdict.result}: {verdict.summary}")
         self._enforce(verdict.result)
 
