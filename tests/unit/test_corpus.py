@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sld.formats._util import Region
 from sld.formats.eventlog import parse_log, stream_log
 from sld.formats.tcg import parse_log_reference
 from sld.replay import digest_mismatches, replay
@@ -88,9 +89,9 @@ def test_every_corpus_log_parses_and_agrees_with_the_construct_declarations(corp
     assert len(files) >= 12
     for path in files:
         data = path.read_bytes()
-        log = parse_log(data, base=0x7A010000)
+        log = parse_log(Region(data, 0x7A010000))
         assert log.events, path
-        assert list(log.events) == parse_log_reference(data, base=0x7A010000), path
+        assert list(log.events) == parse_log_reference(Region(data, 0x7A010000)), path
 
 
 def test_every_corpus_log_streams_as_it_parses(corpus: Path) -> None:
