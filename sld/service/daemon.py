@@ -209,9 +209,11 @@ class Daemon:
                       error_exit_code=0, extends=extends, durations=s.durations.observe(verdict.duration_s),
                       pcr_changes=s.pcr_changes + self._pcr_changes(verdict),
                       failures=s.failures + (not passed), last_success=now if passed else s.last_success)
-        if changed:
+        if changed:  # not_covered: the banks whose PCR status is not-covered (JSON pcrs[].banks, sld_pcr_match)
+            not_covered = dict.fromkeys(b for p in verdict.pcrs for b in p.uncovered)
             event(verdict.result, f"{verdict.result}: {verdict.summary}", logging.INFO if passed else logging.ERROR,
-                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed))
+                  verdict=verdict.result, source=verdict.source, failed_checks=",".join(failed),
+                  not_covered=",".join(not_covered))
         notify(f"STATUS={verdict.result}: {verdict.summary}")
         self._enforce(verdict.result)
 
@@ -282,6 +284,8 @@ class Daemon:
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
 
     def run(self) -> int:
+        """The service until SIGTERM/SIGINT (exit 0): READY=1 to systemd after the first verification, then
+        one every ``[verify] interval`` (SIGHUP reloads), WATCHDOG=1 only while none is past its timeout."""
         import signal
 
         journal.setup(self.config.log.debug)
