@@ -42,7 +42,6 @@ EK_CERT_INDICES = {
     0x01C00014: "ECC NIST P-256 EK (template H-2)",
     0x01C00016: "ECC NIST P-384 EK (template H-3)",
 }
-NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
 # PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the EK's authPolicy (EK Credential Profile 2.0 §B.6.2).
 EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
 
@@ -113,6 +112,7 @@ class _Session:
         self._flush: list[int] = []
         self._close: list[int] = []
         self._outputs: list[Any] = []
+        self._nv_max: int | None = None
 
     def out(self, ctype: str) -> Any:
         """An ESAPI output pointer (``T **``), freed when the operation ends."""
@@ -244,8 +244,27 @@ class _Session:
             ctx, nv, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, public, ffi.NULL))
         size, data = public[0].nvPublic.dataSize, b""
         while len(data) < size:
-            data += self._nv_chunk(nv, index, len(data), min(NV_CHUNK, size - len(data)))
+            data += self._nv_chunk(nv, index, len(data), min(self.nv_buffer_max(), size - len(data)))
         return data
+
+    def nv_buffer_max(self) -> int:
+        """TPM2_PT_NV_BUFFER_MAX (Part 2 §6.13, a fixed property every TPM reports), read once per operation with
+        TPM2_GetCapability(TPM_PROPERTIES): the most one TPM2_NV_Read may return (1024 on swtpm and common
+        TPMs), within what ESAPI's TPM2B_MAX_NV_BUFFER holds; a TPM that reports none is a TpmError."""
+        if self._nv_max is None:
+            lib, ffi = self.lib, self.ffi
+            more, data = ffi.new("TPMI_YES_NO *"), self.out("TPMS_CAPABILITY_DATA")
+            self.command("TPM2_GetCapability(TPM_PT_NV_BUFFER_MAX)", lambda ctx: lib.Esys_GetCapability(
+                ctx, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.TPM2_CAP_TPM_PROPERTIES,
+                lib.TPM2_PT_NV_BUFFER_MAX, 1, more, data))
+            properties = data[0].data.tpmProperties
+            said = [p.value for p in properties.tpmProperty[0 : properties.count]
+                    if p.property == lib.TPM2_PT_NV_BUFFER_MAX]
+            if not said or not said[0]:
+                raise TpmError(TpmErrorKind.COMMAND, "TPM2_GetCapability(TPM_PROPERTIES) reports no "
+                                                     "TPM_PT_NV_BUFFER_MAX: NV indices cannot be read")
+            self._nv_max = min(said[0], len(ffi.new("TPM2B_MAX_NV_BUFFER *").buffer))
+        return self._nv_max
 
     def _nv_chunk(self, nv: int, index: int, offset: int, size: int) -> bytes:
         lib, chunk = self.lib, self.out("TPM2B_MAX_NV_BUFFER")
