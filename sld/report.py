@@ -70,8 +70,7 @@ def verdict_json(verdict: Any) -> str:
     for check in payload["checks"]:
         check["title"] = next(c.title for c in verdict.checks if c.id == check["id"])
     for pcr, state in zip(payload["pcrs"], verdict.pcrs, strict=True):
-        pcr["banks"] = {bank: state.bank_status(bank).value  # match, not-measured, not-covered, ...
-                        for bank in (*verdict.banks, *state.uncovered)}
+        pcr["banks"] = {bank: status.value for bank, status in state.bank_states(verdict.banks).items()}
     return dump_json("verdict", payload)
 
 

@@ -24,7 +24,7 @@ from sld.platform.source import Source
 from sld.replay import DRTM_PCRS, digest_mismatches, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
-from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
+from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result, SourceKind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,6 +67,11 @@ class PcrState:
         if self.status == PcrStatus.MATCH and self.expected.get(bank) != self.actual.get(bank):
             return PcrStatus.MISMATCH
         return self.status
+
+    def bank_states(self, compared: Iterable[str]) -> dict[str, PcrStatus]:
+        """Every allocated bank's status: the ``compared`` ones (allocated and logged), then those the log
+        does not cover, so no bank is left out of the JSON, ``sld_pcr_match`` or the journal (pcr.banks)."""
+        return {bank: self.bank_status(bank) for bank in (*compared, *self.uncovered)}
 
     @property
     def remaining(self) -> tuple[int, ...]:
@@ -169,7 +174,7 @@ def _platform_checks(snap: Snapshot) -> list[Check]:
             checks.append(Check(check_id, CheckStatus.FAIL, str(snap.errors[stage])))
         elif what is not None:
             checks.append(Check(check_id, CheckStatus.PASS, _stage_detail(snap, stage)))
-        elif snap.source_kind == "securityfs":
+        elif snap.source_kind == SourceKind.SECURITYFS:
             checks.append(Check(check_id, CheckStatus.SKIP, "securityfs exports no heap or SLRT"))
     if "log" in snap.errors:
         checks.append(Check(CheckId.LOG_VALID, CheckStatus.FAIL, str(snap.errors["log"])))

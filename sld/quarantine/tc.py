@@ -3,12 +3,18 @@ clsact ingress and egress (tc-bpf(8); linux ``net/sched/cls_bpf.c``, ``sch_ingre
 pyroute2's netlink socket. The kernel holds the filters, so a stopped or crashed daemon leaves the
 quarantine in place.
 
-sld's filters sit at preference 1, the first a clsact hook consults: a chain is kept in ascending
-preference order, and 0 asks the kernel to choose one (``tc_new_tfilter`` in linux
-``net/sched/cls_api.c``), so 1 is the highest priority tc lets anyone set. A direct-action verdict
-ends classification, so only a filter that runs before sld's can let traffic past the quarantine:
-one at the same preference, which the kernel allows only for another cls_bpf filter (added later,
-it runs first). Listings report every filter so such a filter is found (:func:`overtaking`).
+What tc allows, and so where sld's filters sit (linux ``net/sched/cls_api.c`` ``tc_new_tfilter`` and
+``tcf_chain_tp_find``, ``cls_bpf.c`` ``cls_bpf_change``): a clsact hook's chain 0 runs in ascending
+preference, and 1 is the lowest preference anyone can set (0 asks the kernel to choose: 49152, or one
+less than the first filter at 32768 or above). sld's filters sit at preference 1 (protocol all), so
+no filter of another preference runs before them. Filters at the same preference must be of the same kind
+and protocol, so the only filter that can share preference 1 is another cls_bpf filter of protocol
+all (or 0); cls_bpf puts the newest filter of a preference first, so one added after sld's runs
+before it and its verdict (direct action) ends classification. tc offers no way to stop that (any
+process with CAP_NET_ADMIN in the namespace may also delete sld's filters), so sld takes the front
+again: :func:`apply` adds its filter under its other handle, which cls_bpf puts first, and only then
+deletes the one behind (the hook is never without sld's filter). A dump lists a hook's filters in the
+order they run, so :func:`overtaking` finds what runs before sld's.
 
 pyroute2 has no keyword for classic-BPF ops: the filter messages are sld's own
 (:mod:`sld.quarantine.cls_bpf`), sent and dumped on pyroute2's ``IPRoute`` socket.
@@ -30,8 +36,8 @@ INGRESS = 0xFFFFFFF2
 EGRESS = 0xFFFFFFF3
 PARENTS = {"ingress": INGRESS, "egress": EGRESS}
 ETH_P_ALL = 0x0003
-PRIO = 1  # sld's priority (tc "pref") and handle: how its filters are told apart from anyone else's
-HANDLE = 0x51D
+PRIO = 1  # sld's priority (tc "pref") and handles: how its filters are told apart from anyone else's
+HANDLES = (0x51D, 0x51E)  # two, so that a new filter can go in front before the old one is deleted
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
 ENOENT = 2
 
@@ -50,8 +56,8 @@ class Filter:
 
     @property
     def ours(self) -> bool:
-        """sld's filter: cls_bpf at sld's preference and handle (the kernel keeps no owner or name)."""
-        return self.kind == "bpf" and self.prio == PRIO and self.handle == HANDLE
+        """sld's filter: cls_bpf at sld's preference and handles (the kernel keeps no owner or name)."""
+        return self.kind == "bpf" and self.prio == PRIO and self.handle in HANDLES
 
     @property
     def name(self) -> str:
@@ -87,15 +93,33 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 
 
 def apply(ifname: str, program: list[Insn], netns: str | None = None) -> None:
-    """Install (or replace) sld's filter on both directions of ``ifname``: idempotent."""
+    """Install (or replace) sld's filter on both directions of ``ifname``, first of all: idempotent.
+    A filter of sld's that already runs first is replaced in place (cls_bpf keeps its position);
+    otherwise one is added under sld's free handle, which cls_bpf runs first, and then the old one
+    behind it is deleted."""
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
         try:
             ipr.tc("replace", "clsact", index)
-            for parent in PARENTS.values():
-                cls_bpf.send(ipr, cls_bpf.message(index, HANDLE, parent, PRIO, ETH_P_ALL, program))
+            for direction, parent in PARENTS.items():
+                listed = _hook(ipr, index, ifname, direction, parent)
+                mine = [f.handle for f in listed if f.ours]
+                if listed and listed[0].ours:
+                    front = listed[0].handle
+                else:
+                    if len(mine) == len(HANDLES):  # both behind a foreign filter (a run cut between add and del)
+                        _delete(ipr, index, parent, mine.pop())
+                    front = next(h for h in HANDLES if h not in mine)
+                cls_bpf.send(ipr, cls_bpf.message(index, front, parent, PRIO, ETH_P_ALL, program))
+                for handle in mine:
+                    if handle != front:
+                        _delete(ipr, index, parent, handle)
         except NetlinkError as err:
             raise QuarantineError(f"{ifname}: netlink refused the quarantine filter: {err}") from None
+
+
+def _delete(ipr: IPRoute, index: int, parent: int, handle: int) -> None:
+    cls_bpf.send(ipr, cls_bpf.message(index, handle, parent, PRIO, ETH_P_ALL))
 
 
 def lift(ifname: str, netns: str | None = None) -> int:
@@ -104,34 +128,39 @@ def lift(ifname: str, netns: str | None = None) -> int:
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
         for parent in PARENTS.values():
-            try:
-                cls_bpf.send(ipr, cls_bpf.message(index, HANDLE, parent, PRIO, ETH_P_ALL))
-                removed += 1
-            except NetlinkError as err:
-                if err.code not in (ENOENT, 22):  # no filter, or no clsact qdisc at all
-                    raise QuarantineError(f"{ifname}: cannot lift the quarantine: {err}") from None
+            for handle in HANDLES:
+                try:
+                    _delete(ipr, index, parent, handle)
+                    removed += 1
+                except NetlinkError as err:
+                    if err.code not in (ENOENT, 22):  # no filter, or no clsact qdisc at all
+                        raise QuarantineError(f"{ifname}: cannot lift the quarantine: {err}") from None
     return removed
 
 
 def filters(ifname: str, netns: str | None = None) -> list[Filter]:
-    """Every filter on ``ifname``'s clsact ingress and egress, as the kernel reports them."""
-    out = []
+    """Every filter on ``ifname``'s clsact ingress and egress, as the kernel reports them: per hook in
+    the order they run."""
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
-        for direction, parent in PARENTS.items():
-            try:
-                listed = ipr.get_filters(index=index, parent=parent)
-            except NetlinkError as err:
-                if err.code in (ENOENT, 22):  # no clsact qdisc: nothing on this hook
-                    continue
-                raise QuarantineError(f"{ifname}: cannot list filters: {err}") from None
-            for f in listed:
-                opts = f.get_attr("TCA_OPTIONS")
-                if opts is None:  # the per-priority header record a dump starts each filter chain with
-                    continue
-                kind = f.get_attr("TCA_KIND") or "?"
-                program = cls_bpf.ops(f) if kind == "bpf" else b""
-                out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, len(program) // 8, program))
+        return [f for direction, parent in PARENTS.items() for f in _hook(ipr, index, ifname, direction, parent)]
+
+
+def _hook(ipr: IPRoute, index: int, ifname: str, direction: str, parent: int) -> list[Filter]:
+    """The filters of one clsact hook (chain 0), in the order the kernel runs them."""
+    try:
+        listed = ipr.get_filters(index=index, parent=parent)
+    except NetlinkError as err:
+        if err.code in (ENOENT, 22):  # no clsact qdisc: nothing on this hook
+            return []
+        raise QuarantineError(f"{ifname}: cannot list filters: {err}") from None
+    out = []
+    for f in listed:
+        if f.get_attr("TCA_OPTIONS") is None:  # the per-priority header record a dump starts each chain with
+            continue
+        kind = f.get_attr("TCA_KIND") or "?"
+        program = cls_bpf.ops(f) if kind == "bpf" else b""
+        out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, len(program) // 8, program))
     return out
 
 
@@ -141,5 +170,11 @@ def status(ifname: str, netns: str | None = None) -> list[Filter]:
 
 
 def overtaking(listed: list[Filter]) -> list[Filter]:
-    """Foreign filters that run before or beside sld's and so may accept what the quarantine drops."""
-    return [f for f in listed if not f.ours and f.prio <= PRIO]
+    """Foreign filters that run before sld's on the same hook (``listed`` in run order, as :func:`filters`
+    gives it), and so may accept what the quarantine drops; those behind sld's decide nothing it drops."""
+    out: list[Filter] = []
+    for hook in dict.fromkeys((f.ifname, f.direction) for f in listed):
+        on_hook = [f for f in listed if (f.ifname, f.direction) == hook]
+        ours = next((i for i, f in enumerate(on_hook) if f.ours), None)
+        out += on_hook[:ours] if ours is not None else []
+    return out

@@ -117,12 +117,15 @@ def _verdict(verdict: Verdict) -> Iterator[Metric]:
         if status.get(check.id, CheckStatus.SKIP) != CheckStatus.SKIP:
             passed.add_metric([check.id], int(status[check.id] == CheckStatus.PASS))
     yield passed
-    match = GaugeMetricFamily("sld_pcr_match", "1 when the PCR equals the replayed log", labels=["pcr", "bank"])
+    match = GaugeMetricFamily("sld_pcr_match", "1 when the PCR equals the replayed log; state is the bank's PCR "
+                              "status (not-covered: allocated in the TPM, absent from the log)",
+                              labels=["pcr", "bank", "state"])
     measured = GaugeMetricFamily("sld_pcr_measured", "0 when the bank is capped in this PCR: not measured",
                                  labels=["pcr", "bank"])
     for p in verdict.pcrs:
+        for bank, state in p.bank_states(verdict.banks).items():
+            match.add_metric([str(p.pcr), bank, state], int(state == PcrStatus.MATCH))
         for bank in verdict.banks:
-            match.add_metric([str(p.pcr), bank], int(p.bank_status(bank) == PcrStatus.MATCH))
             measured.add_metric([str(p.pcr), bank], int(p.bank_status(bank) != PcrStatus.NOT_MEASURED))
     yield match
     yield measured

@@ -217,7 +217,9 @@ def _tc(ns: str, *args: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tc") is None, reason="tc (Debian iproute2) is absent")
-def test_sld_filters_run_first_and_a_foreign_filter_beside_them_is_found(pair: tuple[str, str]) -> None:
+def test_a_foreign_filter_ahead_of_sld_is_found_and_sld_goes_in_front_again(pair: tuple[str, str]) -> None:
+    """tc lets another cls_bpf filter share preference 1 and runs the newest first: sld cannot stop it
+    being added, so it finds it and re-applies its own filter in front (the hook is never without one)."""
     from sld.config import QuarantineConfig
     from sld.quarantine.policy import Quarantine
 
@@ -236,7 +238,19 @@ def test_sld_filters_run_first_and_a_foreign_filter_beside_them_is_found(pair: t
     assert "bpf filter pref 1" in str(overtaking[0]) and "vB ingress" in str(overtaking[0])
     shown = _in(server, "quarantine", "status", "--interface", "vB")
     assert shown.returncode == 0 and "warning: bpf filter pref 1 handle 0x1 on vB ingress runs before" in shown.stdout
-    tc.lift("vB", netns=server)
+    done = q.decide("failed")  # the reconciliation of every interval
+    assert done == ("re-applied in front of bpf filter pref 1 handle 0x1 on vB ingress; "
+                    "bpf filter pref 1 handle 0x1 on vB egress"), done
+    assert not connects(client, BLOCKED, timeout=1.5) and connects(client, ALLOWED, timeout=3)
+    listed = tc.filters("vB", netns=server)
+    for direction in ("ingress", "egress"):  # in run order: sld's (its other handle) first, the foreign one behind
+        first = [(f.prio, f.handle, f.ours) for f in listed if f.direction == direction and f.prio == 1]
+        assert first == [(1, tc.HANDLES[1], True), (1, 1, False)], listed
+    assert q.active and q.observe().overtaking == () and q.decide("failed") is None  # in front: nothing to do
+    shown = _in(server, "quarantine", "status", "--interface", "vB")
+    assert "warning" not in shown.stdout and shown.stdout.count("0x51e") == 2, shown.stdout
+    assert tc.lift("vB", netns=server) == 2 and tc.status("vB", netns=server) == []
+    assert connects(client, BLOCKED, timeout=3)  # the foreign filters stay: sld removes only its own
 
 
 def test_a_quarantine_that_cannot_work_is_refused_at_daemon_start(pair: tuple[str, str], tmp_path) -> None:
@@ -291,13 +305,15 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
 
         _tc(server, "filter", "add", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "bpf", "bytecode",
             "1,6 0 0 0", "da")  # another tool's accept-all, ahead of sld's
-        answer = _until(sock, lambda a: a["quarantine_overtaken_by"], "a foreign filter reported")
-        assert "bpf filter pref 1" in answer["quarantine_overtaken_by"][0]
+        _until(sock, lambda a: a["quarantined"] and not a["quarantine_overtaken_by"]
+               and [f.ours for f in tc.filters("vB", netns=server) if f.direction == "ingress"][:2] == [True, False],
+               "sld's filter in front again")
+        assert not connects(client, BLOCKED, timeout=1.5)
         scrape = subprocess.run(["ip", "netns", "exec", server, sys.executable, "-c",
                                  f"import urllib.request; print(urllib.request.urlopen("
                                  f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"],
                                 capture_output=True, text=True, timeout=30)
-        assert "sld_quarantine_foreign_filters 1.0" in scrape.stdout, scrape.stderr
+        assert "sld_quarantine_foreign_filters 0.0" in scrape.stdout and "sld_quarantine_active 1.0" in scrape.stdout
         _tc(server, "filter", "del", "dev", "vB", "ingress", "pref", "1", "protocol", "all", "handle", "1", "bpf")
 
         slow = " or ".join(f"host 10.{i // 250}.{i % 250}.1" for i in range(1000))  # libpcap: ~25 s here
@@ -317,7 +333,8 @@ def test_daemon_reconciles_with_the_kernel_every_interval(pair: tuple[str, str],
         daemon.terminate()
         err = daemon.communicate(timeout=20)[1]
         _in(server, "sim", "down", "--dir", str(tmp_path / "tampered-log"))
-    assert "quarantine re-applied on vB (failed)" in err and "quarantine can be bypassed" in err, err
+    assert "quarantine re-applied on vB (failed)" in err, err
+    assert "quarantine re-applied in front of bpf filter pref 1 handle 0x1 on vB ingress on vB (failed)" in err, err
     assert "no longer configured (reload)" in err and "Traceback" not in err
     assert f"config reload refused, keeping the running one: quarantine.allow: libpcap did not compile the " \
            f"expression within {COMPILE_SECONDS:g} s" in err, err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -114,7 +115,7 @@ def test_a_real_scrape_passes_promtool_and_says_verified(daemon: Running) -> Non
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "sld_launch_verified 1.0" in text
-    assert 'sld_pcr_match{bank="sha256",pcr="18"} 1.0' in text
+    assert 'sld_pcr_match{bank="sha256",pcr="18",state="match"} 1.0' in text
     assert 'sld_extends_performed_total{pcr="18"} 4.0' in text  # the unextended scenario's window on PCR18
     assert "process_resident_memory_bytes" in text
     assert 'sld_txt_flag{flag="senter_done",register="STS"} 1.0' in text
@@ -545,10 +546,23 @@ def test_failed_check_ids_are_the_same_in_json_metrics_and_journal(sim: Sim, tmp
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
         assert all(f'sld_check_passed{{check="{check}"}} 0.0' in text for check in failed)
+        # every allocated bank has a sld_pcr_match row whose state is the JSON's word for it, 1 only for match
+        states = {(str(p["pcr"]), bank, state) for p in verdict["pcrs"] for bank, state in p["banks"].items()}
+        rows = re.findall(r'^sld_pcr_match\{bank="(\w+)",pcr="(\d+)",state="([\w-]+)"\} (\S+)$', text, re.M)
+        assert {(pcr, bank, state) for bank, pcr, state, _ in rows} == states
+        assert all((value == "1.0") == (state == "match") for *_, state, value in rows)
+        uncovered = sorted({bank for _, bank, state in states if state == "not-covered"})
+        assert uncovered == (["sha384"] if scenario == "uncovered-bank" else [])
+        assert len(rows) == len(verdict["pcrs"]) * (len(verdict["banks"]) + len(uncovered)) > 0
+        if shutil.which("promtool"):
+            check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
-    assert f"failed_checks={','.join(failed)}" in proc.stderr.read()  # SLD_FAILED_CHECKS in the journal
+    journal = proc.stderr.read()
+    assert f"failed_checks={','.join(failed)}" in journal  # SLD_FAILED_CHECKS in the journal
+    assert f"not_covered={','.join(uncovered)}" in journal  # SLD_NOT_COVERED: the same banks, the same word
 
 
 def test_idle_and_slow_control_clients_are_timed_out(daemon: Running) -> None:

@@ -21,9 +21,9 @@ def _wire(msg: cls_bpf.tcmsg) -> pyroute2_tcmsg:
 
 def test_the_program_goes_out_and_comes_back_as_sock_filter_records() -> None:
     program = tc_program("tcp port 22")
-    parsed = _wire(cls_bpf.message(7, tc.HANDLE, tc.INGRESS, tc.PRIO, tc.ETH_P_ALL, program))
+    parsed = _wire(cls_bpf.message(7, tc.HANDLES[0], tc.INGRESS, tc.PRIO, tc.ETH_P_ALL, program))
     assert parsed["header"]["type"] == RTM_NEWTFILTER and parsed["header"]["flags"] == cls_bpf.REPLACE
-    assert (parsed["index"], parsed["handle"], parsed["parent"]) == (7, tc.HANDLE, tc.INGRESS)
+    assert (parsed["index"], parsed["handle"], parsed["parent"]) == (7, tc.HANDLES[0], tc.INGRESS)
     assert parsed["info"] >> 16 == tc.PRIO and parsed["info"] & 0xFFFF == 0x0300  # ETH_P_ALL, network order
     assert cls_bpf.ops(parsed) == cls_bpf.packed(program) and len(cls_bpf.ops(parsed)) == 8 * len(program)
     opts = cls_bpf.tcmsg(parsed.data, offset=parsed.offset)
@@ -34,14 +34,14 @@ def test_the_program_goes_out_and_comes_back_as_sock_filter_records() -> None:
 
 
 def test_a_delete_carries_no_program() -> None:
-    parsed = _wire(cls_bpf.message(7, tc.HANDLE, tc.EGRESS, tc.PRIO, tc.ETH_P_ALL))
+    parsed = _wire(cls_bpf.message(7, tc.HANDLES[0], tc.EGRESS, tc.PRIO, tc.ETH_P_ALL))
     assert parsed["header"]["type"] == RTM_DELTFILTER and parsed["header"]["flags"] == cls_bpf.DELETE
     assert parsed.get_attr("TCA_KIND") == "bpf" and parsed.get_attr("TCA_OPTIONS") is None
     assert cls_bpf.ops(parsed) == b""
 
 
 def test_pyroute2s_own_bpf_declaration_is_untouched() -> None:
-    _wire(cls_bpf.message(7, tc.HANDLE, tc.INGRESS, tc.PRIO, tc.ETH_P_ALL, tc_program("udp")))
+    _wire(cls_bpf.message(7, tc.HANDLES[0], tc.INGRESS, tc.PRIO, tc.ETH_P_ALL, tc_program("udp")))
     declared = dict(sched_bpf.options.nla_map)
     assert declared["TCA_BPF_OPS"] == "uint32" and declared["TCA_BPF_OPS_LEN"] == "uint32"
     assert not hasattr(sched_bpf, "bpf_ops") and "_sld_classic_bpf" not in vars(sched_bpf)
