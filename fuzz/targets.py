@@ -29,7 +29,7 @@ def _log(data: bytes, end: int | None) -> object:
     """Parse, replay, and (without ``end``, as ``sld inspect log --file`` reads) stream the same bytes in
     chunks of 37: the same records, or the same refusal."""
     try:
-        log = eventlog.parse_log(data, base=0x7A010000, end=end)
+        log = eventlog.parse_log(Region(data, 0x7A010000), end=end)
     except SldError:
         if end is None:
             try:
@@ -43,9 +43,8 @@ def _log(data: bytes, end: int | None) -> object:
     for ev in log.events:
         assert 0x7A010000 <= ev.offset < 0x7A010000 + len(data) and ev.type_name
     if end is None:
-        _, streamed = eventlog.stream_log((data[i : i + 37] for i in range(0, len(data), 37)), len(data),
-                                          base=0x7A010000)
-        assert tuple(streamed) == log.events
+        _, streamed = eventlog.stream_log((data[i : i + 37] for i in range(0, len(data), 37)), len(data))
+        assert [ev._replace(offset=ev.offset + 0x7A010000) for ev in streamed] == list(log.events)  # file offsets
     return replay(log), log.startup_locality
 
 

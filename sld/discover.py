@@ -79,7 +79,7 @@ def discover(source: Source) -> Snapshot:
             snap.registers = registers.from_securityfs(fs.registers())
 
         def log_fs() -> None:
-            _parse_log(snap, fs.eventlog())
+            _parse_log(snap, Region(fs.eventlog()))
 
         _stage(snap, "registers", regs_fs)
         _stage(snap, "log", log_fs)
@@ -176,14 +176,14 @@ def _read_log(snap: Snapshot, mem: PhysicalMemory) -> None:
                           f"0x{info.addr:x}; the kernel assumes they are equal", field=pointer["type"],
                           offset=snap.heap.os_sinit_data.data_address)
     end = pointer.get("next_record_offset") if pointer is not None else None
-    _parse_log(snap, mem.read(info.addr, info.size, "DRTM event log (SLRT LOG_INFO)"), base=info.addr, end=end)
+    _parse_log(snap, Region(mem.read(info.addr, info.size, "DRTM event log (SLRT LOG_INFO)"), info.addr), end=end)
 
 
-def _parse_log(snap: Snapshot, data: bytes | memoryview, base: int = 0, end: int | None = None) -> None:
+def _parse_log(snap: Snapshot, log: Region, end: int | None = None) -> None:
     """Parse the log, keeping its bytes: up to the last record, or all of them if they do not parse."""
     try:
-        snap.log = eventlog.parse_log(data, base=base, end=end)
+        snap.log = eventlog.parse_log(log, end=end)
     except SldError:
-        snap.log_data = bytes(data)
+        snap.log_data = bytes(log)
         raise
-    snap.log_data = bytes(data[: snap.log.end - base])
+    snap.log_data = bytes(log[: snap.log.end - log.base])

@@ -3,17 +3,22 @@
 Every declaration in ``sld.formats`` is parsed through :meth:`Region.parse` so that a short buffer, a
 bad magic or a failed validation becomes a FormatError naming the structure, the field construct was
 in, and the absolute address (physical address or file offset) of the structure.
+
+construct is imported where a declaration is parsed or built (whose caller holds one, so it is loaded
+already): a parser that reads by ``struct`` alone, as the event log's does, takes a Region without
+paying for construct (a third of a cold ``sld inspect log``).
 """
 
 from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Any, overload
-
-import construct as cs
+from typing import TYPE_CHECKING, Any, overload
 
 from sld.errors import FormatError
+
+if TYPE_CHECKING:
+    import construct as cs
 
 
 def _field_of(err: cs.ConstructError) -> str | None:
@@ -28,6 +33,8 @@ def _field_of(err: cs.ConstructError) -> str | None:
 @lru_cache(maxsize=512)
 def _fixed_size(struct: cs.Construct) -> int | None:
     """The declaration's size when it does not depend on the data (construct's ``sizeof``), else None."""
+    import construct as cs
+
     try:
         return int(struct.sizeof())
     except cs.SizeofError:
@@ -52,6 +59,11 @@ class Region:
         return len(self._view)
 
     def __bytes__(self) -> bytes:
+        """The region's bytes: the ``bytes`` it was made from when it spans them all (immutable, so shared,
+        not copied: a long walk's records are then slices of the caller's buffer), else a copy."""
+        whole = self._view.obj
+        if type(whole) is bytes and len(whole) == len(self._view):
+            return whole
         return bytes(self._view)
 
     def __eq__(self, other: object) -> bool:
@@ -101,6 +113,8 @@ class Region:
         A fixed-size declaration reads only its own bytes; any other reads the rest of the region, so a
         caller walking records bounds each one with a slice first.
         """
+        import construct as cs
+
         if offset < 0 or offset > len(self):
             raise FormatError(structure, f"starts outside the {len(self)}-byte region", offset=self.base + offset)
         size = _fixed_size(struct)
@@ -119,14 +133,10 @@ def region(data: bytes | bytearray | memoryview | Region, base: int = 0) -> Regi
     return data if isinstance(data, Region) else Region(data, base)
 
 
-def parse_at(struct: cs.Construct, data: bytes | memoryview | Region, offset: int, structure: str,
-             base: int = 0) -> Any:
-    """Parse ``struct`` at ``data[offset:]`` (the older ``(data, base)`` spelling of :meth:`Region.parse`)."""
-    return region(data, base).parse(struct, structure, offset)
-
-
 def build(struct: cs.Construct, obj: Any, structure: str) -> bytes:
     """Build ``obj`` with ``struct``; a value that does not fit becomes a FormatError, not a traceback."""
+    import construct as cs
+
     try:
         return bytes(struct.build(obj))
     except cs.ConstructError as err:

@@ -7,8 +7,9 @@ construct declarations in :mod:`sld.formats.tcg` give the reference readers the 
 in the tests (corpus, built logs, hypothesis and fuzz input), so the two cannot drift apart.
 
 Parsing never imports construct (a third of a cold start) and never opens a file: :func:`parse_log`
-takes the bytes, :func:`stream_log` takes chunks from whoever reads them and yields records as it
-walks, so a million-record log is shown without holding it.
+takes the log's bytes as a Region (they and their address, one value), :func:`stream_log` takes chunks
+of a file from whoever reads them and yields records as it walks, so a million-record log is shown
+without holding it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from itertools import chain, islice
 from operator import itemgetter
 
 from sld.errors import FormatError
+from sld.formats._util import Region, region
 from sld.formats.names import (
     ALGORITHMS,
     EV_NO_ACTION,
@@ -89,35 +91,36 @@ class Walk:
     and for a crypto-agile log that the heap's NextRecordOffset does not bound (securityfs, a file).
     ``final`` says whether ``limit`` is the end of the log, or only of the bytes read so far: then a
     record running past it ends this part of the walk with ``more`` set, to go on once the next chunk
-    is there (:func:`stream_log`). After each part, ``stop`` is the offset just past the last record
-    walked and ``index`` the next record's index.
+    is there (:func:`stream_log`). After each part, ``stop`` is the offset (into that part's Region) just
+    past the last record walked and ``index`` the next record's index.
     """
 
-    __slots__ = ("read_head", "common", "structure", "sizes", "names", "stop_at_zero", "base", "index", "stop",
-                 "more")
+    __slots__ = ("read_head", "common", "structure", "sizes", "names", "stop_at_zero", "index", "stop", "more")
 
     def __init__(self, read_head: HeadReader, common: CommonRecord | None, structure: str, sizes: Mapping[int, int],
-                 stop_at_zero: bool, base: int, index: int) -> None:
+                 stop_at_zero: bool, index: int) -> None:
         self.read_head = read_head
         self.common = common  # the layout most records share, read in one unpack (None: each by read_head)
         self.structure = structure  # the record's name in errors: TCG_PCR_EVENT or TCG_PCR_EVENT2
         self.sizes = sizes  # Spec ID algorithm id -> digest size: the digests a record may carry
         self.names = {alg: bank_name(alg) for alg in sizes}
         self.stop_at_zero = stop_at_zero
-        self.base = base  # absolute address of data[0]
         self.index = index
         self.stop = 0
         self.more = False
 
-    def records(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[Event]:
-        """The records in ``data[start:limit]`` one at a time (see :meth:`runs`)."""
-        return chain.from_iterable(self.runs(data, start, limit, final))
+    def records(self, log: Region, start: int, limit: int, final: bool = True) -> Iterator[Event]:
+        """The records in ``log[start:limit]`` one at a time (see :meth:`runs`)."""
+        return chain.from_iterable(self.runs(log, start, limit, final))
 
-    def runs(self, data: bytes, start: int, limit: int, final: bool = True) -> Iterator[list[Event]]:
-        """The records in ``data[start:limit]`` (``data[0]`` at address ``base``), numbered from ``index``, as
-        lists of at most RUN records: a consumer then takes thousands at a time, not each through a generator."""
-        read_head, base, stop_at_zero, index, common = self.read_head, self.base, self.stop_at_zero, self.index, \
-            self.common
+    def runs(self, log: Region, start: int, limit: int, final: bool = True) -> Iterator[list[Event]]:
+        """The records in ``log[start:limit]``, numbered from ``index``, as lists of at most RUN records: a
+        consumer then takes thousands at a time, not each through a generator.
+
+        The loop reads the region's ``bytes`` (no copy when the region spans them) with ``struct``, so that
+        each record's data is a ``bytes`` slice and its offset ``base + off``: the walk's cost per record."""
+        data, base = bytes(log), log.base
+        read_head, stop_at_zero, index, common = self.read_head, self.stop_at_zero, self.index, self.common
         self.more = False
         off = start
         run: list[Event] = []
@@ -351,148 +354,152 @@ class LogStart:
         self.header, self.walk, self.start, self.limit = header, walk, start, limit
 
 
-def _short(structure: str, size: int, at: int, fld: str, base: int) -> FormatError:
+def _short(structure: str, log: Region, size: int, at: int, fld: str) -> FormatError:
     return FormatError(structure, f"truncated: the region holds only {size - at} bytes from here", field=fld,
-                       offset=base + at)
+                       offset=log.address(at))
 
 
-def _container_start(data: bytes, size: int, base: int) -> LogStart:
-    if len(data) < _CONTAINER_HEAD.size:
-        raise _short("TXT event container", size, 0, "next_event_offset", base)
-    _, _, ver_major, ver_minor, _, _, csize, pcr_events, next_event = _CONTAINER_HEAD.unpack_from(data)
+def _container_start(log: Region, size: int) -> LogStart:
+    if len(log) < _CONTAINER_HEAD.size:
+        raise _short("TXT event container", log, size, 0, "next_event_offset")
+    _, _, ver_major, ver_minor, _, _, csize, pcr_events, next_event = log.unpack(_CONTAINER_HEAD.format, 0)
     if not 48 <= pcr_events <= next_event <= csize:
         raise FormatError("TXT event container", "offsets violate 48 <= PCREventsOffset <= NextEventOffset <= "
                           f"ContainerSize ({pcr_events}, {next_event}, {csize})", field="next_event_offset",
-                          offset=base)
+                          offset=log.base)
     if next_event > size:
         raise FormatError("TXT event container", f"NextEventOffset {next_event} is past the {size}-byte buffer",
-                          field="next_event_offset", offset=base)
+                          field="next_event_offset", offset=log.base)
     container = {"container_size": csize, "pcr_events_offset": pcr_events, "next_event_offset": next_event,
                  "container_ver_major": ver_major, "container_ver_minor": ver_minor}
     header = LogHeader(LogFormat.TPM12_CONTAINER, (("sha1", 20),), container=container)
-    walk = Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0)
+    walk = Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, 0)
     return LogStart(header, walk, _CONTAINER_HEAD.size, next_event)  # Secure Launch walks from header + 48 (v7-v14)
 
 
-def _is_spec_id_header(data: bytes) -> bool:
-    if len(data) < _SHA1_HEAD.size + len(SPEC_ID_SIGNATURE):
+def _is_spec_id_header(log: Region) -> bool:
+    if len(log) < _SHA1_HEAD.size + len(SPEC_ID_SIGNATURE):
         return False
-    pcr, etype, digest, _ = _SHA1_HEAD.unpack_from(data)
-    return pcr == 0 and etype == EV_NO_ACTION and not any(digest) and data[32:48] == SPEC_ID_SIGNATURE
+    pcr, etype, digest, _ = log.unpack(_SHA1_HEAD.format, 0)
+    return pcr == 0 and etype == EV_NO_ACTION and not any(digest) and log.copy(32, 48) == SPEC_ID_SIGNATURE
 
 
-def _spec_id_algorithms(data: bytes, size: int, base: int) -> tuple[dict[int, int], dict[str, object], int]:
+def _spec_id_algorithms(log: Region, size: int) -> tuple[dict[int, int], dict[str, object], int]:
     """The Spec ID event: algorithm id -> digest size, its other fields, and where vendorInfo ends."""
     at = _SHA1_HEAD.size
-    if at + _SPEC_ID_HEAD.size > len(data):
-        raise _short("Spec ID event", size, at, "number_of_algorithms", base)
-    _, platform_class, minor, major, errata, uintn, count = _SPEC_ID_HEAD.unpack_from(data, at)
+    if at + _SPEC_ID_HEAD.size > len(log):
+        raise _short("Spec ID event", log, size, at, "number_of_algorithms")
+    _, platform_class, minor, major, errata, uintn, count = log.unpack(_SPEC_ID_HEAD.format, at)
     if not count:
-        raise FormatError("Spec ID event", "numberOfAlgorithms is 0", field="number_of_algorithms", offset=base + at)
+        raise FormatError("Spec ID event", "numberOfAlgorithms is 0", field="number_of_algorithms",
+                          offset=log.address(at))
     p = at + _SPEC_ID_HEAD.size
-    if p + _ALG_SIZE.size * count + 1 > len(data):
-        raise _short("Spec ID event", size, at, "algorithms", base)
-    listed = list(_ALG_SIZE.iter_unpack(data[p : p + _ALG_SIZE.size * count]))
+    if p + _ALG_SIZE.size * count + 1 > len(log):
+        raise _short("Spec ID event", log, size, at, "algorithms")
+    listed = list(_ALG_SIZE.iter_unpack(log.copy(p, p + _ALG_SIZE.size * count)))
     sizes = dict(listed)
     if len(sizes) != count:
         twice = next(alg for k, (alg, _) in enumerate(listed) if alg in dict(listed[:k]))
         raise FormatError("Spec ID event", f"algorithm 0x{twice:04x} is listed twice", field="algorithms",
-                          offset=base + at)
+                          offset=log.address(at))
     for alg, n in sizes.items():
         known = ALGORITHMS.get(alg)
         if known and known[1] != n:
             raise FormatError("Spec ID event", f"{known[0]} digest size {n}, expected {known[1]}",
-                              field="algorithms", offset=base + at)
+                              field="algorithms", offset=log.address(at))
     p += _ALG_SIZE.size * count
-    vendor_end = p + 1 + data[p]
-    if vendor_end > len(data):
-        raise _short("Spec ID event", size, at, "vendor_info", base)
+    vendor_end = p + 1 + log[p]
+    if vendor_end > len(log):
+        raise _short("Spec ID event", log, size, at, "vendor_info")
     spec_id = {"platform_class": platform_class, "spec_version_major": major, "spec_version_minor": minor,
-               "spec_errata": errata, "uintn_size": uintn, "vendor_info": data[p + 1 : vendor_end]}
+               "spec_errata": errata, "uintn_size": uintn, "vendor_info": log.copy(p + 1, vendor_end)}
     return sizes, spec_id, vendor_end
 
 
-def _agile_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
-    (head_size,) = _EVENT_SIZE.unpack_from(data, _SHA1_HEAD.size - _EVENT_SIZE.size)  # the 48-byte head is there
-    if _SHA1_HEAD.size + head_size > len(data):
-        raise _short("crypto-agile header event", size, 0, "data", base)
-    sizes, spec_id, vendor_end = _spec_id_algorithms(data, size, base)
+def _agile_start(log: Region, size: int, end: int | None) -> LogStart:
+    (head_size,) = log.unpack(_EVENT_SIZE.format, _SHA1_HEAD.size - _EVENT_SIZE.size)  # the 48-byte head is there
+    if _SHA1_HEAD.size + head_size > len(log):
+        raise _short("crypto-agile header event", log, size, 0, "data")
+    sizes, spec_id, vendor_end = _spec_id_algorithms(log, size)
     if end is not None and end > size:
         raise FormatError("crypto-agile log", f"NextRecordOffset {end} is past the {size}-byte buffer",
-                          field="next_record_offset", offset=base)
+                          field="next_record_offset", offset=log.base)
     # Some writers leave vendorInfo outside EventSize (tpm2-tools specid-vendordata fixture): read the
     # Spec ID from the bytes that follow and let the records start after whichever ends later.
     start = max(_SHA1_HEAD.size + head_size, vendor_end)
-    spec_event = _new_event(Event, (0, base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, data[_SHA1_HEAD.size : start]))
+    spec_event = _new_event(Event, (0, log.base, 0, EV_NO_ACTION, {"sha1": bytes(20)}, log.copy(_SHA1_HEAD.size,
+                                                                                                 start)))
     algorithms = tuple((bank_name(alg), n) for alg, n in sizes.items())
     header = LogHeader(LogFormat.CRYPTO_AGILE, algorithms, (spec_event,), spec_id=spec_id)
-    walk = Walk(*event2_head_reader(sizes), "TCG_PCR_EVENT2", sizes, end is None, base, 1)
+    walk = Walk(*event2_head_reader(sizes), "TCG_PCR_EVENT2", sizes, end is None, 1)
     limit = size if end is None else end
-    _refuse_sha1_records(data, start, min(limit, len(data)), sizes, base)
+    _refuse_sha1_records(log, start, min(limit, len(log)), sizes)
     return LogStart(header, walk, start, limit)
 
 
-def _refuse_sha1_records(data: bytes, start: int, limit: int, sizes: Mapping[int, int], base: int) -> None:
+def _refuse_sha1_records(log: Region, start: int, limit: int, sizes: Mapping[int, int]) -> None:
     """A Spec ID header followed by TCG_PCR_EVENT records (a writer that forgot its own header) is named as
     such: its first record read as TCG_PCR_EVENT2 would list no or unknown digests (spec §4.3)."""
     if start + _SHA1_HEAD.size > limit:
         return
-    _, _, count = _EVENT2_START.unpack_from(data, start)
-    (alg,) = _ALG.unpack_from(data, start + _EVENT2_START.size)
-    if any(data[start : start + _SHA1_HEAD.size]) and not (count and count <= len(sizes) and alg in sizes):
+    _, _, count = log.unpack(_EVENT2_START.format, start)
+    (alg,) = log.unpack(_ALG.format, start + _EVENT2_START.size)
+    if any(log.copy(start, start + _SHA1_HEAD.size)) and not (count and count <= len(sizes) and alg in sizes):
         raise FormatError("crypto-agile log", "the records after the Spec ID header are in the SHA-1 format "
-                          "(TCG_PCR_EVENT), not TCG_PCR_EVENT2", field="records", offset=base + start)
+                          "(TCG_PCR_EVENT), not TCG_PCR_EVENT2", field="records", offset=log.address(start))
 
 
-def detect_format(data: bytes) -> LogFormat:
+def detect_format(log: Region) -> LogFormat:
     """From the bytes, never from LOG_INFO.format (spec §6)."""
-    if data[: len(TXT_CONTAINER_SIGNATURE)] == TXT_CONTAINER_SIGNATURE:
+    if log.copy(0, len(TXT_CONTAINER_SIGNATURE)) == TXT_CONTAINER_SIGNATURE:
         return LogFormat.TPM12_CONTAINER
-    if _is_spec_id_header(data):
+    if _is_spec_id_header(log):
         return LogFormat.CRYPTO_AGILE
     return LogFormat.TCG_SHA1
 
 
-def log_start(data: bytes, size: int, base: int, end: int | None) -> LogStart:
-    """The header of a log of ``size`` bytes whose first bytes are ``data``, and the walk after it."""
-    fmt = detect_format(data)
+def log_start(log: Region, size: int, end: int | None) -> LogStart:
+    """The header of a log of ``size`` bytes whose first bytes are ``log`` (all of them, or the first
+    chunks of a file being streamed), and the walk after it."""
+    fmt = detect_format(log)
     if fmt == LogFormat.TPM12_CONTAINER:
-        return _container_start(data, size, base)
+        return _container_start(log, size)
     if fmt == LogFormat.CRYPTO_AGILE:
-        return _agile_start(data, size, base, end)
+        return _agile_start(log, size, end)
     if size < _SHA1_HEAD.size:
-        raise FormatError("event log", f"only {count(size, 'byte')}: not a TPM event log", offset=base)
+        raise FormatError("event log", f"only {count(size, 'byte')}: not a TPM event log", offset=log.base)
     header = LogHeader(LogFormat.TCG_SHA1, (("sha1", 20),))
-    return LogStart(header, Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, base, 0), 0,
-                  size if end is None else min(end, size))
+    return LogStart(header, Walk(*sha1_head_reader(), "TCG_PCR_EVENT", {}, True, 0), 0,
+                    size if end is None else min(end, size))
 
 
-def parse_log(data: bytes | memoryview, *, base: int = 0, end: int | None = None) -> EventLog:
-    """The whole log (at most MAX_EVENTS records), its format detected from the bytes.
+def parse_log(log: Region | bytes, *, end: int | None = None) -> EventLog:
+    """The whole log (at most MAX_EVENTS records), its format detected from the bytes; plain ``bytes`` are a
+    log at address 0 (a file, the securityfs copy).
 
     ``end`` is the crypto-agile NextRecordOffset from the TXT heap; without it the walk stops at the
     first zero record, as for the securityfs copy that carries no offsets.
     """
-    data = bytes(data)
-    start = log_start(data, len(data), base, end)
-    events = [*start.header.leading, *islice(start.walk.records(data, start.start, start.limit), MAX_EVENTS + 1)]
+    log = region(log)
+    start = log_start(log, len(log), end)
+    events = [*start.header.leading, *islice(start.walk.records(log, start.start, start.limit), MAX_EVENTS + 1)]
     if len(events) > MAX_EVENTS:
         raise FormatError("event log", f"more than {MAX_EVENTS} records: no launch logs that many",
                           offset=events[-1].offset)
-    return EventLog(start.header, tuple(events), base + start.walk.stop)
+    return EventLog(start.header, tuple(events), log.address(start.walk.stop))
 
 
-def stream_log(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[Event]]:
+def stream_log(chunks: Iterable[bytes], size: int) -> tuple[LogHeader, Iterator[Event]]:
     """A log of ``size`` bytes read as ``chunks``: its header now, and every record (the header's own
     first) as it is walked (:func:`stream_runs`, one record at a time)."""
-    header, runs = stream_runs(chunks, size, base=base)
+    header, runs = stream_runs(chunks, size)
     return header, chain.from_iterable(runs)
 
 
-def stream_runs(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[LogHeader, Iterator[list[Event]]]:
-    """A log of ``size`` bytes read as ``chunks``: its header now, and its records (the header's own first)
-    in runs of at most RUN as they are walked, the next chunk taken only when a record runs past the bytes
-    taken so far.
+def stream_runs(chunks: Iterable[bytes], size: int) -> tuple[LogHeader, Iterator[list[Event]]]:
+    """A log of ``size`` bytes read as ``chunks`` of a file: its header now, and its records (the header's
+    own first) in runs of at most RUN as they are walked, the next chunk taken only when a record runs past
+    the bytes taken so far. Offsets are file offsets: a log in memory is parsed whole (:func:`parse_log`).
 
     The header is read from as many chunks as it needs, with the first record's head (what tells an agile
     header followed by SHA-1 records): the same bytes decide it as when the log is parsed whole.
@@ -503,7 +510,7 @@ def stream_runs(chunks: Iterable[bytes], size: int, *, base: int = 0) -> tuple[L
         whole = len(buf) >= size
         if whole or len(buf) >= _SHA1_HEAD.size + len(SPEC_ID_SIGNATURE):  # what tells the formats apart
             try:
-                start = log_start(buf, size, base, None)
+                start = log_start(Region(buf), size, None)
             except FormatError:
                 if whole:
                     raise
@@ -532,13 +539,12 @@ def _take(chunks: Iterator[bytes], n: int) -> bytes:
 def _stream(start: LogStart, buf: bytes, chunks: Iterator[bytes]) -> Iterator[Iterable[list[Event]]]:
     """The log's runs of records, a walk per part of the bytes (chained by the caller: each run then
     comes straight from the walk, whatever the number of parts)."""
-    walk, limit, origin = start.walk, start.limit, start.walk.base
+    walk, limit = start.walk, start.limit
     if start.header.leading:
         yield [list(start.header.leading)]
     done, off = 0, start.start  # log bytes before buf[0]; where the next record starts in buf
     while True:
-        walk.base = origin + done
-        yield walk.runs(buf, off, min(limit - done, len(buf)), done + len(buf) >= limit)
+        yield walk.runs(Region(buf, done), off, min(limit - done, len(buf)), done + len(buf) >= limit)
         if not walk.more:
             return
         rest = buf[walk.stop :]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from sld.errors import FormatError
-from sld.formats._util import build
+from sld.formats._util import Region, build, region
 from sld.formats.eventlog import Event, Head, HeadReader, log_start
 from sld.formats.names import (
     ALG_ID,
@@ -103,16 +103,17 @@ def _head_reader(head: cs.Struct, digests: Callable[[cs.Container], object]) -> 
     return read
 
 
-def parse_log_reference(data: bytes, *, base: int = 0, end: int | None = None) -> list[Event]:
+def parse_log_reference(log: Region | bytes, *, end: int | None = None) -> list[Event]:
     """The records of a whole log as the construct declarations read them, walked by the one walk."""
-    start = log_start(data, len(data), base, end)
+    log = region(log)
+    start = log_start(log, len(log), end)
     walk = start.walk
     walk.common = None  # every record through the declarations
     if start.header.format == LogFormat.CRYPTO_AGILE:
         walk.read_head = _head_reader(event2_head(walk.sizes), lambda rec: [(d.alg, d.digest) for d in rec.digests])
     else:
         walk.read_head = _head_reader(TcgPcrEventHead, lambda rec: {"sha1": rec.digest})
-    return [*start.header.leading, *walk.records(data, start.start, start.limit)]
+    return [*start.header.leading, *walk.records(log, start.start, start.limit)]
 
 
 # ---- building (the simulator) -------------------------------------------------------------------

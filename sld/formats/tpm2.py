@@ -18,7 +18,7 @@ from typing import Any
 
 import construct as cs
 
-from sld.formats._util import build, parse_at
+from sld.formats._util import build, region
 from sld.formats.names import TpmAlg, TpmSt
 from sld.formats.quote import ECC_SCHEMES, KDF_SCHEMES, KEY_TYPES, RSA_SCHEMES, SIGNATURE_SCHEMES, SYMMETRIC
 
@@ -137,7 +137,7 @@ TPM2B_PUBLIC = cs.Struct(  # §12.2.5: the size covers exactly one TPMT_PUBLIC
 
 def parse(struct: cs.Construct, data: bytes, structure: str) -> Any:
     """Parse a whole TPM buffer: trailing bytes, a short buffer or an unknown union tag name the field."""
-    return parse_at(struct, data, 0, structure)
+    return region(data).parse(struct, structure)
 
 
 def build_struct(struct: cs.Construct, obj: Any, structure: str) -> bytes:

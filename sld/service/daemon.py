@@ -66,7 +66,7 @@ class Daemon:
         self._status = DaemonStatus()
         self._lock = threading.Lock()  # guards replacing _status; verification itself is the worker's
         self._tpm: Any = None
-        self._attest_tpm: Any = None  # the attest requests' own TPM session (never the verification's)
+        self._attest_key: Any = None  # the attest requests' AK on their own TPM session (never the verification's)
         self._attesting = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -97,24 +97,25 @@ class Daemon:
         return future
 
     def _attest(self, nonce: bytes, future: Future[Any]) -> None:
+        from sld.ak import AttestationKey
         from sld.evidence.collect import collect
         from sld.tpm import Tpm
 
         with self._attesting:
             try:
-                tpm = self.config.tpm
-                if self._attest_tpm is not None and self._attest_tpm.opened_as != (tpm.tcti, tpm.locality):
-                    self._attest_tpm.close()  # a reload changed [tpm]
-                    self._attest_tpm = None
-                if self._attest_tpm is None:
-                    self._attest_tpm = Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout)
-                self._attest_tpm.timeout = tpm.timeout
-                future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
-                                          self.config.attest.ak_handle))
+                tpm, handle, key = self.config.tpm, self.config.attest.ak_handle, self._attest_key
+                if key is not None and (key.tpm.opened_as != (tpm.tcti, tpm.locality) or key.handle != handle):
+                    key.tpm.close()  # a reload changed [tpm] or [attest]
+                    self._attest_key = None
+                if self._attest_key is None:
+                    self._attest_key = AttestationKey(Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout),
+                                                      handle)
+                self._attest_key.tpm.timeout = tpm.timeout
+                future.set_result(collect(self.config.source.spec, self._attest_key, nonce))
             except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
-                if isinstance(err, TpmError) and self._attest_tpm is not None:
-                    self._attest_tpm.close()
-                    self._attest_tpm = None  # reopen next time, as the verification's session is
+                if isinstance(err, TpmError) and self._attest_key is not None:
+                    self._attest_key.tpm.close()
+                    self._attest_key = None  # reopen next time, as the verification's session is
                 future.set_exception(err)
 
     def _publish(self, **changes: Any) -> DaemonStatus:
@@ -283,6 +284,8 @@ class Daemon:
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
 
     def run(self) -> int:
+        """The service until SIGTERM/SIGINT (exit 0): READY=1 to systemd after the first verification, then
+        one every ``[verify] interval`` (SIGHUP reloads), WATCHDOG=1 only while none is past its timeout."""
         import signal
 
         journal.setup(self.config.log.debug)

@@ -19,6 +19,7 @@ from sld.appraisal.merge import merge
 from sld.appraisal.model import Group, Policy, from_toml
 from sld.errors import ConfigError
 from sld.formats.eventlog import EventLog, parse_log
+from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.replay import replay
 from sld.sim.builder import build_platform
 
@@ -89,6 +90,18 @@ def test_missing_duplicated_out_of_order_and_unknown_events(clean: Policy) -> No
     log20 = log_of("partial-extend", "v12")  # 20 window events: setup_data parts repeat, each its own part
     assert appraise(create(log20, None), log20) == ()
     assert {(f.part, f.problem) for f in appraise(create(log20, None), log)} >= {("setup-data", Problem.MISSING)}
+
+
+def test_an_event_logged_twice_is_duplicated_naming_the_second(clean: Policy) -> None:
+    log = log_of("clean")
+    records = [NewEvent(e.pcr, e.type, e.digests, e.data) for e in log.events[len(log.leading):]]
+    at = next(i for i, r in enumerate(records) if r.data.startswith(b"Measured Kernel command line"))
+    twice = parse_log(build_crypto_agile(log.banks, [*records[: at + 1], *records[at:]]))
+    findings = appraise(clean, twice)
+    second = twice.events[len(log.leading) + at + 1]
+    assert [(f.part, f.problem, f.event) for f in findings] == [("cmdline", Problem.DUPLICATED, second.index)]
+    assert all(second.digests[bank].hex() in findings[0].detail for bank in log.banks)
+    assert f"event {second.index} (PCR18 SLAUNCH 'Measured Kernel command line')" in findings[0].detail
 
 
 def test_merge_allows_both_and_keeps_measurement_order(clean: Policy) -> None:

@@ -41,7 +41,7 @@ def test_each_scenario_reaches_the_stage_it_should(tmp_path: Path, name: str, la
         return
     assert snap.slrt.layout == layout
     assert snap.os_mle_layout == heap.OS_MLE_LAYOUT_OF[layout]
-    assert snap.log.events == parse_log(platform.log, base=snap.slrt.log_info.addr).events
+    assert snap.log.events == parse_log(Region(platform.log, snap.slrt.log_info.addr)).events
 
 
 def test_slrt_pointer_past_the_image_is_a_typed_error(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sld.errors import FormatError
+from sld.formats._util import Region
 from sld.formats.eventlog import MAX_EVENTS, parse_log, stream_log
 from sld.formats.names import ALG_ID, DIGEST_SIZE
 from sld.formats.tcg import (
@@ -58,7 +59,7 @@ def test_crypto_agile_round_trip(banks: tuple[str, ...]) -> None:
 def test_tpm12_container_round_trip_and_walk_stops_at_next_event_offset() -> None:
     events = _events(("sha1",))
     blob = build_tpm12_container(events, container_size=2048)
-    log = parse_log(blob, base=0x7A010000)
+    log = parse_log(Region(blob, 0x7A010000))
     assert log.format == "tpm12-container"
     assert [e.data for e in log.events] == [e.data for e in events]
     assert log.events[0].offset == 0x7A010000 + 48
@@ -86,7 +87,7 @@ def test_next_record_offset_bounds_the_walk() -> None:
 def test_truncated_record_names_structure_and_offset() -> None:
     blob = build_crypto_agile(("sha256",), _events(("sha256",)))
     with pytest.raises(FormatError) as err:
-        parse_log(blob[:-3], base=0x1000, end=len(blob) - 3)
+        parse_log(Region(blob[:-3], 0x1000), end=len(blob) - 3)
     assert "TCG_PCR_EVENT2" in str(err.value) and "at 0x" in str(err.value)
 
 
@@ -102,8 +103,8 @@ def test_prefix_states_end_at_the_replayed_value() -> None:
 def test_fast_walk_equals_construct_declarations() -> None:
     banks = ("sha1", "sha256", "sha384")
     blob = build_crypto_agile(banks, _events(banks, 40))
-    log = parse_log(blob, base=0x1000)
-    assert list(log.events) == parse_log_reference(blob, base=0x1000)
+    log = parse_log(Region(blob, 0x1000))
+    assert list(log.events) == parse_log_reference(Region(blob, 0x1000))
     record = event2_struct({ALG_ID[b]: DIGEST_SIZE[b] for b in banks})
     for e in log.events[1:]:  # each offset is where construct finds that record
         assert record.parse(blob[e.offset - 0x1000 :]).data == e.data
@@ -141,19 +142,19 @@ def test_mutated_logs_give_only_format_errors(seed: bytes, data: st.DataObject) 
     end = data.draw(st.one_of(st.none(), st.integers(0, cut)))
     blob = bytes(blob[:cut])
     try:
-        log = parse_log(blob, base=0x10000, end=end)
+        log = parse_log(Region(blob, 0x10000), end=end)
     except FormatError as err:
         assert err.offset is None or 0x10000 <= err.offset <= 0x10000 + len(blob)
         with pytest.raises(FormatError):  # the construct declarations refuse it too
-            parse_log_reference(blob, base=0x10000, end=end)
+            parse_log_reference(Region(blob, 0x10000), end=end)
         return
     for ev in log.events:
         assert 0x10000 <= ev.offset < 0x10000 + cut
-    assert list(log.events) == parse_log_reference(blob, base=0x10000, end=end)
+    assert list(log.events) == parse_log_reference(Region(blob, 0x10000), end=end)
     if end is None:
         chunk = data.draw(st.integers(1, 64))
-        _, streamed = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob), base=0x10000)
-        assert tuple(streamed) == log.events
+        _, streamed = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob))
+        assert tuple(streamed) == parse_log(blob).events  # a file's offsets
 
 
 def test_spec_id_listing_an_algorithm_twice_is_a_format_error() -> None:
@@ -171,7 +172,7 @@ def test_a_record_with_no_digests_is_a_format_error() -> None:
     events[2] = NewEvent(17, 0x502, {}, b"nothing measured")
     blob = build_crypto_agile(banks, events)
     with pytest.raises(FormatError, match="no digest") as err:
-        parse_log(blob, base=0x1000)
+        parse_log(Region(blob, 0x1000))
     assert err.value.field == "count" and err.value.offset == parse_log(build_crypto_agile(banks, events[:2]))\
         .end + 0x1000
 
@@ -210,8 +211,8 @@ def test_a_log_streamed_in_chunks_is_the_log_parsed_whole(chunk: int) -> None:
     banks = ("sha1", "sha256", "sha384", "sha512")
     blob = build_crypto_agile(banks, _events(banks, 900))
     assert len(blob) > 2 * 65536
-    header, events = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob), base=0x1000)
-    assert tuple(events) == parse_log(blob, base=0x1000).events
+    header, events = stream_log((blob[i : i + chunk] for i in range(0, len(blob), chunk)), len(blob))
+    assert tuple(events) == parse_log(blob).events
     assert header.banks == banks
     _, events = stream_log([blob[:100_000]], 100_000)  # a file that shrank (or was cut) under the reader
     with pytest.raises(FormatError, match="truncated"):
