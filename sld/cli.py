@@ -132,7 +132,10 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler="sld.commands.policy:run_export")
     p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     p.add_argument("--format", choices=("keylime",), required=True, help="keylime: its tpm_policy JSON")
-    p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
+    from sld.formats.names import DIGEST_SIZE
+
+    p.add_argument("--bank", default="sha256", choices=tuple(DIGEST_SIZE),
+                   help="the bank the verifier quotes: %(choices)s (default sha256)")
 
 
 def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
