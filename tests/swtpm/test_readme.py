@@ -159,6 +159,17 @@ def test_real_host_blocks_name_what_exists(block: Block, capsys: pytest.CaptureF
                 assert arg.startswith(f"{MetricsConfig.listen}:{MetricsConfig.port}/"), arg
 
 
+def test_the_service_block_runs_what_the_unit_runs() -> None:
+    """The real-host block's daemon line is units/sld.service's ExecStart, as the packages install it."""
+    unit = (ROOT / "units" / "sld.service").read_text()
+    line = re.search(r"^ExecStart=(.*)$", unit, re.M)
+    assert line is not None
+    exec_start = shlex.split(line[1])
+    assert exec_start[0] == "/usr/bin/sld"
+    service = [b for b in readme_blocks() if b.section == "The service" and b.real_host][0]
+    assert ["sld", *exec_start[1:]] in commands(service.text)
+
+
 EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # block: what its stdout, its stderr show
     "A short tour #0": (("verdict: verified", '"result": "verified"', "PCR17", "simulated platform stopped"),
                         ("verifying in this process (configuration /run/sld-tour/sld.toml)",)),
