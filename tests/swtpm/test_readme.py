@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,11 @@ def readme_blocks() -> list[Block]:
 def runnable() -> dict[str, Block]:
     """The blocks run as printed, named ``section #n``, after the demo and the test command."""
     names: dict[str, Block] = {}
+    per_section: Counter[str] = Counter()
     for block in readme_blocks()[2:]:
         if not block.real_host:
-            names[f"{block.section} #{sum(name.startswith(block.section + ' #') for name in names)}"] = block
+            names[f"{block.section} #{per_section[block.section]}"] = block
+            per_section[block.section] += 1
     return names
 
 
@@ -95,13 +98,14 @@ def commands(text: str) -> list[list[str]]:
         tokens = iter(lexer)
         for token in tokens:
             if token in SEPARATORS:
-                found, argv = found + [argv] if argv else found, []
+                found.append(argv)
+                argv = []
             elif token in REDIRECTIONS:
                 next(tokens)
             else:
                 argv.append(token)
-        found += [argv] if argv else []
-    return found
+        found.append(argv)
+    return [argv for argv in found if argv]
 
 
 def env() -> dict[str, str]:
