@@ -125,6 +125,12 @@ def test_keylime_values_are_the_replay_of_each_allowed_combination(clean: Policy
     assert all(v != "f" * 64 for vs in tpm_policy(merged).values() for v in vs)
 
 
+def test_keylime_export_of_a_bank_hashlib_cannot_compute_is_a_config_error(clean: Policy) -> None:
+    sm3 = replace(clean, parts=tuple(replace(p, digests={"sm3_256": (bytes(32),)}) for p in clean.parts))
+    with pytest.raises(ConfigError, match="hashlib has no sm3_256"):
+        tpm_policy(sm3, "sm3_256")
+
+
 GOOD_PART = '[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = "MLE_HASH"\nsha256 = ["' + "00" * 32 + '"]\n'
 BAD = {
     "wrong type": ('[[part]]\nname = "mle"\ngroup = "os"\npcr = "17"\ntype = 0x404\nsha1 = ["' + "00" * 20 + '"]\n',
