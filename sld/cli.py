@@ -214,23 +214,7 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
-    for ``command`` "verify", that subcommand's parser alone: a cold ``sld verify`` never builds the others'."""
-    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
-
-    parser = argparse.ArgumentParser(
-        prog="sld",
-        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"sld {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if command == "verify":
-        _verify_parser(sub)
-        return parser
-
+def _inspect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
     insp.add_argument("what", choices=("regs", "heap", "slrt", "log"),
@@ -241,6 +225,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
     insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
+    for ``command`` "verify" or "inspect", that subcommand's parser alone: a cold ``sld verify`` or ``sld inspect
+    log`` never builds the others' (the whole tree costs ``sld inspect log`` more than its first 10,000 records)."""
+    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
+
+    parser = argparse.ArgumentParser(
+        prog="sld",
+        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sld {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    alone = {"verify": _verify_parser, "inspect": _inspect_parser}.get(command or "")
+    if alone is not None:
+        alone(sub)
+        return parser
+
+    _inspect_parser(sub)
     _verify_parser(sub)
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
