@@ -23,7 +23,7 @@ from typing import Any
 from sld.errors import FormatError, TpmError
 from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
-from sld.formats.quote import pcr_bitmap
+from sld.formats.quote import pcr_bitmap, read_attest
 from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
@@ -42,7 +42,6 @@ EK_CERT_INDICES = {
     0x01C00014: "ECC NIST P-256 EK (template H-2)",
     0x01C00016: "ECC NIST P-384 EK (template H-3)",
 }
-NV_CHUNK = 512  # at most TPM2_PT_NV_BUFFER_MAX (1024 on swtpm and common TPMs) per TPM2_NV_Read
 # PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the EK's authPolicy (EK Credential Profile 2.0 §B.6.2).
 EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
 
@@ -113,6 +112,7 @@ class _Session:
         self._flush: list[int] = []
         self._close: list[int] = []
         self._outputs: list[Any] = []
+        self._nv_max: int | None = None
 
     def out(self, ctype: str) -> Any:
         """An ESAPI output pointer (``T **``), freed when the operation ends."""
@@ -193,20 +193,30 @@ class _Session:
             ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL))
         return int(session[0])
 
-    def persistent(self, handle: int) -> int | None:
+    def persistent(self, handle: int, *, keep: bool = False) -> int | None:
         """The ESYS_TR of a persistent or NV handle (Esys_TR_FromTPMPublic: TPM2_ReadPublic or NV_ReadPublic),
-        or None when the TPM holds nothing there (TPM_RC_HANDLE)."""
+        or None when the TPM holds nothing there (TPM_RC_HANDLE). ``keep``: the record outlives this operation
+        (ESAPI frees it with the connection, Esys_Finalize)."""
         lib, tr = self.lib, self.handle()
         try:
             self.command(f"Esys_TR_FromTPMPublic(0x{handle:08x})", lambda ctx: lib.Esys_TR_FromTPMPublic(
                 ctx, handle, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, tr))
         except TpmError as err:
-            if err.kind == TpmErrorKind.COMMAND and err.rc is not None and Tss2Error(err.rc, "").error == \
-                    lib.TPM2_RC_HANDLE:
+            if self.absent(err):
                 return None
             raise
-        self._close.append(tr[0])
+        if not keep:
+            self.close_record(tr[0])
         return int(tr[0])
+
+    def close_record(self, tr: int) -> None:
+        """ESAPI's record of a persistent object, closed (Esys_TR_Close, no TPM command) when the operation ends."""
+        self._close.append(tr)
+
+    def absent(self, err: TpmError) -> bool:
+        """The TPM's answer was TPM_RC_HANDLE (Part 2 §6.6.3): nothing at the handle a command named."""
+        return err.kind == TpmErrorKind.COMMAND and err.rc is not None and \
+            Tss2Error(err.rc, "").error == self.lib.TPM2_RC_HANDLE
 
     def read_public(self, tr: int) -> tuple[bytes, bytes]:
         """TPM2_ReadPublic: the object's TPM2B_PUBLIC and Name as the TPM states them."""
@@ -216,11 +226,11 @@ class _Session:
             ctx, tr, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, public, name, self.ffi.NULL))
         return marshal("TPM2B_PUBLIC", public[0]), bytes(self.ffi.buffer(name[0].name, name[0].size))
 
-    def ak(self, handle: int) -> int:
+    def ak(self, handle: int, *, keep: bool = False) -> int:
         """The persisted AK's ESYS_TR, or a TpmError naming the handle and how to make one."""
-        tr = self.persistent(handle)
+        tr = self.persistent(handle, keep=keep)
         if tr is None:
-            raise TpmError(TpmErrorKind.COMMAND, f"no attestation key at 0x{handle:08x} (create one: sld ak create)")
+            raise _no_ak(handle)
         return tr
 
     def nv_read(self, index: int) -> bytes | None:
@@ -234,8 +244,27 @@ class _Session:
             ctx, nv, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, public, ffi.NULL))
         size, data = public[0].nvPublic.dataSize, b""
         while len(data) < size:
-            data += self._nv_chunk(nv, index, len(data), min(NV_CHUNK, size - len(data)))
+            data += self._nv_chunk(nv, index, len(data), min(self.nv_buffer_max(), size - len(data)))
         return data
+
+    def nv_buffer_max(self) -> int:
+        """TPM2_PT_NV_BUFFER_MAX (Part 2 §6.13, a fixed property every TPM reports), read once per operation with
+        TPM2_GetCapability(TPM_PROPERTIES): the most one TPM2_NV_Read may return (1024 on swtpm and common
+        TPMs), within what ESAPI's TPM2B_MAX_NV_BUFFER holds; a TPM that reports none is a TpmError."""
+        if self._nv_max is None:
+            lib, ffi = self.lib, self.ffi
+            more, data = ffi.new("TPMI_YES_NO *"), self.out("TPMS_CAPABILITY_DATA")
+            self.command("TPM2_GetCapability(TPM_PT_NV_BUFFER_MAX)", lambda ctx: lib.Esys_GetCapability(
+                ctx, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, lib.TPM2_CAP_TPM_PROPERTIES,
+                lib.TPM2_PT_NV_BUFFER_MAX, 1, more, data))
+            properties = data[0].data.tpmProperties
+            said = [p.value for p in properties.tpmProperty[0 : properties.count]
+                    if p.property == lib.TPM2_PT_NV_BUFFER_MAX]
+            if not said or not said[0]:
+                raise TpmError(TpmErrorKind.COMMAND, "TPM2_GetCapability(TPM_PROPERTIES) reports no "
+                                                     "TPM_PT_NV_BUFFER_MAX: NV indices cannot be read")
+            self._nv_max = min(said[0], len(ffi.new("TPM2B_MAX_NV_BUFFER *").buffer))
+        return self._nv_max
 
     def _nv_chunk(self, nv: int, index: int, offset: int, size: int) -> bytes:
         lib, chunk = self.lib, self.out("TPM2B_MAX_NV_BUFFER")
@@ -254,6 +283,10 @@ class _Session:
             ctx, key, lib.ESYS_TR_PASSWORD, lib.ESYS_TR_NONE, lib.ESYS_TR_NONE, qualifying, scheme, selection,
             quoted, signature))
         return bytes(ffi.buffer(quoted[0].attestationData, quoted[0].size)), marshal("TPMT_SIGNATURE", signature[0])
+
+
+def _no_ak(handle: int) -> TpmError:
+    return TpmError(TpmErrorKind.COMMAND, f"no attestation key at 0x{handle:08x} (create one: sld ak create)")
 
 
 def create(tpm: Tpm, alg: str = "rsa", handle: int = DEFAULT_HANDLE, *, replace: bool = False) -> AkInfo:
@@ -318,14 +351,43 @@ class Quote:
     pcrs: dict[int, bytes]
 
 
-def quote(tpm: Tpm, nonce: bytes, banks: Iterable[str],
-          handle: int = DEFAULT_HANDLE) -> tuple[bytes, bytes, tuple[Quote, ...]]:
-    """TPM2_Quote (Part 3 §18.4) of PCR17-22, one per bank, signed by the AK with its own scheme; then the
-    PCR values (TPM2_PCR_Read) and the AK's TPM2B_PUBLIC and Name (TPM2_ReadPublic)."""
-    banks = tuple(banks)
-    with _Session(tpm) as s:
-        key = s.ak(handle)
-        signed = [(bank, *s.quote(key, nonce, bank)) for bank in banks]
-        public, name = s.read_public(key)
-    values = tpm.read_pcrs(QUOTED_PCRS, banks)
-    return public, name, tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)
+class AttestationKey:
+    """The persisted AK as one TPM connection goes on using it: the daemon answers every attest request with it.
+
+    Its ESYS_TR is made once (Esys_TR_FromTPMPublic, which sends TPM2_ReadPublic) and kept until the connection
+    closes, and its TPM2B_PUBLIC and Name are read once, so a request sends the TPM its quotes and the PCR reads
+    only. A key replaced at the handle meanwhile (``sld ak create --replace`` while the daemon runs) shows in the
+    quotes themselves: TPMS_ATTEST.qualifiedSigner (Part 2 §10.12.12) is the qualified Name of the key that
+    signed, so when the TPM names another signer than the one last seen, the public area is read again. A key
+    evicted meanwhile (TPM_RC_HANDLE) is reported as no key at all, and the next quote looks for one afresh.
+    """
+
+    def __init__(self, tpm: Tpm, handle: int = DEFAULT_HANDLE) -> None:
+        self.tpm = tpm
+        self.handle = handle
+        self.public = b""  # TPM2B_PUBLIC as TPM2_ReadPublic returned it
+        self.name = b""  # TPM2B_NAME's bytes
+        self._tr: int | None = None
+        self._signer = b""  # qualifiedSigner of the quotes the public area above was read for
+
+    def quote(self, nonce: bytes, banks: Iterable[str]) -> tuple[Quote, ...]:
+        """TPM2_Quote (Part 3 §18.4) of PCR17-22, one per bank, signed by the AK with its own scheme; then the
+        PCR values (TPM2_PCR_Read), read after the quotes as a verifier reads them against the quoted digest."""
+        banks = tuple(banks)
+        with _Session(self.tpm) as s:
+            if self._tr is None:
+                self._tr = s.ak(self.handle, keep=True)
+            try:
+                signed = [(bank, *s.quote(self._tr, nonce, bank)) for bank in banks]
+            except TpmError as err:
+                if not s.absent(err):
+                    raise
+                s.close_record(self._tr)
+                self._tr, self._signer = None, b""
+                raise _no_ak(self.handle) from None
+            signers = {read_attest(attest).qualified_signer for _, attest, _ in signed}
+            if signers != {self._signer}:
+                self.public, self.name = s.read_public(self._tr)
+                self._signer = read_attest(signed[-1][1]).qualified_signer
+        values = self.tpm.read_pcrs(QUOTED_PCRS, banks)
+        return tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)

@@ -106,7 +106,7 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
         ver.add_argument(option, help=text, **extra)
 
 
-def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
@@ -132,7 +132,10 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler="sld.commands.policy:run_export")
     p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
     p.add_argument("--format", choices=("keylime",), required=True, help="keylime: its tpm_policy JSON")
-    p.add_argument("--bank", default="sha256", help="the bank the verifier quotes (default sha256)")
+    from sld.formats.names import DIGEST_SIZE
+
+    p.add_argument("--bank", default="sha256", choices=tuple(DIGEST_SIZE),
+                   help="the bank the verifier quotes: %(choices)s (default sha256)")
 
 
 def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,21 +176,22 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _add_evidence(ver)
 
 
-def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
-    def handle(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
-        p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
-                       help="the AK's persistent handle (default: the configuration's [attest] ak_handle, "
-                            "0x81010002)")
-        p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+def _add_ak_options(p: argparse.ArgumentParser) -> None:
+    """The TPM and AK options ``sld ak create|activate`` and ``sld attest`` share."""
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
+                   help="the AK's persistent handle (default: the configuration's [attest] ak_handle, 0x81010002)")
+    p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
 
+
+def _ak_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld ak create|activate`` (issue 14: the attestation key a remote verifier trusts)."""
     akp = sub.add_parser("ak", help="the attestation key: create it under the EK, answer a verifier's challenge")
     aksub = akp.add_subparsers(dest="ak_command", metavar="AKCOMMAND", required=True)
     p = aksub.add_parser("create", help="create a restricted signing AK under the EK and persist it; print its "
                          "PEM and name, the EK public key and certificate")
     p.set_defaults(handler="sld.commands.ak:run_create")
-    handle(p)
+    _add_ak_options(p)
     p.add_argument("--alg", choices=("rsa", "ecc"), default="rsa",
                    help="rsa: RSA-2048 RSASSA-SHA256 (default); ecc: P-256 ECDSA-SHA256")
     p.add_argument("--replace", action="store_true", help="evict a key already at the handle")
@@ -195,10 +199,13 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = aksub.add_parser("activate", help="answer a TPM2_MakeCredential challenge (tpm2_makecredential -o FILE) "
                          "for this TPM's EK and the AK: print the secret")
     p.set_defaults(handler="sld.commands.ak:run_activate")
-    handle(p)
+    _add_ak_options(p)
     p.add_argument("--credential", required=True, metavar="FILE",
                    help="the verifier's challenge, as tpm2_makecredential -o wrote it")
 
+
+def _attest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld attest`` (issue 14: evidence for a remote verifier)."""
     att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
                          "bank, the DRTM log, and (unauthenticated) platform context",
                          description="With no option but --nonce, -o and --socket the running daemon attests "
@@ -207,7 +214,7 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     att.add_argument("--nonce", required=True, metavar="HEX", help="the verifier's nonce, 16..64 bytes")
     att.add_argument("-o", "--output", metavar="FILE", help="write the evidence here (default stdout)")
     att.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
-    handle(att)
+    _add_ak_options(att)
     att.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
     att.add_argument("--local", action="store_true", help="attest in this process even if a daemon answers")
     att.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
@@ -215,6 +222,7 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _inspect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld inspect regs|heap|slrt|log``."""
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
     insp.add_argument("what", choices=("regs", "heap", "slrt", "log"),
@@ -226,36 +234,25 @@ def _inspect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
-    for ``command`` "verify" or "inspect", that subcommand's parser alone: a cold ``sld verify`` or ``sld inspect
-    log`` never builds the others' (the whole tree costs ``sld inspect log`` more than its first 10,000 records)."""
-    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
-
-    parser = argparse.ArgumentParser(
-        prog="sld",
-        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"sld {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    alone = {"verify": _verify_parser, "inspect": _inspect_parser}.get(command or "")
-    if alone is not None:
-        alone(sub)
-        return parser
-
-    _inspect_parser(sub)
-    _verify_parser(sub)
+def _daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld daemon`` (units/sld.service)."""
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
     dmn.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+
+
+def _capture_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld capture``: everything sld reads, in one file for a bug report."""
     cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
                          "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
     _add_source(cap)
     cap.add_argument("-o", "--output", required=True, metavar="FILE", help="the capture file to write (a gzip'd "
                      "tar, replaced atomically; never written through a link)")
+
+
+def _quarantine_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld quarantine status|apply|lift``."""
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
     qu.add_argument("action", choices=("status", "apply", "lift"),
@@ -264,6 +261,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
+
+
+def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld status``: the running daemon's state."""
+    import argparse
+
     st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
                         epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
@@ -271,9 +274,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
     _add_json(st)
 
-    _add_policy(sub)
-    _attest_parsers(sub)
 
+def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld sim list|build|up|down|securityfs``: the simulated platform."""
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
     sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
@@ -293,6 +296,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="the directory to write the slaunch/ view and manifest.json into")
+
+
+# Each command's subparser, in the order ``sld --help`` lists them.
+COMMANDS = {"inspect": _inspect_parser, "verify": _verify_parser, "daemon": _daemon_parser,
+            "capture": _capture_parser, "quarantine": _quarantine_parser, "status": _status_parser,
+            "policy": _policy_parser, "ak": _ak_parser, "attest": _attest_parser, "sim": _sim_parser}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
+    for a ``command`` sld has, that command's subparser alone: a cold ``sld verify`` never builds the
+    others' (nor imports what their choices need), and ``sld daemon`` keeps none of them for its lifetime."""
+    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
+
+    parser = argparse.ArgumentParser(
+        prog="sld",
+        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sld {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for builder in [COMMANDS[command]] if command in COMMANDS else COMMANDS.values():
+        builder(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ from sld.platform.source import Source
 from sld.replay import DRTM_PCRS, digest_mismatches, extends, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
-from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result
+from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result, SourceKind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def _platform_checks(snap: Snapshot) -> list[Check]:
             checks.append(Check(check_id, CheckStatus.FAIL, str(snap.errors[stage])))
         elif what is not None:
             checks.append(Check(check_id, CheckStatus.PASS, _stage_detail(snap, stage)))
-        elif snap.source_kind == "securityfs":
+        elif snap.source_kind == SourceKind.SECURITYFS:
             checks.append(Check(check_id, CheckStatus.SKIP, "securityfs exports no heap or SLRT"))
     if "log" in snap.errors:
         checks.append(Check(CheckId.LOG_VALID, CheckStatus.FAIL, str(snap.errors["log"])))

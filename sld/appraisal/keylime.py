@@ -20,6 +20,9 @@ MAX_VALUES = 4096  # per PCR: beyond that a policy has too many alternatives to 
 
 def pcr_values(policy: Policy, pcr: int, bank: str) -> list[str]:
     """Every value ``pcr`` may hold in ``bank`` after the policy's parts, as lower-case hex."""
+    if bank not in hashlib.algorithms_available:  # as replay: only the banks hashlib computes (sm3_256 is not)
+        raise ConfigError(f"cannot replay {bank} values here: Python's hashlib has no {bank}; export another "
+                          "bank (--bank)", file=policy.path)
     parts = [p for p in policy.parts if p.pcr == pcr]
     missing = [p.name for p in parts if bank not in p.digests]
     if missing:

@@ -54,8 +54,9 @@ def run_create(args: argparse.Namespace) -> int:
     for cert in certificates:
         print(f"EK certificate at NV {cert['index']} ({cert['key']}):")
         print(cert["pem"], end="")
-    if not certificates:
-        print(f"no EK certificate at NV {', '.join(f'0x{index:08x}' for index in ak.EK_CERT_INDICES)}")
+    absent = [f"0x{index:08x}" for index in ak.EK_CERT_INDICES if index not in info.ek_certificates]
+    if absent:
+        print(f"no EK certificate at NV {', '.join(absent)}")
     return 0
 
 

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace, nonce: bytes) -> dict[str, Any]:
+    from sld.ak import AttestationKey
     from sld.config import load
     from sld.evidence.collect import collect
     from sld.tpm import Tpm
@@ -77,4 +78,4 @@ def _collect(args: argparse.Namespace, nonce: bytes) -> dict[str, Any]:
     locality = config.tpm.locality if args.locality is None else args.locality
     handle = config.attest.ak_handle if args.handle is None else args.handle
     with Tpm(args.tcti or config.tpm.tcti, locality=locality, timeout=config.tpm.timeout) as tpm:
-        return collect(args.source or config.source.spec, tpm, nonce, handle)
+        return collect(args.source or config.source.spec, AttestationKey(tpm, handle), nonce)

@@ -15,6 +15,7 @@ from sld.formats.slrt import ENTITY_TYPES, Slrt, evt_info_text
 from sld.platform.source import open_source
 from sld.report import dump_json, jsonable, table
 from sld.text import count
+from sld.vocab import SourceKind
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def _reached(snap: Snapshot, stage: str) -> Any:
     value = getattr(snap, stage)
     if value is None:
         why = "securityfs exports no heap or SLRT; use --source devmem or image:PATH" if snap.source_kind == \
-            "securityfs" else "HEAP.BASE/HEAP.SIZE are 0: no TXT heap, so nothing was launched"
+            SourceKind.SECURITYFS else "HEAP.BASE/HEAP.SIZE are 0: no TXT heap, so nothing was launched"
         raise SourceError(f"no {stage}: {why}", source=snap.source_name)
     return value
 

@@ -40,7 +40,7 @@ def run_create(args: argparse.Namespace) -> int:
     from sld.verify import verify_source_snapshot
 
     use = settings(args, load_config(args.config))
-    with Tpm(use.tcti, locality=use.locality) as tpm:
+    with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
         verdict, snap = verify_source_snapshot(use.source, tpm, mode=Mode.VALIDATE)
     if verdict.result != Result.VERIFIED or snap.log is None:
         print(f"sld: refusing to make a policy from a host that does not verify: {verdict.summary}", file=sys.stderr)

@@ -9,6 +9,7 @@ verifier must never rest a decision on it (issue 14, security notes).
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable
 
 from sld.errors import ConfigError, FormatError
@@ -46,8 +47,10 @@ def nonce_from_hex(text: str, key: str = "--nonce") -> bytes:
         raise ConfigError(f"not hex: {text!r}", key=key) from None
 
 
+@functools.lru_cache(maxsize=4)
 def public_pem(public: bytes) -> str:
-    """The SubjectPublicKeyInfo PEM of a TPM2B_PUBLIC RSA or ECC key (RFC 5280; TPM 2.0 Part 2 §12.2.4)."""
+    """The SubjectPublicKeyInfo PEM of a TPM2B_PUBLIC RSA or ECC key (RFC 5280; TPM 2.0 Part 2 §12.2.4); the
+    daemon's attest requests name the same AK each time, so its PEM is made once."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

@@ -15,7 +15,6 @@ from sld import ak
 from sld.errors import TpmError
 from sld.evidence import build
 from sld.replay import DRTM_PCRS
-from sld.tpm import Tpm
 from sld.vocab import Mode, TpmErrorKind
 
 
@@ -43,13 +42,14 @@ class QuotedPcrs:
         raise TpmError(TpmErrorKind.COMMAND, f"PCR{pcr}: attesting never extends")
 
 
-def collect(source_spec: str, tpm: Tpm, nonce: bytes, handle: int = ak.DEFAULT_HANDLE) -> dict[str, Any]:
-    """The evidence object for ``nonce`` (refused unless 16..64 bytes, before anything is read)."""
+def collect(source_spec: str, key: ak.AttestationKey, nonce: bytes) -> dict[str, Any]:
+    """The evidence object for ``nonce`` (refused unless 16..64 bytes, before anything is read), quoted by
+    ``key`` (the daemon keeps one per TPM connection, so its public area is read once)."""
     from sld.verify import verify_source_snapshot
 
     build.check_nonce(nonce)
-    banks = tpm.banks()
-    public, name, quotes = ak.quote(tpm, nonce, banks, handle)
-    verdict, snapshot = verify_source_snapshot(source_spec, QuotedPcrs(tpm.tcti_string, quotes),
+    banks = key.tpm.banks()
+    quotes = key.quote(nonce, banks)
+    verdict, snapshot = verify_source_snapshot(source_spec, QuotedPcrs(key.tpm.tcti_string, quotes),
                                                mode=Mode.VALIDATE)
-    return build.evidence(nonce, public, name, handle, banks, quotes, snapshot, verdict)
+    return build.evidence(nonce, key.public, key.name, key.handle, banks, quotes, snapshot, verdict)

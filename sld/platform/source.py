@@ -19,7 +19,7 @@ class Source:
     ``kind`` and ``name`` are reported with every verdict so an operator knows what was read.
     """
 
-    kind: str
+    kind: SourceKind
     name: str
     memory: PhysicalMemory | None = None
     securityfs: SecurityFsView | None = None
@@ -66,12 +66,12 @@ def open_source(spec: str = "auto") -> Source:
         if not SecurityFs.present(root):
             raise SourceError("no slaunch/eventlog here: not a Secure Launch kernel", source=f"securityfs:{root}")
         fs = SecurityFs(root)
-        return Source("securityfs", fs.name, securityfs=fs)
+        return Source(SourceKind.SECURITYFS, fs.name, securityfs=fs)
     if kind == "devmem":
-        return Source("devmem", DEV_MEM, memory=MappedMemory(DEV_MEM))
+        return Source(SourceKind.DEVMEM, DEV_MEM, memory=MappedMemory(DEV_MEM))
     if kind == "capture" or is_capture(arg):
         return open_capture(arg)
-    return Source("image", f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))
+    return Source(SourceKind.IMAGE, f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))
 
 
 def open_capture(path: str) -> Source:

@@ -376,8 +376,8 @@ def _future_reply(request: Mapping[str, Any], future: Future[Any], status: Daemo
     from sld.report import verdict_json, verdict_text
 
     result = future.result()  # raises what the work raised: SldError is answered, anything else is logged
-    if request.get("cmd") == "attest":
-        return result  # type: ignore[no-any-return]
+    if request.get("cmd") == "attest":  # sld.evidence.build lays evidence out in JSON values already
+        return json.dumps(result).encode() + b"\n"
     if result is None:
         return {"state": status.state, "error": status.error, "exit_code": status.exit_code}
     render = request.get("render")

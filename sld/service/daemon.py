@@ -14,6 +14,7 @@ Everything others read is one frozen DaemonStatus (sld.service.state), replaced 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -22,10 +23,9 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sld import config as configuration
-from sld.appraisal.files import load as load_policy
 from sld.errors import ConfigError, SldError, TpmError
 from sld.service import journal
 from sld.service.journal import event, log
@@ -34,6 +34,9 @@ from sld.service.worker import Worker
 from sld.text import count
 from sld.verify import Verdict, verify_source
 from sld.vocab import DaemonState, Result
+
+if TYPE_CHECKING:
+    from sld.appraisal.model import Policy
 
 TICK = 5.0  # the main loop's longest sleep: a fifth of the unit's WatchdogSec=30s at most
 NOTIFY_TIMEOUT = 1.0
@@ -66,7 +69,7 @@ class Daemon:
         self._status = DaemonStatus()
         self._lock = threading.Lock()  # guards replacing _status; verification itself is the worker's
         self._tpm: Any = None
-        self._attest_tpm: Any = None  # the attest requests' own TPM session (never the verification's)
+        self._attest_key: Any = None  # the attest requests' AK on their own TPM session (never the verification's)
         self._attesting = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -97,24 +100,25 @@ class Daemon:
         return future
 
     def _attest(self, nonce: bytes, future: Future[Any]) -> None:
+        from sld.ak import AttestationKey
         from sld.evidence.collect import collect
         from sld.tpm import Tpm
 
         with self._attesting:
             try:
-                tpm = self.config.tpm
-                if self._attest_tpm is not None and self._attest_tpm.opened_as != (tpm.tcti, tpm.locality):
-                    self._attest_tpm.close()  # a reload changed [tpm]
-                    self._attest_tpm = None
-                if self._attest_tpm is None:
-                    self._attest_tpm = Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout)
-                self._attest_tpm.timeout = tpm.timeout
-                future.set_result(collect(self.config.source.spec, self._attest_tpm, nonce,
-                                          self.config.attest.ak_handle))
+                tpm, handle, key = self.config.tpm, self.config.attest.ak_handle, self._attest_key
+                if key is not None and (key.tpm.opened_as != (tpm.tcti, tpm.locality) or key.handle != handle):
+                    key.tpm.close()  # a reload changed [tpm] or [attest]
+                    self._attest_key = None
+                if self._attest_key is None:
+                    self._attest_key = AttestationKey(Tpm(tpm.tcti, locality=tpm.locality, timeout=tpm.timeout),
+                                                      handle)
+                self._attest_key.tpm.timeout = tpm.timeout
+                future.set_result(collect(self.config.source.spec, self._attest_key, nonce))
             except BaseException as err:  # noqa: BLE001 - the control socket answers (or logs) what the Future holds
-                if isinstance(err, TpmError) and self._attest_tpm is not None:
-                    self._attest_tpm.close()
-                    self._attest_tpm = None  # reopen next time, as the verification's session is
+                if isinstance(err, TpmError) and self._attest_key is not None:
+                    self._attest_key.tpm.close()
+                    self._attest_key = None  # reopen next time, as the verification's session is
                 future.set_exception(err)
 
     def _publish(self, **changes: Any) -> DaemonStatus:
@@ -137,7 +141,7 @@ class Daemon:
         self._publish(verifications=self._status.verifications + 1)
         verdict: Verdict | None = None
         try:
-            policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
+            policy = _policy(self.config.verify.policy)
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
                                     policy=policy, state_dir=self.config.verify.state_dir or None)
         except SldError as err:
@@ -283,10 +287,14 @@ class Daemon:
                 raise ConfigError(f"cannot serve metrics on {m.listen}:{m.port}: {err}", key="metrics") from None
 
     def run(self) -> int:
+        """The service until SIGTERM/SIGINT (exit 0): READY=1 to systemd after the first verification, then
+        one every ``[verify] interval`` (SIGHUP reloads), WATCHDOG=1 only while none is past its timeout."""
         import signal
 
         journal.setup(self.config.log.debug)
         self.start_servers()
+        gc.freeze()  # what start-up made (modules, declarations) to the permanent generation: never walked again
+        gc.enable()  # bin/sld runs commands with the collector off; a service that runs for months collects
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
@@ -380,6 +388,16 @@ class Daemon:
             event("output-error", f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
                   output="textfile", path=path)
             self._publish(output_errors=counted(self._status.output_errors, "textfile"))
+
+
+def _policy(path: str) -> Policy | None:
+    """The appraisal policy a ``[verify] policy`` names (re-read each run, so an edited file counts); None
+    without one, so the appraisal code is imported only by the configurations that appraise."""
+    if not path:
+        return None
+    from sld.appraisal.files import load
+
+    return load(path)
 
 
 def _quarantine(config: configuration.QuarantineConfig) -> Any:

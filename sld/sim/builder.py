@@ -65,6 +65,9 @@ ENTITY_TYPE = {b"Measured SLR Table": 1, b"Measured boot parameters": 2, b"Measu
 
 @dataclass(frozen=True)
 class Platform:
+    """One simulated launch: the register page, heap, SLRT and log a scenario leaves in memory, built with
+    the same sld.formats declarations sld parses with, and the events it measured (before any tampering)."""
+
     scenario: Scenario
     layout: str
     registers: dict[str, Any]
@@ -79,6 +82,7 @@ class Platform:
         return {bank: {str(p): v.hex() for p, v in pcrs.items()} for bank, pcrs in values.items()}
 
     def untampered_log(self) -> bytes:
+        """The log as the launch wrote it, before the scenario's tampering: what the TPM's PCRs replay."""
         return _build_log(self.scenario.spec, self.events)
 
     def regions(self) -> dict[int, bytes]:
@@ -98,6 +102,8 @@ class Platform:
         return manifest
 
     def manifest(self) -> dict[str, Any]:
+        """What a test or an operator checks a verdict against: the scenario's expected verdict (with and
+        without clean's policy), layout, banks, register values, addresses and expected PCR17-22."""
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -115,6 +121,8 @@ class Platform:
         }
 
     def write_securityfs(self, directory: str | os.PathLike[str]) -> None:
+        """The Secure Launch kernel's securityfs view of this launch (``txt/*`` register text, ``eventlog``;
+        spec §1.5) under ``directory``, with the manifest beside it."""
         root = Path(directory)
         (root / "txt").mkdir(parents=True, exist_ok=True)
         for name, reg in SECURITYFS_REGISTER.items():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +123,27 @@ def test_create_refuses_a_host_that_does_not_verify(sim: Sim, tmp_path: Path) ->
     run = sld("policy", "create", "--source", f"image:{sim.info['image']}", "--tcti", sim.info["tcti"],
               "--locality", "2", "-o", str(out))
     assert run.returncode == 1 and "does not verify" in run.stderr and not out.exists()
+
+
+def test_create_bounds_each_tpm_command_by_the_configured_timeout(sim: Sim, tmp_path: Path) -> None:
+    """``[tpm] timeout`` holds for ``sld policy create`` as for ``sld verify``: a TPM that stops answering
+    (SIGSTOPped swtpm) is a TPM timeout (exit 4) after 1 s, not after the 5 s default."""
+    from sld.sim.swtpm import Swtpm
+
+    sim.up("clean")
+    conf = tmp_path / "sld.toml"
+    conf.write_text("[tpm]\ntimeout = 1\n")
+    pid = Swtpm.load(sim.root / "sim.json").pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        run = sld("policy", "create", "--config", str(conf), "--source", f"image:{sim.info['image']}", "--tcti",
+                  sim.info["tcti"], "--locality", "2", "-o", str(tmp_path / "p.toml"))
+        took = time.monotonic() - began
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert run.returncode == 4 and "timeout" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert took < 4.5 and not (tmp_path / "p.toml").exists()
 
 
 def test_policy_show_lists_every_part(clean_policy: Path) -> None:

@@ -4,6 +4,7 @@ TPM2_MakeCredential, and `sld attest` evidence accepted by tpm2_checkquote (the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -30,7 +31,8 @@ from tests.swtpm.conftest import Sim, sld
 
 NONCE = bytes(range(16, 48))
 TOOLS = ("tpm2_makecredential", "tpm2_checkquote", "tpm2_createek", "tpm2_nvdefine", "tpm2_readpublic",
-         "tpm2_pcrread", "swtpm_setup")
+         "tpm2_pcrread", "tpm2_evictcontrol", "tpm2_getcap", "tpm2_nvreadpublic",
+         "swtpm_setup")
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
                                 reason=f"tpm2-tools / swtpm-tools ({', '.join(TOOLS)}) are absent")
 
@@ -47,10 +49,12 @@ def _tools(tcti: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def provisioned(tmp_path: Path) -> Iterator[Swtpm]:
-    """A swtpm manufactured as a real TPM is: EK certificate in NV 0x01C00002 (swtpm_setup --create-ek-cert)."""
+    """A swtpm manufactured as a real TPM is: EK certificates in NV 0x01C00002 and 0x01C00016, and the platform
+    certificate at 0x01C08000 (swtpm_setup --create-ek-cert --create-platform-cert)."""
     state = tmp_path / "tpm"
     state.mkdir()
     setup = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
+                            "--create-platform-cert",
                             "--pcr-banks", "sha1,sha256", "--overwrite"], capture_output=True, text=True, timeout=120)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     tpm = Swtpm.start(state)
@@ -96,8 +100,11 @@ def test_ak_create_is_a_restricted_fixed_key_under_the_certified_ek(provisioned:
     # tpm2-tools reads the same key back from the TPM at the handle.
     read = _tools(provisioned.tcti, "tpm2_readpublic", "-c", "0x81010002")
     assert read.returncode == 0 and f"name: {made['ak']['name']}" in read.stdout, read.stderr
-    # swtpm_setup certified an RSA 2048 EK (0x01C00002) and an ECC P-384 EK (0x01C00016): both printed, and
-    # the RSA EK sld made from the EK Credential Profile template is the key the manufacturer certified.
+    # swtpm_setup certified an RSA 2048 EK (0x01C00002) and an ECC P-384 EK (0x01C00016): both printed (the
+    # platform certificate is no EK's), and the RSA EK sld made from the EK Credential Profile template is the
+    # key the manufacturer certified.
+    platform = _tools(provisioned.tcti, "tpm2_nvreadpublic", "0x01C08000")
+    assert platform.returncode == 0, platform.stderr
     certificates = {c["index"]: x509.load_pem_x509_certificate(c["pem"].encode())
                     for c in made["ek"]["certificates"]}
     assert set(certificates) == {"0x01c00002", "0x01c00016"}
@@ -105,17 +112,25 @@ def test_ak_create_is_a_restricted_fixed_key_under_the_certified_ek(provisioned:
     certified = certificates["0x01c00002"].public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
     assert certified == made["ek"]["rsa"]["pem"]
     assert certificates["0x01c00016"].public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
+    text = sld("ak", "create", "--tcti", provisioned.tcti, "--replace")
+    assert text.returncode == 0, text.stderr
+    assert "EK certificate at NV 0x01c00002 (RSA 2048 EK (template L-1)):" in text.stdout
+    assert "no EK certificate at NV 0x01c0000a, 0x01c00012, 0x01c00014\n" in text.stdout
 
 
 def test_the_ecc_ek_and_its_certificate_at_0x01c0000a(swtpm: Swtpm, tmp_path: Path) -> None:
     """The ECC P-256 EK (template L-2) is the key tpm2_createek makes; a certificate a manufacturer put at
-    NV 0x01C0000A for it (made here with a test CA, written with tpm2_nvdefine/nvwrite) is printed."""
+    NV 0x01C0000A for it (made here with a test CA, written with tpm2_nvdefine/nvwrite) is printed, whole
+    though it is larger than one TPM2_NV_Read returns (the TPM's TPM_PT_NV_BUFFER_MAX)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     made = _json(sld("ak", "create", "--tcti", swtpm.tcti, "--json"))
     assert made["ek"]["certificates"] == []
+    none = sld("ak", "create", "--tcti", swtpm.tcti, "--replace")
+    assert "no EK certificate at NV 0x01c00002, 0x01c0000a, 0x01c00012, 0x01c00014, 0x01c00016\n" in none.stdout
+    assert "EK certificate at" not in none.stdout.replace("no EK certificate at", "")
     created = _tools(swtpm.tcti, "tpm2_createek", "-c", str(tmp_path / "ek.ctx"), "-G", "ecc", "-f", "pem",
                      "-u", str(tmp_path / "ek.pem"))
     assert created.returncode == 0, created.stderr
@@ -126,7 +141,12 @@ def test_the_ecc_ek_and_its_certificate_at_0x01c0000a(swtpm: Swtpm, tmp_path: Pa
     der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
            .public_key(serialization.load_pem_public_key(made["ek"]["ecc"]["pem"].encode()))  # type: ignore[arg-type]
            .not_valid_before(datetime.datetime(2026, 1, 1)).not_valid_after(datetime.datetime(2036, 1, 1))
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), bytes(1200)),
+                          critical=False)
            .sign(ca, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    fixed = _tools(swtpm.tcti, "tpm2_getcap", "properties-fixed")
+    nv_buffer_max = int(fixed.stdout.split("TPM2_PT_NV_BUFFER_MAX:")[1].split("raw:")[1].split()[0], 16)
+    assert len(der) > nv_buffer_max  # read in more than one TPM2_NV_Read
     (tmp_path / "cert.der").write_bytes(der)
     for args in (("tpm2_nvdefine", "0x01C0000A", "-C", "o", "-s", str(len(der)), "-a",
                   "ownerread|ownerwrite|authread|authwrite|no_da"),
@@ -140,6 +160,7 @@ def test_the_ecc_ek_and_its_certificate_at_0x01c0000a(swtpm: Swtpm, tmp_path: Pa
     text = sld("ak", "create", "--tcti", swtpm.tcti, "--replace")
     assert text.returncode == 0, text.stderr
     assert "EK certificate at NV 0x01c0000a (ECC NIST P-256 EK (template L-2)):" in text.stdout
+    assert "no EK certificate at NV 0x01c00002, 0x01c00012, 0x01c00014, 0x01c00016\n" in text.stdout
 
 
 def test_ecc_ak_and_an_occupied_handle(swtpm: Swtpm) -> None:
@@ -245,10 +266,9 @@ def test_attest_without_an_ak_says_how_to_make_one(sim: Sim) -> None:
     assert run.returncode == 4 and "no attestation key at 0x81010002 (create one: sld ak create)" in run.stderr
 
 
-def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Path) -> None:
-    """`sld attest --nonce` with only --socket and -o: the running daemon collects it (the same evidence)."""
-    info = sim.up("clean")
-    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+@contextlib.contextmanager
+def _daemon(info: dict[str, Any], tmp_path: Path) -> Iterator[Path]:
+    """``sld daemon`` on the simulator's platform and TPM, ready (READY=1); yields its control socket."""
     sock = tmp_path / "control.sock"
     conf = tmp_path / "sld.toml"
     conf.write_text(f'[source]\nspec = "image:{info["image"]}"\n[tpm]\ntcti = "{info["tcti"]}"\n'
@@ -262,17 +282,50 @@ def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Pat
         notify.settimeout(30)
         while b"READY=1" not in notify.recv(4096):
             pass
+        yield sock
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=20)[1]
+        notify.close()
+    assert "Traceback" not in err
+
+
+def test_the_daemon_answers_attest_on_its_control_socket(sim: Sim, tmp_path: Path) -> None:
+    """`sld attest --nonce` with only --socket and -o: the running daemon collects it (the same evidence)."""
+    info = sim.up("clean")
+    _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    with _daemon(info, tmp_path) as sock:
         out = tmp_path / "evidence.json"
         run = sld("attest", "--nonce", NONCE.hex(), "--socket", str(sock), "-o", str(out))
         assert run.returncode == 0 and "in this process" not in run.stderr, run.stderr
         check_evidence(json.loads(out.read_text()), info["tcti"], tmp_path)
         short = sld("attest", "--nonce", "00" * 8, "--socket", str(sock))
         assert short.returncode == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=20)[1]
-        notify.close()
-    assert "Traceback" not in err
+
+
+def test_the_daemon_keeps_its_ak_loaded_and_sees_it_replaced_or_evicted(sim: Sim, tmp_path: Path) -> None:
+    """The daemon reads the AK's public area once, yet names the key that signed: one replaced under it (sld ak
+    create --replace) is read again, because the quote's qualifiedSigner changed; one evicted (tpm2_evictcontrol)
+    is reported as no AK, and one made again afterwards is found."""
+    info = sim.up("clean")
+    first = _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+    with _daemon(info, tmp_path) as sock:
+        def attest() -> subprocess.CompletedProcess[str]:
+            return sld("attest", "--nonce", NONCE.hex(), "--socket", str(sock))
+
+        assert _json(attest())["ak"]["name"] == first["ak"]["name"]
+        second = _json(sld("ak", "create", "--tcti", info["tcti"], "--replace", "--json"))
+        assert second["ak"]["name"] != first["ak"]["name"]
+        evidence = _json(attest())
+        assert evidence["ak"] == {**second["ak"], "handle": "0x81010002"}
+        check_evidence(evidence, info["tcti"], tmp_path)  # tpm2_checkquote with the PEM the evidence names
+        evicted = _tools(info["tcti"], "tpm2_evictcontrol", "-C", "o", "-c", "0x81010002")
+        assert evicted.returncode == 0, evicted.stderr
+        gone = attest()
+        assert gone.returncode != 0 and not gone.stdout, gone.stderr
+        assert "no attestation key at 0x81010002 (create one: sld ak create)" in gone.stderr
+        third = _json(sld("ak", "create", "--tcti", info["tcti"], "--json"))
+        assert _json(attest())["ak"]["name"] == third["ak"]["name"]
 
 
 def test_an_unprivileged_agent_in_the_control_group_collects_evidence(sim: Sim, tmp_path: Path) -> None:

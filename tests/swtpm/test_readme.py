@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,11 @@ def readme_blocks() -> list[Block]:
 def runnable() -> dict[str, Block]:
     """The blocks run as printed, named ``section #n``, after the demo and the test command."""
     names: dict[str, Block] = {}
+    per_section: Counter[str] = Counter()
     for block in readme_blocks()[2:]:
         if not block.real_host:
-            names[f"{block.section} #{sum(name.startswith(block.section + ' #') for name in names)}"] = block
+            names[f"{block.section} #{per_section[block.section]}"] = block
+            per_section[block.section] += 1
     return names
 
 
@@ -95,13 +98,14 @@ def commands(text: str) -> list[list[str]]:
         tokens = iter(lexer)
         for token in tokens:
             if token in SEPARATORS:
-                found, argv = found + [argv] if argv else found, []
+                found.append(argv)
+                argv = []
             elif token in REDIRECTIONS:
                 next(tokens)
             else:
                 argv.append(token)
-        found += [argv] if argv else []
-    return found
+        found.append(argv)
+    return [argv for argv in found if argv]
 
 
 def env() -> dict[str, str]:
@@ -157,6 +161,17 @@ def test_real_host_blocks_name_what_exists(block: Block, capsys: pytest.CaptureF
                 assert arg in installed_paths(), f"README.md:{block.line}: the package does not install {arg}"
             if argv[0] == "curl" and not arg.startswith("-"):
                 assert arg.startswith(f"{MetricsConfig.listen}:{MetricsConfig.port}/"), arg
+
+
+def test_the_service_block_runs_what_the_unit_runs() -> None:
+    """The real-host block's daemon line is units/sld.service's ExecStart, as the packages install it."""
+    unit = (ROOT / "units" / "sld.service").read_text()
+    line = re.search(r"^ExecStart=(.*)$", unit, re.M)
+    assert line is not None
+    exec_start = shlex.split(line[1])
+    assert exec_start[0] == "/usr/bin/sld"
+    service = [b for b in readme_blocks() if b.section == "The service" and b.real_host][0]
+    assert ["sld", *exec_start[1:]] in commands(service.text)
 
 
 EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # block: what its stdout, its stderr show
@@ -250,3 +265,56 @@ def test_the_demo_puts_sld_on_path() -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "=== scenario: partial-extend" in run.stdout and "/usr/local/bin/sld" in run.stdout
     assert "verdict: verified" in run.stdout and "(exit 1)" in run.stdout  # the tampered log fails
+
+
+UNITS = {"": 1, "s": 1, "bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+QUANTITY = re.compile(r"(\d[\d,]*(?:\.\d+)?) ?(KiB|MiB|GiB|bytes|s)?\b")
+REFERENCE = re.compile(r"`(?:\[(?P<section>\w+)\] (?P<key>\w+)|(?P<module>(?:[a-z_]+\.)+)(?P<name>[A-Z][A-Z_]+))`"
+                       r"(?:, (?P<low>[\d.]+)\.\.(?P<high>[\d.]+))?")
+
+
+def reliability_rows() -> list[list[str]]:
+    """The cells of the one table of "Reliability: what is bounded, and how"."""
+    section = README.read_text().split("### Reliability: what is bounded, and how\n", 1)[1].split("\n#", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    assert lines[:2] == ["| what is bounded | the bound (key) | how |", "|---|---|---|"]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
+
+
+def referenced(match: re.Match[str]) -> tuple[object, tuple[float, float] | None]:
+    """The value a bound cites: a configuration key's default (and its allowed range), or a constant of sld/."""
+    import importlib
+    import pkgutil
+
+    import sld
+    from sld.config import RANGES, Config
+
+    if match["section"]:
+        key = f"{match['section']}.{match['key']}"
+        return getattr(getattr(Config(), match["section"]), match["key"]), RANGES.get(key)
+    suffix = "." + match["module"].rstrip(".")
+    modules = [module for m in pkgutil.walk_packages(sld.__path__, "sld.") if m.name.endswith(suffix)
+               and hasattr(module := importlib.import_module(m.name), match["name"])]
+    assert len(modules) == 1, f"{match[0]} names {[m.__name__ for m in modules] or 'nothing in sld/'}"
+    return getattr(modules[0], match["name"]), None
+
+
+def test_the_reliability_table_is_true_to_the_code() -> None:
+    """Issue 17's table: every key or constant a bound cites exists, and the quantity written just before it
+    (5 s, 64 KiB, 65,536) is its value, as is a range written after a key (0.1..600)."""
+    rows = reliability_rows()
+    assert len({row[0] for row in rows}) == len(rows) >= 20 and all(len(row) == 3 for row in rows)
+    checked = 0
+    for what, bound, _how in rows:
+        start = 0
+        for match in REFERENCE.finditer(bound):
+            value, allowed = referenced(match)
+            quantities = list(QUANTITY.finditer(bound[start : match.start()]))
+            if quantities:
+                number, unit = quantities[-1].groups()
+                assert float(number.replace(",", "")) * UNITS[unit or ""] == value, f"{what}: {match[0]} is {value}"
+                checked += 1
+            if match["low"]:
+                assert allowed == (float(match["low"]), float(match["high"])), f"{what}: {match[0]} allows {allowed}"
+            start = match.end()
+    assert checked >= 20

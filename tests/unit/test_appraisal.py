@@ -19,6 +19,7 @@ from sld.appraisal.merge import merge
 from sld.appraisal.model import Group, Policy, from_toml
 from sld.errors import ConfigError
 from sld.formats.eventlog import EventLog, parse_log
+from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.replay import replay
 from sld.sim.builder import build_platform
 
@@ -91,6 +92,18 @@ def test_missing_duplicated_out_of_order_and_unknown_events(clean: Policy) -> No
     assert {(f.part, f.problem) for f in appraise(create(log20, None), log)} >= {("setup-data", Problem.MISSING)}
 
 
+def test_an_event_logged_twice_is_duplicated_naming_the_second(clean: Policy) -> None:
+    log = log_of("clean")
+    records = [NewEvent(e.pcr, e.type, e.digests, e.data) for e in log.events[len(log.leading):]]
+    at = next(i for i, r in enumerate(records) if r.data.startswith(b"Measured Kernel command line"))
+    twice = parse_log(build_crypto_agile(log.banks, [*records[: at + 1], *records[at:]]))
+    findings = appraise(clean, twice)
+    second = twice.events[len(log.leading) + at + 1]
+    assert [(f.part, f.problem, f.event) for f in findings] == [("cmdline", Problem.DUPLICATED, second.index)]
+    assert all(second.digests[bank].hex() in findings[0].detail for bank in log.banks)
+    assert f"event {second.index} (PCR18 SLAUNCH 'Measured Kernel command line')" in findings[0].detail
+
+
 def test_merge_allows_both_and_keeps_measurement_order(clean: Policy) -> None:
     other = create(log_of("wrong-kernel"), None)
     merged = merge(clean, other)
@@ -110,6 +123,12 @@ def test_keylime_values_are_the_replay_of_each_allowed_combination(clean: Policy
     values = tpm_policy(merged)["17"]
     assert len(values) == 2 and replay(log_of("wrong-kernel")).values["sha256"][17].hex() in values
     assert all(v != "f" * 64 for vs in tpm_policy(merged).values() for v in vs)
+
+
+def test_keylime_export_of_a_bank_hashlib_cannot_compute_is_a_config_error(clean: Policy) -> None:
+    sm3 = replace(clean, parts=tuple(replace(p, digests={"sm3_256": (bytes(32),)}) for p in clean.parts))
+    with pytest.raises(ConfigError, match="hashlib has no sm3_256"):
+        tpm_policy(sm3, "sm3_256")
 
 
 GOOD_PART = '[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = "MLE_HASH"\nsha256 = ["' + "00" * 32 + '"]\n'

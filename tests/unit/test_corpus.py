@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from sld.formats._util import Region
-from sld.formats.eventlog import parse_log, stream_log
-from sld.formats.tcg import parse_log_reference
+from sld.formats.eventlog import bank_name, parse_log, stream_log
+from sld.formats.tcg import SpecIdEvent, TcgPcrEventHead, parse_log_reference
 from sld.replay import digest_mismatches, replay
+from sld.vocab import LogFormat
 
 # (file, bank, pcr, published value or "prefix…suffix") from the sub-folders' MANIFEST.md files
 PUBLISHED = [
@@ -92,6 +93,22 @@ def test_every_corpus_log_parses_and_agrees_with_the_construct_declarations(corp
         log = parse_log(Region(data, 0x7A010000))
         assert log.events, path
         assert list(log.events) == parse_log_reference(Region(data, 0x7A010000)), path
+
+
+def test_every_corpus_header_agrees_with_the_construct_declarations(corpus: Path) -> None:
+    """The Spec ID header's struct reader (which the reference walk shares) against SpecIdEvent, on every
+    crypto-agile corpus log: the records are cross-checked above, the header here."""
+    agile = 0
+    for path in sorted(corpus.glob("*/*.bin")):
+        data = path.read_bytes()
+        log = parse_log(data)
+        if log.format != LogFormat.CRYPTO_AGILE:
+            continue
+        agile += 1
+        spec = SpecIdEvent.parse(data[TcgPcrEventHead.sizeof() :])
+        assert log.spec_id == {k: spec[k] for k in log.spec_id}, path
+        assert log.algorithms == tuple((bank_name(a.alg_id), a.digest_size) for a in spec.algorithms), path
+    assert agile >= 9
 
 
 def test_every_corpus_log_streams_as_it_parses(corpus: Path) -> None:
