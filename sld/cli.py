@@ -42,6 +42,8 @@ STATUS_EXIT_CODES = """exit codes:
 
 SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
                 "/run/sld-sim-UID: per user)")
+JSON_HELP = "print one JSON object (schema 1) instead of a table"
+VERIFY_HANDLER = "sld.commands.verify:run"
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -50,7 +52,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 class _ScenarioNames:
@@ -138,11 +140,39 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="the bank the verifier quotes: %(choices)s (default sha256)")
 
 
+def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``sld verify``'s own options, declared once: :func:`_verify_parser` gives them to argparse and
+    :func:`_read_verify` reads a command line made only of them."""
+    from sld.vocab import Mode
+
+    return (
+        ("--source", {"metavar": "SOURCE", "help": f"{SOURCE_HELP} (default: the configuration's [source] spec)"}),
+        ("--json", {"action": "store_true", "help": JSON_HELP}),
+        ("--tcti", {"help": "tpm2-tss TCTI string (default: the configuration's [tpm] tcti; the simulator prints "
+                    "its own)"}),
+        ("--locality", {"type": int, "choices": range(5), "metavar": "N",
+                        "help": "ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
+                                "default: the configuration's [tpm] locality)"}),
+        ("--mode", {"choices": tuple(Mode),
+                    "help": "validate never extends; auto/perform extend events logged but not extended in the "
+                            "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
+                            "configuration's [verify] mode)"}),
+        ("--policy", {"metavar": "FILE", "help": "appraisal policy (`sld policy create`; drop-ins FILE.d/*.toml) "
+                      "or the older golden PCR values and required event digests (default: the configuration's "
+                      "[verify] policy)"}),
+        ("--state-dir", {"metavar": "DIR", "help": "compare the SINIT with the one this host last launched with, "
+                         "remembered in DIR (the daemon uses [verify] state_dir), and remember this one"}),
+        ("--config", {"metavar": "PATH", "help": "configuration file of a local verification (default "
+                      f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)"}),
+        ("--local", {"action": "store_true", "help": "verify in this process even if a daemon answers"}),
+        ("--socket", {"default": DEFAULT_SOCKET, "metavar": "PATH",
+                      "help": f"the daemon's control socket (default {DEFAULT_SOCKET})"}),
+    )
+
+
 def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
-
-    from sld.vocab import Mode
 
     ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
                          description="With no option but --json and --socket the running daemon verifies and\n"
@@ -151,29 +181,50 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                          "verifies in this process with the daemon's configuration file (--config), the\n"
                          "options over its keys, and says so on stderr.",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ver.set_defaults(handler="sld.commands.verify:run")
-    ver.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
-    _add_json(ver)
-    ver.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti; the simulator "
-                     "prints its own)")
-    ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
-                     help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
-                          "default: the configuration's [tpm] locality)")
-    ver.add_argument("--mode", choices=tuple(Mode),
-                     help="validate never extends; auto/perform extend events logged but not extended in the "
-                          "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
-                          "configuration's [verify] mode)")
-    ver.add_argument("--policy", metavar="FILE", help="appraisal policy (`sld policy create`; drop-ins FILE.d/*.toml) "
-                     "or the older golden PCR values and required event digests (default: the configuration's "
-                     "[verify] policy)")
-    ver.add_argument("--state-dir", metavar="DIR", help="compare the SINIT with the one this host last launched "
-                     "with, remembered in DIR (the daemon uses [verify] state_dir), and remember this one")
-    ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
-                     f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)")
-    ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
-    ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
-                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    ver.set_defaults(handler=VERIFY_HANDLER)
+    for option, spec in _verify_options():
+        ver.add_argument(option, **spec)
     _add_evidence(ver)
+
+
+def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
+    """``verify`` and only its own options (:func:`_verify_options`), each once and spelt out (``--opt VALUE``,
+    ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for anything else (help, an
+    abbreviation, a repeat, a bad value, an evidence option), which argparse reads and reports. A cold
+    local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py)."""
+    if argv[:1] != ["verify"]:
+        return None
+    from types import SimpleNamespace
+
+    from sld.evidence.options import OPTIONS
+
+    options = dict(_verify_options())
+    switches = {option for option, spec in options.items() if spec.get("action") == "store_true"}
+    given: dict[str, Any] = {}
+    rest = list(argv[1:])
+    while rest:
+        option, eq, value = rest.pop(0).partition("=")
+        spec = options.get(option)
+        if spec is None or option in given or (eq and option in switches):
+            return None
+        if option in switches:
+            given[option] = True
+            continue
+        if not eq:
+            if not rest or rest[0].startswith("-"):
+                return None
+            value = rest.pop(0)
+        try:
+            given[option] = spec.get("type", str)(value)
+        except ValueError:
+            return None
+        if "choices" in spec and given[option] not in spec["choices"]:
+            return None
+    values = {option: given.get(option, spec.get("default", False if option in switches else None))
+              for option, spec in options.items()}
+    values |= {option: None for option, _, _ in OPTIONS}
+    return SimpleNamespace(command="verify", handler=VERIFY_HANDLER,
+                           **{option[2:].replace("-", "_"): value for option, value in values.items()})
 
 
 def _add_ak_options(p: argparse.ArgumentParser) -> None:
@@ -342,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse(args)
         if options is not None:
             return guarded(options)
-    return run(args)
+    fast = _read_verify(args)
+    return guarded(fast) if fast is not None else run(args)
 
 
 def run(argv: Sequence[str]) -> int:
