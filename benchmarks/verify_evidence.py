@@ -32,6 +32,7 @@ from sld.formats.tcg import NewEvent, build_crypto_agile  # noqa: E402
 from sld.sim.builder import Platform, build_platform  # noqa: E402
 from sld.sim.scenarios import PlatformSpec, Scenario, SimEvent, events_for, sinit_events  # noqa: E402
 from sld.sim.swtpm import Swtpm, launch  # noqa: E402
+from sld.vocab import Result  # noqa: E402
 from tests.tpm2tools import pcr_blob  # noqa: E402
 
 RUNS = 21
@@ -62,7 +63,7 @@ def forty_event_host(root: Path) -> tuple[Swtpm, Path, bytes, tuple[SimEvent, ..
     spec = PlatformSpec(banks=BANKS, window_events=EVENTS - sinit)
     events = tuple(events_for(spec, "v16"))
     log = build_crypto_agile(BANKS, [NewEvent(e.pcr, e.type, e.digests, e.data) for e in events])
-    platform = Platform(Scenario("bench-40", "40 events, 2 banks", "verified", 0, spec), "v16", {}, log, events)
+    platform = Platform(Scenario("bench-40", "40 events, 2 banks", Result.VERIFIED, spec), "v16", {}, log, events)
     (root / "tpm").mkdir()
     subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(root / "tpm"), "--pcr-banks", ",".join(BANKS)],
                    capture_output=True, check=True, timeout=120)

@@ -42,6 +42,8 @@ STATUS_EXIT_CODES = """exit codes:
 
 SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XDG_RUNTIME_DIR/sld-sim, else "
                 "/run/sld-sim-UID: per user)")
+JSON_HELP = "print one JSON object (schema 1) instead of a table"
+VERIFY_HANDLER = "sld.commands.verify:run"
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -50,7 +52,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON object (schema 1) instead of a table")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 class _ScenarioNames:
@@ -106,7 +108,7 @@ def _add_evidence(ver: argparse.ArgumentParser) -> None:
         ver.add_argument(option, help=text, **extra)
 
 
-def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
     polsub = pol.add_subparsers(dest="policy_command", metavar="POLICYCOMMAND", required=True)
@@ -138,11 +140,39 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="the bank the verifier quotes: %(choices)s (default sha256)")
 
 
+def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``sld verify``'s own options, declared once: :func:`_verify_parser` gives them to argparse and
+    :func:`_read_verify` reads a command line made only of them."""
+    from sld.vocab import Mode
+
+    return (
+        ("--source", {"metavar": "SOURCE", "help": f"{SOURCE_HELP} (default: the configuration's [source] spec)"}),
+        ("--json", {"action": "store_true", "help": JSON_HELP}),
+        ("--tcti", {"help": "tpm2-tss TCTI string (default: the configuration's [tpm] tcti; the simulator prints "
+                    "its own)"}),
+        ("--locality", {"type": int, "choices": range(5), "metavar": "N",
+                        "help": "ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
+                                "default: the configuration's [tpm] locality)"}),
+        ("--mode", {"choices": tuple(Mode),
+                    "help": "validate never extends; auto/perform extend events logged but not extended in the "
+                            "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
+                            "configuration's [verify] mode)"}),
+        ("--policy", {"metavar": "FILE", "help": "appraisal policy (`sld policy create`; drop-ins FILE.d/*.toml) "
+                      "or the older golden PCR values and required event digests (default: the configuration's "
+                      "[verify] policy)"}),
+        ("--state-dir", {"metavar": "DIR", "help": "compare the SINIT with the one this host last launched with, "
+                         "remembered in DIR (the daemon uses [verify] state_dir), and remember this one"}),
+        ("--config", {"metavar": "PATH", "help": "configuration file of a local verification (default "
+                      f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)"}),
+        ("--local", {"action": "store_true", "help": "verify in this process even if a daemon answers"}),
+        ("--socket", {"default": DEFAULT_SOCKET, "metavar": "PATH",
+                      "help": f"the daemon's control socket (default {DEFAULT_SOCKET})"}),
+    )
+
+
 def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld verify``: the daemon answers a plain one; otherwise the configuration file's keys are the defaults."""
     import argparse
-
-    from sld.vocab import Mode
 
     ver = sub.add_parser("verify", help="verify the dynamic launch: platform structures, event log and TPM PCRs",
                          description="With no option but --json and --socket the running daemon verifies and\n"
@@ -151,46 +181,68 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                          "verifies in this process with the daemon's configuration file (--config), the\n"
                          "options over its keys, and says so on stderr.",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ver.set_defaults(handler="sld.commands.verify:run")
-    ver.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
-    _add_json(ver)
-    ver.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti; the simulator "
-                     "prints its own)")
-    ver.add_argument("--locality", type=int, choices=range(5), metavar="N",
-                     help="ask the TCTI for locality N before any command (swtpm/mssim TCTIs; PCR17-22 need 2; "
-                          "default: the configuration's [tpm] locality)")
-    ver.add_argument("--mode", choices=tuple(Mode),
-                     help="validate never extends; auto/perform extend events logged but not extended in the "
-                          "SLAUNCH window, exactly once, under the TPM's extend lock (default: the "
-                          "configuration's [verify] mode)")
-    ver.add_argument("--policy", metavar="FILE", help="appraisal policy (`sld policy create`; drop-ins FILE.d/*.toml) "
-                     "or the older golden PCR values and required event digests (default: the configuration's "
-                     "[verify] policy)")
-    ver.add_argument("--state-dir", metavar="DIR", help="compare the SINIT with the one this host last launched "
-                     "with, remembered in DIR (the daemon uses [verify] state_dir), and remember this one")
-    ver.add_argument("--config", metavar="PATH", help="configuration file of a local verification (default "
-                     f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)")
-    ver.add_argument("--local", action="store_true", help="verify in this process even if a daemon answers")
-    ver.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
-                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    ver.set_defaults(handler=VERIFY_HANDLER)
+    for option, spec in _verify_options():
+        ver.add_argument(option, **spec)
     _add_evidence(ver)
 
 
-def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``sld ak create|activate`` and ``sld attest`` (issue 14: evidence for a remote verifier)."""
-    def handle(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
-        p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
-                       help="the AK's persistent handle (default: the configuration's [attest] ak_handle, "
-                            "0x81010002)")
-        p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
+    """``verify`` and only its own options (:func:`_verify_options`), each once and spelt out (``--opt VALUE``,
+    ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for anything else (help, an
+    abbreviation, a repeat, a bad value, an evidence option), which argparse reads and reports. A cold
+    local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py)."""
+    if argv[:1] != ["verify"]:
+        return None
+    from types import SimpleNamespace
 
+    from sld.evidence.options import OPTIONS
+
+    options = dict(_verify_options())
+    switches = {option for option, spec in options.items() if spec.get("action") == "store_true"}
+    given: dict[str, Any] = {}
+    rest = list(argv[1:])
+    while rest:
+        option, eq, value = rest.pop(0).partition("=")
+        spec = options.get(option)
+        if spec is None or option in given or (eq and option in switches):
+            return None
+        if option in switches:
+            given[option] = True
+            continue
+        if not eq:
+            if not rest or rest[0].startswith("-"):
+                return None
+            value = rest.pop(0)
+        try:
+            given[option] = spec.get("type", str)(value)
+        except ValueError:
+            return None
+        if "choices" in spec and given[option] not in spec["choices"]:
+            return None
+    values = {option: given.get(option, spec.get("default", False if option in switches else None))
+              for option, spec in options.items()}
+    values |= {option: None for option, _, _ in OPTIONS}
+    return SimpleNamespace(command="verify", handler=VERIFY_HANDLER,
+                           **{option[2:].replace("-", "_"): value for option, value in values.items()})
+
+
+def _add_ak_options(p: argparse.ArgumentParser) -> None:
+    """The TPM and AK options ``sld ak create|activate`` and ``sld attest`` share."""
+    p.add_argument("--tcti", help="tpm2-tss TCTI string (default: the configuration's [tpm] tcti)")
+    p.add_argument("--handle", type=lambda text: int(text, 0), metavar="HANDLE",
+                   help="the AK's persistent handle (default: the configuration's [attest] ak_handle, 0x81010002)")
+    p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+
+
+def _ak_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld ak create|activate`` (issue 14: the attestation key a remote verifier trusts)."""
     akp = sub.add_parser("ak", help="the attestation key: create it under the EK, answer a verifier's challenge")
     aksub = akp.add_subparsers(dest="ak_command", metavar="AKCOMMAND", required=True)
     p = aksub.add_parser("create", help="create a restricted signing AK under the EK and persist it; print its "
                          "PEM and name, the EK public key and certificate")
     p.set_defaults(handler="sld.commands.ak:run_create")
-    handle(p)
+    _add_ak_options(p)
     p.add_argument("--alg", choices=("rsa", "ecc"), default="rsa",
                    help="rsa: RSA-2048 RSASSA-SHA256 (default); ecc: P-256 ECDSA-SHA256")
     p.add_argument("--replace", action="store_true", help="evict a key already at the handle")
@@ -198,10 +250,13 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = aksub.add_parser("activate", help="answer a TPM2_MakeCredential challenge (tpm2_makecredential -o FILE) "
                          "for this TPM's EK and the AK: print the secret")
     p.set_defaults(handler="sld.commands.ak:run_activate")
-    handle(p)
+    _add_ak_options(p)
     p.add_argument("--credential", required=True, metavar="FILE",
                    help="the verifier's challenge, as tpm2_makecredential -o wrote it")
 
+
+def _attest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld attest`` (issue 14: evidence for a remote verifier)."""
     att = sub.add_parser("attest", help="evidence for a remote verifier: AK-signed quotes of PCR17-22 in every "
                          "bank, the DRTM log, and (unauthenticated) platform context",
                          description="With no option but --nonce, -o and --socket the running daemon attests "
@@ -210,30 +265,15 @@ def _attest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     att.add_argument("--nonce", required=True, metavar="HEX", help="the verifier's nonce, 16..64 bytes")
     att.add_argument("-o", "--output", metavar="FILE", help="write the evidence here (default stdout)")
     att.add_argument("--source", metavar="SOURCE", help=f"{SOURCE_HELP} (default: the configuration's [source] spec)")
-    handle(att)
+    _add_ak_options(att)
     att.add_argument("--locality", type=int, choices=range(5), metavar="N", help="ask the TCTI for locality N")
     att.add_argument("--local", action="store_true", help="attest in this process even if a daemon answers")
     att.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
                      help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
-    for ``command`` "verify", that subcommand's parser alone: a cold ``sld verify`` never builds the others'."""
-    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
-
-    parser = argparse.ArgumentParser(
-        prog="sld",
-        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"sld {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if command == "verify":
-        _verify_parser(sub)
-        return parser
-
+def _inspect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld inspect regs|heap|slrt|log``."""
     insp = sub.add_parser("inspect", help="decode TXT registers, heap, SLRT or the DRTM event log")
     insp.set_defaults(handler="sld.commands.inspect_log:run")  # the log part, import-light
     insp.add_argument("what", choices=("regs", "heap", "slrt", "log"),
@@ -244,16 +284,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     insp.add_argument("--file", metavar="PATH", help="(log) read a bare event log file instead of a source")
     insp.add_argument("--pcrs", action="store_true", help="(log) add the PCR values replayed from the log")
 
-    _verify_parser(sub)
+
+def _daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld daemon`` (units/sld.service)."""
     dmn = sub.add_parser("daemon", help="run the service: verify every interval, metrics, control socket")
     dmn.set_defaults(handler="sld.commands.service:run_daemon")
     dmn.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_CONFIG})")
+
+
+def _capture_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld capture``: everything sld reads, in one file for a bug report."""
     cap = sub.add_parser("capture", help="save everything sld reads (securityfs files, registers, heap, SLRT, log) "
                          "into one small file for a bug report; --source capture:FILE reads it back")
     cap.set_defaults(handler="sld.commands.capture:run")
     _add_source(cap)
     cap.add_argument("-o", "--output", required=True, metavar="FILE", help="the capture file to write (a gzip'd "
                      "tar, replaced atomically; never written through a link)")
+
+
+def _quarantine_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld quarantine status|apply|lift``."""
     qu = sub.add_parser("quarantine", help="the network quarantine: status, apply, lift --force")
     qu.set_defaults(handler="sld.commands.quarantine:run")
     qu.add_argument("action", choices=("status", "apply", "lift"),
@@ -262,6 +312,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     qu.add_argument("--interface", action="append", metavar="IFNAME", help="instead of [quarantine] interfaces")
     qu.add_argument("--force", action="store_true", help="(lift) remove it although no verification passed")
     _add_json(qu)
+
+
+def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld status``: the running daemon's state."""
+    import argparse
+
     st = sub.add_parser("status", help="the running daemon's state, last verdict and current error",
                         epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     st.set_defaults(handler="sld.commands.service:run_status")
@@ -269,9 +325,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
     _add_json(st)
 
-    _add_policy(sub)
-    _attest_parsers(sub)
 
+def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sld sim list|build|up|down|securityfs``: the simulated platform."""
     sim = sub.add_parser("sim", help="the simulated TXT platform: scenarios, images, securityfs views")
     simsub = sim.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", required=True)
     sim_list = simsub.add_parser("list", help="every scenario with its description and expected verdict")
@@ -291,6 +347,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = _sim_command(simsub, "securityfs", "write the securityfs view of a scenario (and its manifest) into DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="the directory to write the slaunch/ view and manifest.json into")
+
+
+# Each command's subparser, in the order ``sld --help`` lists them.
+COMMANDS = {"inspect": _inspect_parser, "verify": _verify_parser, "daemon": _daemon_parser,
+            "capture": _capture_parser, "quarantine": _quarantine_parser, "status": _status_parser,
+            "policy": _policy_parser, "ak": _ak_parser, "attest": _attest_parser, "sim": _sim_parser}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command and option of sld (also the source of sld(8) and the completions: packaging/gen_docs.py);
+    for a ``command`` sld has, that command's subparser alone: a cold ``sld verify`` never builds the
+    others' (nor imports what their choices need), and ``sld daemon`` keeps none of them for its lifetime."""
+    import argparse  # here: a plain ``sld verify`` answered by the daemon never builds a parser
+
+    parser = argparse.ArgumentParser(
+        prog="sld",
+        description="Secure Launch daemon: verifies Intel TXT dynamic launches (Linux Secure Launch).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sld {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for builder in [COMMANDS[command]] if command in COMMANDS else COMMANDS.values():
+        builder(sub)
     return parser
 
 
@@ -313,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse(args)
         if options is not None:
             return guarded(options)
-    return run(args)
+    fast = _read_verify(args)
+    return guarded(fast) if fast is not None else run(args)
 
 
 def run(argv: Sequence[str]) -> int:

@@ -12,6 +12,7 @@ malformed part-way ends it there, with the typed error on stderr and exit code 1
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -36,7 +37,6 @@ CHUNK = 1 << 20  # bytes read at a time from a log file
 MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
 Runs = Iterator[Sequence[Event]]  # a log's records, a few thousand at a time
 _PRINTABLE = bytes(range(0x20, 0x7F))
-_JSON_TYPE_NAMES = {t: json.dumps(name).encode() for t, name in EVENT_TYPES.items()}
 _TYPE_WIDTHS = {t: len(name) for t, name in EVENT_TYPES.items()}
 
 
@@ -91,7 +91,11 @@ class _LogFile:
 
 def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace, source: str) -> None:
     """Records are formatted as bytes (a third quicker than str) straight to stdout's buffer; the rest
-    as print() would encode it."""
+    as print() would encode it.
+
+    The cycle collector is off meanwhile: records, their digests and the rendered runs form no cycles
+    and are freed as each run is written, but each run of thousands of new containers set off the
+    collector's passes over them (2-3 % of the command, callgrind; issue 15)."""
     out = sys.stdout
     out.flush()
     write = out.buffer.write
@@ -99,7 +103,13 @@ def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace
     def say(text: str) -> None:
         write(text.encode(out.encoding, out.errors or "strict"))
 
-    (_json if args.json else _text)(walk, args.pcrs, source, say, write)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        (_json if args.json else _text)(walk, args.pcrs, source, say, write)
+    finally:
+        if collecting:
+            gc.enable()
     out.buffer.flush()
 
 
@@ -132,14 +142,14 @@ def _json_events(runs: Runs, chains: PcrChains | None, write: Callable[[bytes], 
     :data:`sld.formats.eventlog.RUN`) replayed, formatted in one comprehension and written at a time; whether
     there was one."""
     templates = _Fragments(_json_template)  # banks a record lists -> the record's layout
-    names = _Fragments(lambda etype: json.dumps(event_type_name(etype)).encode(), _JSON_TYPE_NAMES)
+    types = _Fragments(_json_type)  # type -> its number and name as they follow "type":
     add = chains.add if chains is not None else None
     sep = b"\n"
     for batch in runs:
         if add is not None:
             add(batch)
         write(sep + b",\n".join([
-            templates[tuple(digests)] % (index, offset, pcr, etype, names[etype], *map(hexlify, digests.values()),
+            templates[tuple(digests)] % (index, offset, pcr, types[etype], *map(hexlify, digests.values()),
                                          hexlify(data))
             for index, offset, pcr, etype, digests, data in batch]))
         sep = b",\n"
@@ -160,8 +170,13 @@ class _Fragments(dict):  # type: ignore[type-arg]
 
 def _json_template(banks: tuple[str, ...]) -> bytes:
     digests = ",\n".join(f"        {json.dumps(bank)}: \"%s\"" for bank in banks)
-    return ('    {\n      "index": %d,\n      "offset": %d,\n      "pcr": %d,\n      "type": %d,\n'
-            '      "type_name": %s,\n      "digests": {\n' + digests + '\n      },\n      "data": "%s"\n    }').encode()
+    return ('    {\n      "index": %d,\n      "offset": %d,\n      "pcr": %d,\n      "type": %s,\n'
+            '      "digests": {\n' + digests + '\n      },\n      "data": "%s"\n    }').encode()
+
+
+def _json_type(etype: int) -> bytes:
+    """A type's number and its name, rendered once per type rather than per record."""
+    return f'{etype},\n      "type_name": {json.dumps(event_type_name(etype))}'.encode()
 
 
 # ---- text -----------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_json("quarantine.status", {"active": bool(rows), "filters": rows, "overtaking": overtaking}))
         return 0
     print(table(((f.ifname, f.direction, f.prio, f"0x{f.handle:x}", f.ops) for f in rows),
-                ("INTERFACE", "DIRECTION", "PRIO", "HANDLE", "BPF OPS")) or "no quarantine installed")
+                ("INTERFACE", "DIRECTION", "PRIO", "HANDLE", "BPF OPS")) if rows else "no quarantine installed")
     for f in overtaking:
         print(f"warning: {f} runs before sld's filters and may let traffic past the quarantine")
     return 0

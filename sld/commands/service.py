@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from sld.errors import SldError
-from sld.report import dump_json
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -19,6 +18,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """The daemon's state, its last verdict (with age, stale or not) and its current error, apart."""
+    from sld.report import dump_json  # here: the daemon, which shares this module, renders no report at idle
     from sld.service.control import AccessDenied, request
 
     try:

@@ -8,7 +8,6 @@ operator never gets a verdict for a TCTI or source nobody configured, and says s
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
@@ -17,6 +16,8 @@ from sld.paths import DEFAULT_CONFIG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse  # for the annotations only: a cold local verification is read without argparse (sld.cli)
+
     from sld.appraisal.model import Policy
 
 

@@ -4,8 +4,8 @@ passing verification lifts it, and every decision starts from the kernel's own l
 The kernel is the source of truth. At start-up and at every verdict (every interval) the filters are
 listed again: a quarantine lifted by hand (``sld quarantine lift --force``) while the verdict still
 fails is re-applied, a filter with another program (the allow list changed on reload) is replaced,
-and foreign filters that run before sld's (:func:`sld.quarantine.tc.overtaking`) are reported and
-put behind it again (sld's filter re-applied in front, as far as tc allows: see :mod:`sld.quarantine.tc`). What
+and foreign filters that run before sld's (:func:`sld.quarantine.tc.overtaking`) are reported and,
+as far as tc allows, put behind it again (:func:`sld.quarantine.tc.placed`, :mod:`sld.quarantine.tc`). What
 is reported as active is what is installed, never what sld last asked for. Nothing is lifted on
 shutdown or crash.
 """
@@ -100,11 +100,10 @@ class Quarantine:
         if not self.settings.enabled:
             return None
         self.observed = self.observe()
-        overtaken = self.observed.overtaking  # tc.apply puts sld's filters in front of them again
-        current = (self.observed.complete and not overtaken
-                   and all(f.runs(self.program) for f in self.observed.ours))
+        before, placed = self.observed.overtaking, tc.placed(list(self.observed.filters))
+        current = self.observed.complete and placed and all(f.runs(self.program) for f in self.observed.ours)
         if state in self.settings.on and not current:
-            action = "re-apply" if self.changes and (overtaken or not self.observed.ours) else "apply"
+            action = "re-apply" if self.changes and not (self.observed.ours and placed) else "apply"
         elif state == Result.VERIFIED and self.observed.ours:
             action = "lift"
         else:
@@ -119,7 +118,8 @@ class Quarantine:
         self.changes += 1
         self.observed = self.observe()
         done = {"apply": "applied", "re-apply": "re-applied", "lift": "lifted"}[action]
-        return f"{done} in front of {'; '.join(map(str, overtaken))}" if overtaken and action != "lift" else done
+        passed = [f for f in before if f not in self.observed.overtaking]  # now behind sld's filter
+        return f"{done} in front of {'; '.join(map(str, passed))}" if passed and action != "lift" else done
 
     def release(self, successor: Settings | None) -> int:
         """Lift sld's filters from the interfaces ``successor`` (the reloaded configuration) does not

@@ -6,15 +6,15 @@ quarantine in place.
 What tc allows, and so where sld's filters sit (linux ``net/sched/cls_api.c`` ``tc_new_tfilter`` and
 ``tcf_chain_tp_find``, ``cls_bpf.c`` ``cls_bpf_change``): a clsact hook's chain 0 runs in ascending
 preference, and 1 is the lowest preference anyone can set (0 asks the kernel to choose: 49152, or one
-less than the first filter at 32768 or above). sld's filters sit at preference 1 (protocol all), so
-no filter of another preference runs before them. Filters at the same preference must be of the same kind
-and protocol, so the only filter that can share preference 1 is another cls_bpf filter of protocol
-all (or 0); cls_bpf puts the newest filter of a preference first, so one added after sld's runs
-before it and its verdict (direct action) ends classification. tc offers no way to stop that (any
-process with CAP_NET_ADMIN in the namespace may also delete sld's filters), so sld takes the front
-again: :func:`apply` adds its filter under its other handle, which cls_bpf puts first, and only then
-deletes the one behind (the hook is never without sld's filter). A dump lists a hook's filters in the
-order they run, so :func:`overtaking` finds what runs before sld's.
+less than the first filter at 32768 or above). Filters at one preference must be of one kind and
+protocol, and cls_bpf runs the newest filter of a preference first. So sld's filter (protocol all)
+goes to preference 1, first there; a cls_bpf filter of protocol all added later at 1 runs before it,
+and one of another kind or protocol already at 1 keeps sld out of 1 altogether (the kernel refuses
+the mix), in which case sld takes the lowest preference it can share (:func:`target`). tc offers no
+way to stop either (any process with CAP_NET_ADMIN in the namespace may also delete sld's filters),
+so sld reconciles instead: :func:`apply` adds its filter under its other handle where it runs first,
+and only then deletes the one behind (the hook is never without sld's filter). A dump lists a hook's
+filters in the order they run, so :func:`overtaking` finds what runs before sld's.
 
 pyroute2 has no keyword for classic-BPF ops: the filter messages are sld's own
 (:mod:`sld.quarantine.cls_bpf`), sent and dumped on pyroute2's ``IPRoute`` socket.
@@ -22,6 +22,7 @@ pyroute2 has no keyword for classic-BPF ops: the filter messages are sld's own
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,8 +37,8 @@ INGRESS = 0xFFFFFFF2
 EGRESS = 0xFFFFFFF3
 PARENTS = {"ingress": INGRESS, "egress": EGRESS}
 ETH_P_ALL = 0x0003
-PRIO = 1  # sld's priority (tc "pref") and handles: how its filters are told apart from anyone else's
-HANDLES = (0x51D, 0x51E)  # two, so that a new filter can go in front before the old one is deleted
+PRIO = 1  # the preference (tc "pref") sld's filters take unless a filter they cannot share it with holds it
+HANDLES = (0x51D, 0x51E)  # how sld's filters are told apart; two, so a new one goes in front before the old goes
 NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BPF filters
 ENOENT = 2
 
@@ -51,13 +52,14 @@ class Filter:
     prio: int
     handle: int
     kind: str
+    protocol: int  # ETH_P_* in host order (ETH_P_ALL for sld's)
     ops: int  # classic-BPF instructions (cls_bpf); 0 for other kinds
     _program: bytes = field(default=b"", repr=False)
 
     @property
     def ours(self) -> bool:
-        """sld's filter: cls_bpf at sld's preference and handles (the kernel keeps no owner or name)."""
-        return self.kind == "bpf" and self.prio == PRIO and self.handle in HANDLES
+        """sld's filter: cls_bpf of protocol all under sld's handles (the kernel keeps no owner or name)."""
+        return self.kind == "bpf" and self.protocol == ETH_P_ALL and self.handle in HANDLES
 
     @property
     def name(self) -> str:
@@ -93,33 +95,33 @@ def _index(ipr: IPRoute, ifname: str) -> int:
 
 
 def apply(ifname: str, program: list[Insn], netns: str | None = None) -> None:
-    """Install (or replace) sld's filter on both directions of ``ifname``, first of all: idempotent.
-    A filter of sld's that already runs first is replaced in place (cls_bpf keeps its position);
-    otherwise one is added under sld's free handle, which cls_bpf runs first, and then the old one
-    behind it is deleted."""
+    """Install (or replace) sld's filter on both directions of ``ifname``, as early as tc allows:
+    idempotent. A filter of sld's that already runs first at :func:`target` is replaced in place
+    (cls_bpf keeps its position); otherwise one is added there under sld's free handle, which cls_bpf
+    runs first, and then sld's others are deleted."""
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
         try:
             ipr.tc("replace", "clsact", index)
             for direction, parent in PARENTS.items():
                 listed = _hook(ipr, index, ifname, direction, parent)
-                mine = [f.handle for f in listed if f.ours]
-                if listed and listed[0].ours:
-                    front = listed[0].handle
-                else:
+                prio, mine = target(listed), [f for f in listed if f.ours]
+                first = next((f for f in listed if f.prio == prio), None)
+                if first is None or not first.ours:
                     if len(mine) == len(HANDLES):  # both behind a foreign filter (a run cut between add and del)
                         _delete(ipr, index, parent, mine.pop())
-                    front = next(h for h in HANDLES if h not in mine)
-                cls_bpf.send(ipr, cls_bpf.message(index, front, parent, PRIO, ETH_P_ALL, program))
-                for handle in mine:
-                    if handle != front:
-                        _delete(ipr, index, parent, handle)
+                    first = None
+                handle = first.handle if first else next(h for h in HANDLES if h not in {f.handle for f in mine})
+                cls_bpf.send(ipr, cls_bpf.message(index, handle, parent, prio, ETH_P_ALL, program))
+                for f in mine:
+                    if (f.prio, f.handle) != (prio, handle):
+                        _delete(ipr, index, parent, f)
         except NetlinkError as err:
             raise QuarantineError(f"{ifname}: netlink refused the quarantine filter: {err}") from None
 
 
-def _delete(ipr: IPRoute, index: int, parent: int, handle: int) -> None:
-    cls_bpf.send(ipr, cls_bpf.message(index, handle, parent, PRIO, ETH_P_ALL))
+def _delete(ipr: IPRoute, index: int, parent: int, f: Filter) -> None:
+    cls_bpf.send(ipr, cls_bpf.message(index, f.handle, parent, f.prio, ETH_P_ALL))
 
 
 def lift(ifname: str, netns: str | None = None) -> int:
@@ -127,13 +129,15 @@ def lift(ifname: str, netns: str | None = None) -> int:
     removed = 0
     with _ipr(netns) as ipr:
         index = _index(ipr, ifname)
-        for parent in PARENTS.values():
-            for handle in HANDLES:
+        for direction, parent in PARENTS.items():
+            for f in _hook(ipr, index, ifname, direction, parent):
+                if not f.ours:
+                    continue
                 try:
-                    _delete(ipr, index, parent, handle)
+                    _delete(ipr, index, parent, f)
                     removed += 1
                 except NetlinkError as err:
-                    if err.code not in (ENOENT, 22):  # no filter, or no clsact qdisc at all
+                    if err.code != ENOENT:  # gone meanwhile is fine
                         raise QuarantineError(f"{ifname}: cannot lift the quarantine: {err}") from None
     return removed
 
@@ -160,7 +164,8 @@ def _hook(ipr: IPRoute, index: int, ifname: str, direction: str, parent: int) ->
             continue
         kind = f.get_attr("TCA_KIND") or "?"
         program = cls_bpf.ops(f) if kind == "bpf" else b""
-        out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, len(program) // 8, program))
+        protocol = socket.ntohs(f["info"] & 0xFFFF)
+        out.append(Filter(ifname, direction, f["info"] >> 16, f["handle"], kind, protocol, len(program) // 8, program))
     return out
 
 
@@ -169,12 +174,38 @@ def status(ifname: str, netns: str | None = None) -> list[Filter]:
     return [f for f in filters(ifname, netns) if f.ours]
 
 
+def _hooks(listed: list[Filter]) -> Iterator[list[Filter]]:
+    """``listed`` (as :func:`filters` gives it) cut into its hooks, each in run order."""
+    for hook in dict.fromkeys((f.ifname, f.direction) for f in listed):
+        yield [f for f in listed if (f.ifname, f.direction) == hook]
+
+
+def target(hook: list[Filter]) -> int:
+    """The preference sld's filter takes on one hook: 1, or the lowest after those held by a filter of
+    another kind or protocol (the kernel does not let sld's share them)."""
+    held = {f.prio for f in hook if not f.ours and (f.kind, f.protocol) != ("bpf", ETH_P_ALL)}
+    prio = PRIO
+    while prio in held:
+        prio += 1
+    return prio
+
+
+def placed(listed: list[Filter]) -> bool:
+    """On every hook that has one, sld's filter runs first at :func:`target`: as early as tc allows, and
+    where :func:`apply` would put it."""
+    for hook in _hooks(listed):
+        prio = target(hook)
+        first = next((f for f in hook if f.prio == prio), None)
+        if any(f.ours for f in hook) and (first is None or not first.ours):
+            return False
+    return True
+
+
 def overtaking(listed: list[Filter]) -> list[Filter]:
     """Foreign filters that run before sld's on the same hook (``listed`` in run order, as :func:`filters`
     gives it), and so may accept what the quarantine drops; those behind sld's decide nothing it drops."""
     out: list[Filter] = []
-    for hook in dict.fromkeys((f.ifname, f.direction) for f in listed):
-        on_hook = [f for f in listed if (f.ifname, f.direction) == hook]
-        ours = next((i for i, f in enumerate(on_hook) if f.ours), None)
-        out += on_hook[:ours] if ours is not None else []
+    for hook in _hooks(listed):
+        ours = next((i for i, f in enumerate(hook) if f.ours), None)
+        out += hook[:ours] if ours is not None else []
     return out

@@ -14,6 +14,7 @@ Everything others read is one frozen DaemonStatus (sld.service.state), replaced 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -22,10 +23,9 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sld import config as configuration
-from sld.appraisal.files import load as load_policy
 from sld.errors import ConfigError, SldError, TpmError
 from sld.service import journal
 from sld.service.journal import event, log
@@ -34,6 +34,9 @@ from sld.service.worker import Worker
 from sld.text import count
 from sld.verify import Verdict, verify_source
 from sld.vocab import DaemonState, Result
+
+if TYPE_CHECKING:
+    from sld.appraisal.model import Policy
 
 TICK = 5.0  # the main loop's longest sleep: a fifth of the unit's WatchdogSec=30s at most
 NOTIFY_TIMEOUT = 1.0
@@ -138,7 +141,7 @@ class Daemon:
         self._publish(verifications=self._status.verifications + 1)
         verdict: Verdict | None = None
         try:
-            policy = load_policy(self.config.verify.policy) if self.config.verify.policy else None
+            policy = _policy(self.config.verify.policy)
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
                                     policy=policy, state_dir=self.config.verify.state_dir or None)
         except SldError as err:
@@ -290,6 +293,8 @@ class Daemon:
 
         journal.setup(self.config.log.debug)
         self.start_servers()
+        gc.freeze()  # what start-up made (modules, declarations) to the permanent generation: never walked again
+        gc.enable()  # bin/sld runs commands with the collector off; a service that runs for months collects
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
@@ -383,6 +388,16 @@ class Daemon:
             event("output-error", f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
                   output="textfile", path=path)
             self._publish(output_errors=counted(self._status.output_errors, "textfile"))
+
+
+def _policy(path: str) -> Policy | None:
+    """The appraisal policy a ``[verify] policy`` names (re-read each run, so an edited file counts); None
+    without one, so the appraisal code is imported only by the configurations that appraise."""
+    if not path:
+        return None
+    from sld.appraisal.files import load
+
+    return load(path)
 
 
 def _quarantine(config: configuration.QuarantineConfig) -> Any:

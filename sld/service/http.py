@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import logging
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -32,7 +33,6 @@ from prometheus_client import CollectorRegistry, exposition
 
 from sld.config import MetricsConfig
 from sld.errors import ConfigError
-from sld.service import passwords
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -182,6 +182,15 @@ class _Server(simple_server.WSGIServer):
         self.connections = _Connections(limit)
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        """Bind as http.server does, without its reverse lookup of the listen address (``socket.getfqdn``):
+        a resolver call at every start that can stall on a broken DNS, and the idna codec (with
+        unicodedata) kept in the daemon's memory for it; SERVER_NAME is the configured address."""
+        socketserver.TCPServer.server_bind(self)
+        host, self.server_port = self.server_address[:2]
+        self.server_name = str(host)
+        self.setup_environ()
+
     def get_request(self) -> tuple[socket.socket, Any]:
         """accept(), evicting an idle client on EMFILE/ENFILE so a connection flood cannot stop scrapes."""
         try:
@@ -273,6 +282,8 @@ def tls_context(m: MetricsConfig) -> ssl.SSLContext | None:
 
 def _basic_auth(app: Any, users: dict[str, str]) -> Any:
     """Require HTTP basic auth against bcrypt hashes (RFC 7617; the user name and password are UTF-8)."""
+    from sld.service import passwords
+
     passed: set[bytes] = set()
 
     def authorized(header: str) -> bool:
@@ -310,6 +321,8 @@ def serve(registry: CollectorRegistry, m: MetricsConfig) -> _Server:
     problem is a ConfigError here, at start-up, never a failure at the first scrape."""
     app = exposition.make_wsgi_app(registry)
     if m.basic_auth_users:
+        from sld.service import passwords  # here: ctypes.util (and subprocess) only when users are configured
+
         passwords.require()
         app = _basic_auth(app, dict(m.basic_auth_users))
     server_class = _Server6 if ":" in m.listen else _Server

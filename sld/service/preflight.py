@@ -15,7 +15,6 @@ import grp
 import os
 import re
 
-from sld.appraisal.files import load as load_policy
 from sld.config import Config
 from sld.errors import ConfigError
 from sld.platform.source import parse_spec
@@ -55,8 +54,10 @@ def _tcti(tcti: str) -> None:
 
 
 def _policy(path: str) -> None:
+    from sld.appraisal.files import load  # here: a daemon without a policy never imports the appraisal code
+
     try:
-        load_policy(path)
+        load(path)
     except ConfigError as err:
         raise ConfigError(str(err), key="verify.policy") from None
 

@@ -137,6 +137,30 @@ def test_control_socket_status_stats_verify_debug(daemon: Running) -> None:
     assert daemon.ask("attest", nonce="00ff")["error"].startswith("nonce: 2 bytes")  # 16..64 (sld attest)
 
 
+def test_the_idle_daemon_has_imported_only_what_its_configuration_uses(sim: Sim, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15, read from the running daemon itself (PYTHONPROFILEIMPORTTIME: each import as the process
+    makes it): verified, scraped and asked for its status and stats, a daemon with the quarantine disabled
+    and no policy has imported neither pyroute2 (nor sld.quarantine), the evidence code and cryptography
+    (they wait for an attest request), nor the appraisal code: each costs the idle daemon memory."""
+    sim.up("clean")
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    run = start(sim, tmp_path)
+    try:
+        run.wait_for("READY=1")
+        assert "sld_launch_verified 1.0" in run.scrape()
+        assert run.ask("status")["state"] == "running" and run.ask("stats")["verifications"] >= 1
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(10) == 0
+        lines = run.proc.stderr.read().splitlines()
+    finally:
+        stop(run)
+    imported = {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+    assert {"sld.verify", "sld.tpm", "sld.service.control", "prometheus_client"} <= imported, lines[-5:]
+    unused = ("pyroute2", "cryptography", "sld.quarantine", "sld.evidence", "sld.appraisal")
+    assert [m for m in sorted(imported) if m in unused or m.startswith(tuple(f"{u}." for u in unused))] == []
+
+
 def test_pcr_changed_after_verification_is_its_own_event(daemon: Running, sim: Sim) -> None:
     daemon.wait_for("READY=1")
     with Tpm(sim.info["tcti"], locality=2) as tpm:

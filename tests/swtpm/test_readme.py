@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,11 @@ def readme_blocks() -> list[Block]:
 def runnable() -> dict[str, Block]:
     """The blocks run as printed, named ``section #n``, after the demo and the test command."""
     names: dict[str, Block] = {}
+    per_section: Counter[str] = Counter()
     for block in readme_blocks()[2:]:
         if not block.real_host:
-            names[f"{block.section} #{sum(name.startswith(block.section + ' #') for name in names)}"] = block
+            names[f"{block.section} #{per_section[block.section]}"] = block
+            per_section[block.section] += 1
     return names
 
 
@@ -95,13 +98,14 @@ def commands(text: str) -> list[list[str]]:
         tokens = iter(lexer)
         for token in tokens:
             if token in SEPARATORS:
-                found, argv = found + [argv] if argv else found, []
+                found.append(argv)
+                argv = []
             elif token in REDIRECTIONS:
                 next(tokens)
             else:
                 argv.append(token)
-        found += [argv] if argv else []
-    return found
+        found.append(argv)
+    return [argv for argv in found if argv]
 
 
 def env() -> dict[str, str]:
@@ -157,6 +161,17 @@ def test_real_host_blocks_name_what_exists(block: Block, capsys: pytest.CaptureF
                 assert arg in installed_paths(), f"README.md:{block.line}: the package does not install {arg}"
             if argv[0] == "curl" and not arg.startswith("-"):
                 assert arg.startswith(f"{MetricsConfig.listen}:{MetricsConfig.port}/"), arg
+
+
+def test_the_service_block_runs_what_the_unit_runs() -> None:
+    """The real-host block's daemon line is units/sld.service's ExecStart, as the packages install it."""
+    unit = (ROOT / "units" / "sld.service").read_text()
+    line = re.search(r"^ExecStart=(.*)$", unit, re.M)
+    assert line is not None
+    exec_start = shlex.split(line[1])
+    assert exec_start[0] == "/usr/bin/sld"
+    service = [b for b in readme_blocks() if b.section == "The service" and b.real_host][0]
+    assert ["sld", *exec_start[1:]] in commands(service.text)
 
 
 EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # block: what its stdout, its stderr show

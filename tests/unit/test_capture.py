@@ -99,19 +99,26 @@ def test_devmem_capture_reads_back(tmp_path: Path) -> None:
     assert snapshot(f"capture:{out}").registers == snapshot("devmem").registers
 
 
+@pytest.mark.parametrize("source", ["image", "securityfs"])
 @pytest.mark.parametrize("planted", ["PATH", "PATH.tmp", "PATH.json"])
-def test_capture_never_writes_through_a_planted_link(tmp_path: Path, planted: str) -> None:
-    image = tmp_path / "phys.img"
-    build_platform("clean").write_image(image)
+def test_capture_never_writes_through_a_planted_link(tmp_path: Path, planted: str, source: str) -> None:
+    """Into a directory the user owns: links the user planted beside the output are never written through."""
+    if source == "image":
+        build_platform("clean").write_image(tmp_path / "phys.img")
+        spec = f"image:{tmp_path / 'phys.img'}"
+    else:
+        build_platform("clean").write_securityfs(tmp_path / "slaunch")
+        spec = f"securityfs:{tmp_path / 'slaunch'}"
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     out = tmp_path / "user" / "report"
     out.parent.mkdir()
     link = Path(planted.replace("PATH", str(out)))
     link.symlink_to(victim)
-    assert sld("capture", "--source", f"image:{image}", "-o", str(out)).returncode == 0
+    assert sld("capture", "--source", spec, "-o", str(out)).returncode == 0
     assert victim.read_text() == "precious\n"
-    assert out.is_file() and not out.is_symlink() and read_capture(str(out)).regions
+    captured = read_capture(str(out))
+    assert out.is_file() and not out.is_symlink() and (captured.regions if source == "image" else captured.securityfs)
     assert sorted(p.name for p in out.parent.iterdir()) == sorted({"report", link.name})
 
 

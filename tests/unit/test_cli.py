@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sld.formats.tcg import NewEvent, build_crypto_agile
 from sld.sim.builder import build_platform
@@ -186,3 +188,36 @@ def test_the_local_notice_knows_which_invocations_the_daemon_was_offered(argv: l
     from sld.commands.verify import _daemon_was_asked
 
     assert _daemon_was_asked(build_parser().parse_args(argv)) == (_options(list(argv)) is not None)
+
+
+VERIFY_OPTIONS = ["--source", "--json", "--tcti", "--locality", "--mode", "--policy", "--state-dir", "--config",
+                  "--local", "--socket", "--evidence", "--loc", "-h", "--", "x"]
+VERIFY_VALUES = ["image:/i", "2", "7", "-1", "validate", "bogus", "", "-odd"]
+VERIFY_ARGS = st.lists(st.tuples(st.sampled_from(VERIFY_OPTIONS), st.sampled_from(VERIFY_VALUES),
+                                 st.sampled_from(("alone", "then", "joined"))), max_size=6)
+
+
+@given(VERIFY_ARGS)
+@settings(max_examples=500, deadline=None)
+def test_verify_options_read_without_argparse_are_what_argparse_makes(args: list[tuple[str, str, str]]) -> None:
+    """The cold path's reader of `sld verify`'s options (sld.cli._read_verify) either leaves a command line
+    to argparse or makes exactly argparse's namespace of it: the options are declared once."""
+    from sld.cli import _read_verify, build_parser
+
+    argv = ["verify"]
+    for option, value, form in args:
+        argv += {"alone": [option], "then": [option, value], "joined": [f"{option}={value}"]}[form]
+    fast = _read_verify(argv)
+    if fast is not None:
+        assert vars(fast) == vars(build_parser("verify").parse_args(argv))
+
+
+def test_a_local_verification_command_line_is_read_without_argparse() -> None:
+    from sld.cli import _read_verify
+
+    argv = ["verify", "--local", "--json", "--source", "image:/i", "--tcti", "swtpm:port=2321", "--locality", "2",
+            "--mode=validate"]
+    fast = _read_verify(argv)
+    assert fast is not None and (fast.locality, fast.mode, fast.local, fast.socket) == (2, "validate", True,
+                                                                                        "/run/sld/control.sock")
+    assert _read_verify([*argv, "--locality", "3"]) is None and _read_verify(["verify", "--loc", "2"]) is None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -119,3 +122,27 @@ def test_a_directory_others_can_write_is_refused(lock_dir: Path) -> None:
         with lock.extend_lock(tcti(), wait_s=0.2):
             pass
     assert os.listdir(lock_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "char-device", "directory"])
+def test_a_lock_path_that_is_not_a_regular_file_is_a_lock_error(lock_dir: Path, kind: str) -> None:
+    """What `--lock /dev/null` once did (exit 70): a device, a FIFO or a directory where the lock file
+    goes is refused at once, exit 5, and nothing is opened for writing on it."""
+    if kind == "char-device" and os.geteuid() != 0:
+        pytest.skip("mknod of a character device needs root")
+    name = tcti()
+    lock_dir.mkdir(mode=0o700)
+    path = lock_dir / f"extend:{lock._key(lock.tpm_identity(name))}.lock"
+    {"fifo": lambda: os.mkfifo(path), "directory": lambda: path.mkdir(),
+     "char-device": lambda: os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))}[kind]()  # 1,3: /dev/null
+    with pytest.raises(LockError) as err:
+        with lock.extend_lock(name, wait_s=0.2):
+            pass
+    assert err.value.exit_code == 5 and str(path) in str(err.value)
+
+
+def test_there_is_no_lock_path_to_give() -> None:
+    """The lock is keyed to the TPM, so `sld verify --lock PATH` is a usage error (exit 2), not a path used."""
+    run = subprocess.run([sys.executable, "-m", "sld.cli", "verify", "--lock", "/dev/null"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "unrecognized arguments: --lock" in run.stderr and "Traceback" not in run.stderr
