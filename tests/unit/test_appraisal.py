@@ -218,3 +218,22 @@ def test_a_bad_dropin_is_named(tmp_path: Path, clean: Policy) -> None:
     bad.write_text(GOOD_PART.replace("MLE_HASH", "NO_SUCH"))
     with pytest.raises(ConfigError, match=f"^{bad}:part\\[0\\].type: unknown event type"):
         load(str(main))
+
+
+def policy_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sld.cli", "policy", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_policy_files_are_written_by_the_one_safe_writer(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    out = tmp_path / "merged.toml"
+    (tmp_path / ".merged.toml.tmp").mkdir()  # a fixed temporary name blocks (or, as a link, redirects) the write
+    out.symlink_to(victim)
+    run = policy_cli("merge", str(main), str(main), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert victim.read_text() == "keep" and not out.is_symlink()
+    assert load(str(out)).parts == load(str(main)).parts
