@@ -158,8 +158,10 @@ class _Reader:
             if bank not in t:
                 continue
             values = t[bank] if isinstance(t[bank], list) else [t[bank]]
+            if not values:  # would allow nothing: every launch would fail this part
+                raise self.fail(f"{key}.{bank}", "an empty list allows no digest; list one, or leave the bank out")
             digests[bank] = tuple(self.digest(v, bank, f"{key}.{bank}[{i}]") for i, v in enumerate(values))
-        if not any(digests.values()):
+        if not digests:
             raise self.fail(key, f"part {t['name']!r} lists no digest (one of {', '.join(DIGEST_SIZE)})")
         return Part(t["name"], Group(t["group"]), self.int_(t["pcr"], f"{key}.pcr", 0, 23),
                     self.event_type(t["type"], f"{key}.type"), digests, text, after)

@@ -139,6 +139,7 @@ BAD = {
     "unknown section": ("[launch]\nx = 1\n", "launch", "unknown key"),
     "bad hex": (GOOD_PART.replace("00" * 32, "zz" * 32), "part[0].sha256[0]", "not hex"),
     "digest length": (GOOD_PART.replace("00" * 32, "00" * 20), "part[0].sha256[0]", "32 bytes"),
+    "empty digest list": (GOOD_PART.replace('["' + "00" * 32 + '"]', "[]"), "part[0].sha256", "empty list"),
     "no digests": ('[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = 0x404\n', "part[0]", "no digest"),
     "deep nesting": ("x = " + "[" * 2000 + "]" * 2000 + "\n", "", "nested"),
     "pcrs = 5": ("pcrs = 5\n", "pcrs", "table"),
