@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20  # bytes read at a time from a log file
 MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
 Runs = Iterator[Sequence[Event]]  # a log's records, a few thousand at a time
-_PRINTABLE = bytes(range(0x20, 0x7F))
+# each byte -> 0 if printable ASCII, else 1: a translate without the deletion table it would build per call,
+# then an int search (a bytes one tries it as an int first, at an exception's cost)
+_UNPRINTABLE = bytes(0 if 0x20 <= b < 0x7F else 1 for b in range(256))
 _TYPE_WIDTHS = {t: len(name) for t, name in EVENT_TYPES.items()}
 
 
@@ -247,10 +249,10 @@ def _text_rows(runs: Runs, widths: _Widths, write: Callable[[bytes], object]) ->
     templates = _Fragments(template)
     types = _Fragments(lambda etype: event_type_name(etype).ljust(w_type).encode(),
                        {t: name.ljust(w_type).encode() for t, name in EVENT_TYPES.items()})
-    printable = _PRINTABLE
+    unprintable = _UNPRINTABLE
     for batch in runs:  # DATA: printable ASCII (its own text) in at most 40 characters, else its size
         write(b"\n".join([
             (templates[tuple(digests)] % (index, pcr, types[etype], *map(hexlify, digests.values()),
-                                          shown[:40] if (shown := data.rstrip(b"\0")) and not
-                                          shown.translate(None, printable) else b"%d bytes" % len(data))).rstrip()
+                                          shown[:40] if (shown := data.rstrip(b"\0")) and
+                                          1 not in shown.translate(unprintable) else b"%d bytes" % len(data))).rstrip()
             for index, _, pcr, etype, digests, data in batch]) + b"\n")
