@@ -32,8 +32,8 @@ Format (TOML; unknown keys, wrong types, bad hex and wrong digest lengths exit 2
     pcr = 17
     type = "MLE_HASH"            # a TXT/TCG event type name or number
     text = "Measured Kernel initrd"   # Secure Launch (0x502) events: the event text
-    after = "boot-params"        # drop-in parts: the part measured just before, in the same PCR
-    sha256 = ["hex...", "hex..."]     # allowed digests per bank; a bank not listed is not checked
+    after = "boot-params"        # drop-in parts: the part measured just before, in the same PCR (it must exist)
+    sha256 = ["hex...", "hex..."]     # allowed digests per bank: always an array, even of one
 
 Within each PCR the log must hold the parts in the listed order, each once, each with a listed digest
 in every listed bank; a capped digest (0x01 then zeros) is "not measured", never a match. The older

@@ -157,7 +157,10 @@ class _Reader:
         for bank in DIGEST_SIZE:
             if bank not in t:
                 continue
-            values = t[bank] if isinstance(t[bank], list) else [t[bank]]
+            values = t[bank]
+            if not isinstance(values, list):  # the documented form is a list, even of one value
+                raise self.fail(f"{key}.{bank}", f"must be an array of hex digests ({bank} = [\"...\"]), "
+                                f"not {_kind(values)}")
             if not values:  # would allow nothing: every launch would fail this part
                 raise self.fail(f"{key}.{bank}", "an empty list allows no digest; list one, or leave the bank out")
             digests[bank] = tuple(self.digest(v, bank, f"{key}.{bank}[{i}]") for i, v in enumerate(values))

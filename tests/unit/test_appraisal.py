@@ -148,6 +148,12 @@ BAD = {
     "event type name": (GOOD_PART.replace("MLE_HASH", "NO_SUCH"), "part[0].type", "unknown event type"),
     "twice": (GOOD_PART + GOOD_PART, "part[1].name", "named twice"),
     "old form bank": ('[pcrs.md5]\n17 = "00"\n', "pcrs.md5", "unknown key"),
+    "digest not in a list": (GOOD_PART.replace('["' + "00" * 32 + '"]', '"' + "00" * 32 + '"'), "part[0].sha256",
+                             "must be an array of hex digests"),
+    "after nothing": (GOOD_PART.replace("sha256", 'after = "nonexistent"\nsha256'), "part[0].after",
+                      "'mle' is after 'nonexistent', but no part"),
+    "after another PCR": (GOOD_PART + GOOD_PART.replace('"mle"', '"initrd"').replace("17", "18").replace(
+        "sha256", 'after = "mle"\nsha256'), "part[1].after", "measured in PCR17"),
 }
 
 
@@ -237,3 +243,16 @@ def test_policy_files_are_written_by_the_one_safe_writer(tmp_path: Path, clean: 
     assert run.returncode == 0, run.stderr
     assert victim.read_text() == "keep" and not out.is_symlink()
     assert load(str(out)).parts == load(str(main)).parts
+
+
+def test_a_dropin_part_after_an_unknown_part_is_refused_by_load_and_merge(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    (tmp_path / "fleet.toml.d").mkdir()
+    host = tmp_path / "fleet.toml.d" / "host.toml"
+    host.write_text(render(clean, (Group.HOST,), head=False).replace('after = "boot-params"', 'after = "bootparams"'))
+    with pytest.raises(ConfigError, match=f"^{host}:part\\[0\\].after: part 'cmdline' is after 'bootparams'"):
+        load(str(main))
+    run = policy_cli("merge", str(main), str(main), "-o", str(tmp_path / "out.toml"))
+    assert run.returncode == 2 and f"{host}:part[0].after: part 'cmdline'" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out.toml").exists()
