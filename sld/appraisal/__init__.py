@@ -36,6 +36,8 @@ Format (TOML; unknown keys, wrong types, bad hex and wrong digest lengths exit 2
     sha256 = ["hex...", "hex..."]     # allowed digests per bank: always an array, even of one
 
 Within each PCR the log must hold the parts in the listed order, each once, each with a listed digest
-in every listed bank; a capped digest (0x01 then zeros) is "not measured", never a match. The older
+in every bank the log records: a bank the part lists no values for fails ("sha384 is not in the
+policy"; `sld policy create` lists every bank the log records). A capped digest (0x01 then zeros) is
+"not measured", never a match. The older
 form, [pcrs.BANK] golden PCR values and [[events]] required digests, still loads.
 """

@@ -256,3 +256,16 @@ def test_a_dropin_part_after_an_unknown_part_is_refused_by_load_and_merge(tmp_pa
     run = policy_cli("merge", str(main), str(main), "-o", str(tmp_path / "out.toml"))
     assert run.returncode == 2 and f"{host}:part[0].after: part 'cmdline'" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out.toml").exists()
+
+
+def test_a_bank_the_policy_does_not_list_fails_naming_part_and_bank(clean: Policy) -> None:
+    log = log_of("clean-sha384")
+    findings = appraise(clean, log)
+    assert findings and {f.problem for f in findings} == {Problem.BANK}
+    assert {f.part for f in findings} == {p.name for p in clean.parts}  # every part, none passes on sha1/sha256
+    first = findings[0]
+    assert set(first.found) == {"sha384"} and len(first.found["sha384"]) == 96
+    assert f"part {first.part}: bank-not-in-policy" in first.detail
+    assert f"sha384 is not in the policy, found {first.found['sha384']}" in first.detail
+    assert appraise(create(log, None), log) == ()  # create lists every bank the log records
+    assert all(set(p.digests) == set(log.banks) for p in create(log, None).parts)
