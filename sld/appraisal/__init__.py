@@ -15,7 +15,8 @@ give each host its own drop-in (made by `sld policy create` on it, or edited). F
 kernel, SINIT or command line), create a policy on an updated host and `sld policy merge OLD NEW -o
 FILE`: the merged policy allows the values of both until the old ones are retired. `sld policy show
 FILE` prints it as a table; `sld policy export --format keylime FILE` prints Keylime's tpm_policy
-(the PCR17/PCR18 values every allowed combination replays to). Verify with `sld verify --policy FILE`
+(the PCR17/PCR18 values every allowed combination replays to; refused, exit 1, for a policy with
+allow_extra = true, whose values cannot be predicted). Verify with `sld verify --policy FILE`
 or `[verify] policy` in sld.toml(5).
 
 Format (TOML; unknown keys, wrong types, bad hex and wrong digest lengths exit 2 naming file and key):

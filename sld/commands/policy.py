@@ -108,7 +108,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """``sld policy export --format keylime FILE``: Keylime's tpm_policy JSON on stdout."""
-    from sld.appraisal.keylime import tpm_policy
+    from sld.appraisal.keylime import refusal, tpm_policy
 
-    print(json.dumps(tpm_policy(load(args.policy), args.bank)))
+    policy = load(args.policy)
+    why = refusal(policy)
+    if why:
+        print(f"sld: refusing to export {args.policy} for Keylime: {why}", file=sys.stderr)
+        return 1
+    print(json.dumps(tpm_policy(policy, args.bank)))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -269,3 +270,14 @@ def test_a_bank_the_policy_does_not_list_fails_naming_part_and_bank(clean: Polic
     assert f"sha384 is not in the policy, found {first.found['sha384']}" in first.detail
     assert appraise(create(log, None), log) == ()  # create lists every bank the log records
     assert all(set(p.digests) == set(log.banks) for p in create(log, None).parts)
+
+
+def test_keylime_export_refuses_a_policy_that_allows_extra_events(tmp_path: Path, clean: Policy) -> None:
+    path = tmp_path / "loose.toml"
+    path.write_text(render(replace(clean, allow_extra=True)))
+    run = policy_cli("export", "--format", "keylime", str(path))
+    assert run.returncode == 1 and run.stdout == "", run.stdout
+    assert f"refusing to export {path}" in run.stderr and "allow_extra = true" in run.stderr
+    path.write_text(render(clean))
+    exported = policy_cli("export", "--format", "keylime", str(path))
+    assert exported.returncode == 0 and json.loads(exported.stdout) == tpm_policy(clean)
