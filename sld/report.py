@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from sld.text import count
 from sld.vocab import CheckStatus, PcrStatus, Result
+
+TYPE_CHECKING = False  # typing costs sld inspect log's cold start more than the JSON head it renders here
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = 1
 
 
 def jsonable(obj: Any) -> Any:
     """Plain JSON values from dataclasses, construct Containers, enums and bytes (hex)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if hasattr(type(obj), "__dataclass_fields__"):  # a dataclass instance (dataclasses.is_dataclass, not a class)
+        import dataclasses  # here: its import costs sld inspect log, which shows none, more than its JSON head
+
         return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
     if isinstance(obj, enum.Enum):
         return obj.value if isinstance(obj, str) else obj.name  # a StrEnum (sld.vocab) is its value

@@ -15,7 +15,8 @@ give each host its own drop-in (made by `sld policy create` on it, or edited). F
 kernel, SINIT or command line), create a policy on an updated host and `sld policy merge OLD NEW -o
 FILE`: the merged policy allows the values of both until the old ones are retired. `sld policy show
 FILE` prints it as a table; `sld policy export --format keylime FILE` prints Keylime's tpm_policy
-(the PCR17/PCR18 values every allowed combination replays to). Verify with `sld verify --policy FILE`
+(the PCR17/PCR18 values every allowed combination replays to; refused, exit 1, for a policy with
+allow_extra = true, whose values cannot be predicted). Verify with `sld verify --policy FILE`
 or `[verify] policy` in sld.toml(5).
 
 Format (TOML; unknown keys, wrong types, bad hex and wrong digest lengths exit 2 naming file and key):
@@ -32,10 +33,12 @@ Format (TOML; unknown keys, wrong types, bad hex and wrong digest lengths exit 2
     pcr = 17
     type = "MLE_HASH"            # a TXT/TCG event type name or number
     text = "Measured Kernel initrd"   # Secure Launch (0x502) events: the event text
-    after = "boot-params"        # drop-in parts: the part measured just before, in the same PCR
-    sha256 = ["hex...", "hex..."]     # allowed digests per bank; a bank not listed is not checked
+    after = "boot-params"        # drop-in parts: the part measured just before, in the same PCR (it must exist)
+    sha256 = ["hex...", "hex..."]     # allowed digests per bank: always an array, even of one
 
 Within each PCR the log must hold the parts in the listed order, each once, each with a listed digest
-in every listed bank; a capped digest (0x01 then zeros) is "not measured", never a match. The older
+in every bank the log records: a bank the part lists no values for fails ("sha384 is not in the
+policy"; `sld policy create` lists every bank the log records). A capped digest (0x01 then zeros) is
+"not measured", never a match. The older
 form, [pcrs.BANK] golden PCR values and [[events]] required digests, still loads.
 """

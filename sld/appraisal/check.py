@@ -4,7 +4,10 @@ policy does not allow, and which events no part names (pure).
 Within each DRTM PCR the k-th event of a kind (PCR, type, Secure Launch text) is matched with the
 k-th part of that kind; measurement order is compared only within a PCR, since each PCR is its own
 hash chain (TCG PC Client PFP §3.3.4). A digest of 0x01 then zeros is a capped bank (spec §7.6:
-banks the code could not hash): "not measured", never a match, whatever the policy lists.
+banks the code could not hash): "not measured", never a match, whatever the policy lists. Every bank
+an event records is appraised: a bank its part lists no values for fails ("sha384 is not in the
+policy"), since a relying party may seal to or quote that bank's PCRs (TCG PC Client PFP §10.2.1: the
+log records every active bank); only a capped digest there is left to the pcr.capped posture check.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Problem(StrEnum):
     DUPLICATED = "duplicated"
     OUT_OF_ORDER = "out-of-order"
     DIGEST = "digest-not-allowed"
+    BANK = "bank-not-in-policy"
     NOT_MEASURED = "not-measured"
     UNKNOWN = "unknown-event"
     PCR_VALUE = "pcr-value"
@@ -54,8 +58,10 @@ class Finding:
         where = f"PCR{self.pcr}" if self.pcr is not None else ""
         label = f"{self.type_name} {self.text!r}" if self.text else self.type_name
         event = f"event {self.event} ({where} {label})" if self.event is not None else f"{where} {label}".strip()
-        digests = "; ".join(f"{bank} expected {' or '.join(self.expected.get(bank, ())) or 'nothing'}, found "
-                            f"{self.found.get(bank, 'none')}" for bank in dict.fromkeys((*self.expected, *self.found)))
+        unlisted = "is not in the policy" if self.problem == Problem.BANK else "expected nothing"
+        digests = "; ".join(f"{bank} expected {' or '.join(self.expected[bank])}, found {self.found.get(bank, 'none')}"
+                            if bank in self.expected else f"{bank} {unlisted}, found {self.found[bank]}"
+                            for bank in dict.fromkeys((*self.expected, *self.found)))
         return f"{what}: {self.problem} at {event}" + (f": {digests}" if digests else "")
 
     def evidence(self) -> dict[str, Any]:
@@ -80,13 +86,13 @@ def _finding(problem: Problem, part: Part | None, ev: Event | None, pcr: int, ba
 
 
 def _digests(part: Part, ev: Event) -> list[Finding]:
-    common = [b for b in ev.digests if b in part.digests]
-    if not common:
-        return [_finding(Problem.DIGEST, part, ev, ev.pcr)]
     out = []
-    for bank in common:
-        digest = bytes(ev.digests[bank])
-        if capped(digest):
+    for bank, raw in ev.digests.items():
+        digest = bytes(raw)
+        if bank not in part.digests:
+            if not capped(digest):  # a capped bank measured nothing: pcr.capped says so, per bank
+                out.append(_finding(Problem.BANK, part, ev, ev.pcr, (bank,)))
+        elif capped(digest):
             out.append(_finding(Problem.NOT_MEASURED, part, ev, ev.pcr, (bank,)))
         elif digest not in part.digests[bank]:
             out.append(_finding(Problem.DIGEST, part, ev, ev.pcr, (bank,)))

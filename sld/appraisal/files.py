@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sld.appraisal.merge import merge
+from sld.appraisal.merge import anchors, merge
 from sld.appraisal.model import Policy, from_toml
 from sld.errors import ConfigError
 
@@ -41,8 +41,10 @@ def dropins(path: str) -> list[Path]:
 
 
 def load(path: str, *, with_dropins: bool = True) -> Policy:
-    """The policy ``path`` names, widened by each of its drop-ins."""
+    """The policy ``path`` names, widened by each of its drop-ins; every ``after`` must name a part of
+    the file it is in or, in a drop-in, of the policy it joins."""
     policy = _read(Path(path))
+    anchors(policy)
     for extra in dropins(path) if with_dropins else []:
         policy = merge(policy, _read(extra))
     return policy

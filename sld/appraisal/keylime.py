@@ -42,6 +42,17 @@ def pcr_values(policy: Policy, pcr: int, bank: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def refusal(policy: Policy) -> str | None:
+    """Why ``policy`` has no Keylime form, if it has none: with ``allow_extra`` an event no part names
+    may be extended anywhere in PCR17/18, so their values cannot be enumerated, and an export of the
+    parts' values alone would make Keylime reject hosts sld approves."""
+    if policy.allow_extra:
+        return ("allow_extra = true tolerates events no part names, so the PCR17/18 values are not "
+                "predictable and Keylime would reject hosts this policy approves; set allow_extra = false "
+                "(list every event as a part) to export")
+    return None
+
+
 def tpm_policy(policy: Policy, bank: str = "sha256") -> dict[str, list[str]]:
     """Keylime's ``tpm_policy`` object for PCR17/18 in ``bank`` (the agent's quote hash algorithm)."""
     if not policy.parts:

@@ -3,7 +3,9 @@
 A part in both keeps its place and gains the other's digests; a part only in the second goes right
 after the part measured before it (its ``after``, else its predecessor in the same PCR of the second
 policy), so measurement order within each PCR survives. The same name with a different PCR, type or
-text is a conflict, not something to guess about.
+text is a conflict, not something to guess about, and so is an ``after`` naming no part of either
+policy or a part of another PCR (each PCR is its own hash chain, TCG PC Client PFP §3.3.4): putting
+such a part last would only show later, as out-of-order findings on every host.
 """
 
 from __future__ import annotations
@@ -32,15 +34,37 @@ def _sinit(a: SinitPolicy | None, b: SinitPolicy | None) -> SinitPolicy | None:
     return SinitPolicy(True, min(a.txt_svn, b.txt_svn), min(a.se_svn, b.se_svn), min(a.date, b.date))
 
 
+def _anchor(parts: list[Part], index: dict[str, int], part: Part, key: str, where: str) -> None:
+    """Refuse a part whose ``after`` is not a part measured in its own PCR (ConfigError naming it)."""
+    if part.after is None:
+        return
+    if part.after not in index:
+        raise ConfigError(f"part {part.name!r} is after {part.after!r}, but no part of the policy is called that",
+                          key=key, file=where)
+    anchor = parts[index[part.after]]
+    if anchor.pcr != part.pcr:
+        raise ConfigError(f"part {part.name!r} (PCR{part.pcr}) is after {part.after!r}, which is measured in "
+                          f"PCR{anchor.pcr}: order is kept within a PCR only", key=key, file=where)
+
+
+def anchors(policy: Policy) -> None:
+    """Every ``after`` in one complete policy names a part of it in the same PCR (else ConfigError)."""
+    parts = list(policy.parts)
+    index = {p.name: i for i, p in enumerate(parts)}
+    for i, part in enumerate(parts):
+        _anchor(parts, index, part, f"part[{i}].after", policy.path)
+
+
 def merge(a: Policy, b: Policy) -> Policy:
     """``a`` widened by ``b`` (``b.path`` names the file in a conflict)."""
     parts = list(a.parts)
     index = {p.name: i for i, p in enumerate(parts)}
     previous: dict[int, str] = {}  # PCR -> b's part last placed in it
-    for part in b.parts:
+    for i, part in enumerate(b.parts):
         if part.name in index:
             parts[index[part.name]] = _union(parts[index[part.name]], part, b.path)
         else:
+            _anchor(parts, index, part, f"part[{i}].after", b.path)
             anchor = part.after or previous.get(part.pcr)
             at = index[anchor] + 1 if anchor in index else len(parts)
             parts.insert(at, part)

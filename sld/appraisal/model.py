@@ -157,9 +157,14 @@ class _Reader:
         for bank in DIGEST_SIZE:
             if bank not in t:
                 continue
-            values = t[bank] if isinstance(t[bank], list) else [t[bank]]
+            values = t[bank]
+            if not isinstance(values, list):  # the documented form is a list, even of one value
+                raise self.fail(f"{key}.{bank}", f"must be an array of hex digests ({bank} = [\"...\"]), "
+                                f"not {_kind(values)}")
+            if not values:  # would allow nothing: every launch would fail this part
+                raise self.fail(f"{key}.{bank}", "an empty list allows no digest; list one, or leave the bank out")
             digests[bank] = tuple(self.digest(v, bank, f"{key}.{bank}[{i}]") for i, v in enumerate(values))
-        if not any(digests.values()):
+        if not digests:
             raise self.fail(key, f"part {t['name']!r} lists no digest (one of {', '.join(DIGEST_SIZE)})")
         return Part(t["name"], Group(t["group"]), self.int_(t["pcr"], f"{key}.pcr", 0, 23),
                     self.event_type(t["type"], f"{key}.type"), digests, text, after)

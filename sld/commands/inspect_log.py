@@ -12,6 +12,7 @@ malformed part-way ends it there, with the typed error on stderr and exit code 1
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20  # bytes read at a time from a log file
 MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
 Runs = Iterator[Sequence[Event]]  # a log's records, a few thousand at a time
-_PRINTABLE = bytes(range(0x20, 0x7F))
-_JSON_TYPE_NAMES = {t: json.dumps(name).encode() for t, name in EVENT_TYPES.items()}
+# each byte -> 0 if printable ASCII, else 1: a translate without the deletion table it would build per call,
+# then an int search (a bytes one tries it as an int first, at an exception's cost)
+_UNPRINTABLE = bytes(0 if 0x20 <= b < 0x7F else 1 for b in range(256))
 _TYPE_WIDTHS = {t: len(name) for t, name in EVENT_TYPES.items()}
 
 
@@ -91,7 +93,11 @@ class _LogFile:
 
 def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace, source: str) -> None:
     """Records are formatted as bytes (a third quicker than str) straight to stdout's buffer; the rest
-    as print() would encode it."""
+    as print() would encode it.
+
+    The cycle collector is off meanwhile: records, their digests and the rendered runs form no cycles
+    and are freed as each run is written, but each run of thousands of new containers set off the
+    collector's passes over them (2-3 % of the command, callgrind; issue 15)."""
     out = sys.stdout
     out.flush()
     write = out.buffer.write
@@ -99,7 +105,13 @@ def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace
     def say(text: str) -> None:
         write(text.encode(out.encoding, out.errors or "strict"))
 
-    (_json if args.json else _text)(walk, args.pcrs, source, say, write)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        (_json if args.json else _text)(walk, args.pcrs, source, say, write)
+    finally:
+        if collecting:
+            gc.enable()
     out.buffer.flush()
 
 
@@ -132,14 +144,14 @@ def _json_events(runs: Runs, chains: PcrChains | None, write: Callable[[bytes], 
     :data:`sld.formats.eventlog.RUN`) replayed, formatted in one comprehension and written at a time; whether
     there was one."""
     templates = _Fragments(_json_template)  # banks a record lists -> the record's layout
-    names = _Fragments(lambda etype: json.dumps(event_type_name(etype)).encode(), _JSON_TYPE_NAMES)
+    types = _Fragments(_json_type)  # type -> its number and name as they follow "type":
     add = chains.add if chains is not None else None
     sep = b"\n"
     for batch in runs:
         if add is not None:
             add(batch)
         write(sep + b",\n".join([
-            templates[tuple(digests)] % (index, offset, pcr, etype, names[etype], *map(hexlify, digests.values()),
+            templates[tuple(digests)] % (index, offset, pcr, types[etype], *map(hexlify, digests.values()),
                                          hexlify(data))
             for index, offset, pcr, etype, digests, data in batch]))
         sep = b",\n"
@@ -160,8 +172,13 @@ class _Fragments(dict):  # type: ignore[type-arg]
 
 def _json_template(banks: tuple[str, ...]) -> bytes:
     digests = ",\n".join(f"        {json.dumps(bank)}: \"%s\"" for bank in banks)
-    return ('    {\n      "index": %d,\n      "offset": %d,\n      "pcr": %d,\n      "type": %d,\n'
-            '      "type_name": %s,\n      "digests": {\n' + digests + '\n      },\n      "data": "%s"\n    }').encode()
+    return ('    {\n      "index": %d,\n      "offset": %d,\n      "pcr": %d,\n      "type": %s,\n'
+            '      "digests": {\n' + digests + '\n      },\n      "data": "%s"\n    }').encode()
+
+
+def _json_type(etype: int) -> bytes:
+    """A type's number and its name, rendered once per type rather than per record."""
+    return f'{etype},\n      "type_name": {json.dumps(event_type_name(etype))}'.encode()
 
 
 # ---- text -----------------------------------------------------------------------------------------
@@ -232,10 +249,10 @@ def _text_rows(runs: Runs, widths: _Widths, write: Callable[[bytes], object]) ->
     templates = _Fragments(template)
     types = _Fragments(lambda etype: event_type_name(etype).ljust(w_type).encode(),
                        {t: name.ljust(w_type).encode() for t, name in EVENT_TYPES.items()})
-    printable = _PRINTABLE
+    unprintable = _UNPRINTABLE
     for batch in runs:  # DATA: printable ASCII (its own text) in at most 40 characters, else its size
         write(b"\n".join([
             (templates[tuple(digests)] % (index, pcr, types[etype], *map(hexlify, digests.values()),
-                                          shown[:40] if (shown := data.rstrip(b"\0")) and not
-                                          shown.translate(None, printable) else b"%d bytes" % len(data))).rstrip()
+                                          shown[:40] if (shown := data.rstrip(b"\0")) and
+                                          1 not in shown.translate(unprintable) else b"%d bytes" % len(data))).rstrip()
             for index, _, pcr, etype, digests, data in batch]) + b"\n")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from sld.appraisal.create import create, render
 from sld.appraisal.files import load
@@ -18,18 +19,19 @@ from sld.vocab import Mode, Result
 
 
 def _write(path: str, text: str) -> None:
-    """Write a policy file atomically; never through a symlink, never into a missing directory's place."""
-    target = Path(path)
-    if target.is_symlink():
-        raise ConfigError("refusing to write through a symlink", file=path)
-    tmp = target.with_name(f".{target.name}.tmp")
+    """Write a policy file with the one safe writer (a fresh O_EXCL file beside it, renamed over it), so a
+    link or file planted at PATH or at any temporary name is replaced, never written through."""
+    from sld.platform.files import replace_file
+
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)
-        tmp.write_text(text)
-        tmp.replace(target)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot write policy: {err.strerror}", file=path) from None
+        raise ConfigError(f"cannot make the policy's directory: {err.strerror}", file=path) from None
+
+    def fill(f: BinaryIO) -> None:
+        f.write(text.encode())
+
+    replace_file(path, fill)
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -106,7 +108,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """``sld policy export --format keylime FILE``: Keylime's tpm_policy JSON on stdout."""
-    from sld.appraisal.keylime import tpm_policy
+    from sld.appraisal.keylime import refusal, tpm_policy
 
-    print(json.dumps(tpm_policy(load(args.policy), args.bank)))
+    policy = load(args.policy)
+    why = refusal(policy)
+    if why:
+        print(f"sld: refusing to export {args.policy} for Keylime: {why}", file=sys.stderr)
+        return 1
+    print(json.dumps(tpm_policy(policy, args.bank)))
     return 0

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, overload
 
 from sld.errors import FormatError
 
+TYPE_CHECKING = False  # typing, like construct, costs the event log's cold start more than it parses
 if TYPE_CHECKING:
+    from typing import Any, overload
+
     import construct as cs
 
 
@@ -76,11 +78,12 @@ class Region:
     def __repr__(self) -> str:
         return f"Region(0x{self.base:x}, {len(self)} bytes)"
 
-    @overload
-    def __getitem__(self, key: int) -> int: ...
+    if TYPE_CHECKING:
+        @overload
+        def __getitem__(self, key: int) -> int: ...
 
-    @overload
-    def __getitem__(self, key: slice) -> Region: ...
+        @overload
+        def __getitem__(self, key: slice) -> Region: ...
 
     def __getitem__(self, key: int | slice) -> int | Region:
         if isinstance(key, int):

@@ -16,9 +16,12 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from typing import BinaryIO
 
 from sld.errors import SourceError
+
+TYPE_CHECKING = False  # typing costs sld inspect log --file, which opens its file here, a cold-start import
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -139,6 +140,7 @@ BAD = {
     "unknown section": ("[launch]\nx = 1\n", "launch", "unknown key"),
     "bad hex": (GOOD_PART.replace("00" * 32, "zz" * 32), "part[0].sha256[0]", "not hex"),
     "digest length": (GOOD_PART.replace("00" * 32, "00" * 20), "part[0].sha256[0]", "32 bytes"),
+    "empty digest list": (GOOD_PART.replace('["' + "00" * 32 + '"]', "[]"), "part[0].sha256", "empty list"),
     "no digests": ('[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = 0x404\n', "part[0]", "no digest"),
     "deep nesting": ("x = " + "[" * 2000 + "]" * 2000 + "\n", "", "nested"),
     "pcrs = 5": ("pcrs = 5\n", "pcrs", "table"),
@@ -147,6 +149,12 @@ BAD = {
     "event type name": (GOOD_PART.replace("MLE_HASH", "NO_SUCH"), "part[0].type", "unknown event type"),
     "twice": (GOOD_PART + GOOD_PART, "part[1].name", "named twice"),
     "old form bank": ('[pcrs.md5]\n17 = "00"\n', "pcrs.md5", "unknown key"),
+    "digest not in a list": (GOOD_PART.replace('["' + "00" * 32 + '"]', '"' + "00" * 32 + '"'), "part[0].sha256",
+                             "must be an array of hex digests"),
+    "after nothing": (GOOD_PART.replace("sha256", 'after = "nonexistent"\nsha256'), "part[0].after",
+                      "'mle' is after 'nonexistent', but no part"),
+    "after another PCR": (GOOD_PART + GOOD_PART.replace('"mle"', '"initrd"').replace("17", "18").replace(
+        "sha256", 'after = "mle"\nsha256'), "part[1].after", "measured in PCR17"),
 }
 
 
@@ -217,3 +225,59 @@ def test_a_bad_dropin_is_named(tmp_path: Path, clean: Policy) -> None:
     bad.write_text(GOOD_PART.replace("MLE_HASH", "NO_SUCH"))
     with pytest.raises(ConfigError, match=f"^{bad}:part\\[0\\].type: unknown event type"):
         load(str(main))
+
+
+def policy_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sld.cli", "policy", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_policy_files_are_written_by_the_one_safe_writer(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    out = tmp_path / "merged.toml"
+    (tmp_path / ".merged.toml.tmp").mkdir()  # a fixed temporary name blocks (or, as a link, redirects) the write
+    out.symlink_to(victim)
+    run = policy_cli("merge", str(main), str(main), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert victim.read_text() == "keep" and not out.is_symlink()
+    assert load(str(out)).parts == load(str(main)).parts
+
+
+def test_a_dropin_part_after_an_unknown_part_is_refused_by_load_and_merge(tmp_path: Path, clean: Policy) -> None:
+    main = tmp_path / "fleet.toml"
+    main.write_text(render(clean, (Group.PLATFORM, Group.OS)))
+    (tmp_path / "fleet.toml.d").mkdir()
+    host = tmp_path / "fleet.toml.d" / "host.toml"
+    host.write_text(render(clean, (Group.HOST,), head=False).replace('after = "boot-params"', 'after = "bootparams"'))
+    with pytest.raises(ConfigError, match=f"^{host}:part\\[0\\].after: part 'cmdline' is after 'bootparams'"):
+        load(str(main))
+    run = policy_cli("merge", str(main), str(main), "-o", str(tmp_path / "out.toml"))
+    assert run.returncode == 2 and f"{host}:part[0].after: part 'cmdline'" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out.toml").exists()
+
+
+def test_a_bank_the_policy_does_not_list_fails_naming_part_and_bank(clean: Policy) -> None:
+    log = log_of("clean-sha384")
+    findings = appraise(clean, log)
+    assert findings and {f.problem for f in findings} == {Problem.BANK}
+    assert {f.part for f in findings} == {p.name for p in clean.parts}  # every part, none passes on sha1/sha256
+    first = findings[0]
+    assert set(first.found) == {"sha384"} and len(first.found["sha384"]) == 96
+    assert f"part {first.part}: bank-not-in-policy" in first.detail
+    assert f"sha384 is not in the policy, found {first.found['sha384']}" in first.detail
+    assert appraise(create(log, None), log) == ()  # create lists every bank the log records
+    assert all(set(p.digests) == set(log.banks) for p in create(log, None).parts)
+
+
+def test_keylime_export_refuses_a_policy_that_allows_extra_events(tmp_path: Path, clean: Policy) -> None:
+    path = tmp_path / "loose.toml"
+    path.write_text(render(replace(clean, allow_extra=True)))
+    run = policy_cli("export", "--format", "keylime", str(path))
+    assert run.returncode == 1 and run.stdout == "", run.stdout
+    assert f"refusing to export {path}" in run.stderr and "allow_extra = true" in run.stderr
+    path.write_text(render(clean))
+    exported = policy_cli("export", "--format", "keylime", str(path))
+    assert exported.returncode == 0 and json.loads(exported.stdout) == tpm_policy(clean)
