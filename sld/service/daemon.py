@@ -293,7 +293,6 @@ class Daemon:
 
         journal.setup(self.config.log.debug)
         self.start_servers()
-        gc.freeze()  # what start-up made (modules, declarations) to the permanent generation: never walked again
         gc.enable()  # bin/sld runs commands with the collector off; a service that runs for months collects
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
