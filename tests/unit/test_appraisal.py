@@ -126,10 +126,26 @@ def test_keylime_values_are_the_replay_of_each_allowed_combination(clean: Policy
     assert all(v != "f" * 64 for vs in tpm_policy(merged).values() for v in vs)
 
 
-def test_keylime_export_of_a_bank_hashlib_cannot_compute_is_a_config_error(clean: Policy) -> None:
-    sm3 = replace(clean, parts=tuple(replace(p, digests={"sm3_256": (bytes(32),)}) for p in clean.parts))
-    with pytest.raises(ConfigError, match="hashlib has no sm3_256"):
-        tpm_policy(sm3, "sm3_256")
+def test_sm3_256_is_replayed_with_openssl_sm3_never_dropped() -> None:
+    import hashlib
+
+    names = (("sha256", "sha256"), ("sm3_256", "sm3"))
+    records = [NewEvent(17, 0x401, {b: hashlib.new(n, d).digest() for b, n in names}, d) for d in (b"sinit", b"kern")]
+    log = parse_log(build_crypto_agile(("sha256", "sm3_256"), records))
+    value = bytes(32)
+    for r in records:
+        value = hashlib.new("sm3", value + r.digests["sm3_256"]).digest()
+    assert replay(log).values["sm3_256"][17] == value  # TCG's sm3_256 is OpenSSL's sm3
+    sm3 = Policy(create(log, None).parts)
+    assert tpm_policy(sm3, "sm3_256")["17"] == [value.hex()]
+
+
+def test_a_bank_this_python_cannot_hash_fails_pcr_banks_naming_it() -> None:
+    from sld.verify import _bank_check
+
+    check = _bank_check(("sha256", "sm4"), ("sha256", "sm4"))  # a logged, allocated bank with no hashlib name
+    assert check.status == "fail" and check.evidence["unverifiable"] == ["sm4"]
+    assert "sm4 cannot be replayed here" in check.detail and "not verified" in check.detail
 
 
 GOOD_PART = '[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = "MLE_HASH"\nsha256 = ["' + "00" * 32 + '"]\n'
