@@ -2,8 +2,10 @@
 operator would run for the same reading: txt-stat (registers, over the image bind-mounted on
 /dev/mem in a private mount namespace) + tpm2_eventlog (the log) + tpm2_pcrread (the PCRs). Also
 `sld verify --json` answered by a running daemon over its control socket. Goals (issue 15): cold <= 4x,
-via the daemon <= 1x the sum of the peers. Each command's best of RUNS is its time (on a shared machine
-the others' load only ever adds to a run), its median printed beside it. Run as root:
+via the daemon <= 1x the sum of the peers. Also printed: what an interpreter importing, layer by
+layer, what the cold process needs costs before it verifies anything (LAYERS), the floor under the
+goal. Each command's best of RUNS is its time (on a shared machine the others' load only ever adds
+to a run), its median printed beside it. Run as root:
 .venv/bin/python benchmarks/verify_cold.py
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +21,16 @@ from pathlib import Path
 from _platform import SLD, compile_sld, daemon_config, sim_down, sim_up
 
 RUNS = 21
+# What a cold process pays before it verifies anything, cumulative: an interpreter started as bin/sld
+# starts (the collector off, os._exit at the end) that imports each layer on top of the one before.
+LAYERS = (
+    ("the bare interpreter", "pass"),
+    ("+ the TPM binding (tpm2-pytss's cffi module: libtss2 with FAPI's libcurl, gnutls, krb5, ldap)",
+     "import sld.tss; sld.tss.binding()"),
+    ("+ construct (with hashlib's OpenSSL digests and construct.debug's pdb)", "import construct"),
+    ("+ every other module a cold local verification imports", "import sld.commands.verify, sld.verify, sld.tpm, "
+     "sld.report, sld.config"),
+)
 PCRS = "sha1:17,18,19,20,21,22+sha256:17,18,19,20,21,22"
 TXT_STAT = 'mount -t tmpfs none /dev && touch /dev/mem && mount --bind "$0" /dev/mem && exec txt-stat'
 
@@ -50,6 +63,9 @@ def main() -> None:
             cold = timed([*sld, "verify", "--local", "--json", "--source", f"image:{info['image']}", "--tcti",
                            info["tcti"]])
             via = timed([*sld, "verify", "--json", "--socket", str(root / "control.sock")])
+            layers = [timed([sys.executable, "-c", "import gc; gc.disable(); "
+                             + "; ".join(code for _, code in LAYERS[:i + 1]) + "; import os; os._exit(0)"])
+                      for i in range(len(LAYERS))]
         finally:
             daemon.terminate()
             daemon.wait()
@@ -61,6 +77,9 @@ def main() -> None:
           f"({cold[1] / peers[1]:.2f}) (goal <= 4)")
     print(f"sld verify --json via the daemon: {ms(via)}, ratio {via[0] / peers[0]:.2f} "
           f"({via[1] / peers[1]:.2f}) (goal <= 1)")
+    print("what a cold process pays before verifying: an interpreter with")
+    for (what, _), took in zip(LAYERS, layers, strict=True):
+        print(f"  {what}: {ms(took)}, {took[0] / peers[0]:.2f}x the peers")
 
 
 def ms(best_median: tuple[float, float] | list[float]) -> str:
