@@ -161,7 +161,8 @@ def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
                       "or the older golden PCR values and required event digests (default: the configuration's "
                       "[verify] policy)"}),
         ("--state-dir", {"metavar": "DIR", "help": "compare the SINIT with the one this host last launched with, "
-                         "remembered in DIR (the daemon uses [verify] state_dir), and remember this one"}),
+                         "remembered in DIR, and remember this one (default: the configuration's [verify] state_dir, "
+                         "as the daemon; none without a configuration file)"}),
         ("--config", {"metavar": "PATH", "help": "configuration file of a local verification (default "
                       f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)"}),
         ("--local", {"action": "store_true", "help": "verify in this process even if a daemon answers"}),

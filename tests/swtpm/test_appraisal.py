@@ -190,3 +190,19 @@ def test_the_daemon_appraises_with_its_configured_policy_and_state_dir(sim: Sim,
         assert 'sld_pcr_measured{bank="sha1",pcr="18"} 1.0' in text
     finally:
         stop(daemon)
+
+
+def test_a_local_verification_uses_the_configured_state_directory(sim: Sim, tmp_path: Path) -> None:
+    """``sld verify --local`` reads ``[verify] state_dir`` as the daemon does: the downgrade check runs
+    without ``--state-dir``, against the directory the daemon remembers the SINIT in."""
+    state = tmp_path / "state"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(f"[verify]\nstate_dir = {json.dumps(str(state))}\n")
+    sim.up("clean")
+    first = sim.verify("--locality", "2", "--local", "--config", str(conf))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads((state / "sinit.json").read_text())["txt_svn"] == 5
+    sim.up("downgraded-sinit")
+    again = sim.verify("--locality", "2", "--local", "--config", str(conf))
+    check = checks_of(again)["sinit.downgrade"]
+    assert again.returncode == 1 and check["status"] == "fail" and "older" in check["detail"], again.stdout
