@@ -125,7 +125,10 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
     p.set_defaults(handler="sld.commands.policy:run_merge")
     p.add_argument("policies", nargs=2, metavar="POLICY", help="the two policies (each with its drop-ins)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written "
+                   "(the merged drop-ins of each name go to FILE.d/, as `sld policy create` writes them)")
+    p.add_argument("--loosen", action="store_true", help="when the policies differ in a posture setting "
+                   "(allow_extra, the [sinit] minimums), take the looser one instead of refusing (exit 1)")
     p = polsub.add_parser("show", help="a policy (and its drop-ins) as a table")
     p.set_defaults(handler="sld.commands.policy:run_show")
     p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")

@@ -87,8 +87,9 @@ def test_a_downgrade_is_remembered_in_the_state_directory(sim: Sim, clean_policy
     assert sld("policy", "create", "--source", f"image:{sim.info['image']}", "--tcti", sim.info["tcti"],
                "--locality", "2", "-o", str(old)).returncode == 0
     both = tmp_path / "both.toml"
-    assert sld("policy", "merge", str(clean_policy), str(old), "-o", str(both)).returncode == 0
-    (tmp_path / "both.toml.d").symlink_to(clean_policy.parent / "fleet.toml.d")
+    refused = sld("policy", "merge", str(clean_policy), str(old), "-o", str(both))  # TxtSvn 5 vs 3: posture
+    assert refused.returncode == 1 and "sinit.txt_svn is 5" in refused.stderr and not both.exists()
+    assert sld("policy", "merge", str(clean_policy), str(old), "-o", str(both), "--loosen").returncode == 0
     state = tmp_path / "state"
     first = sim.verify("--locality", "2", "--policy", str(both), "--state-dir", str(state))
     assert first.returncode == 0, first.stdout  # both SINITs allowed; nothing remembered yet
