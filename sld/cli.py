@@ -125,7 +125,10 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = polsub.add_parser("merge", help="one policy allowing what either allows (roll out an update)")
     p.set_defaults(handler="sld.commands.policy:run_merge")
     p.add_argument("policies", nargs=2, metavar="POLICY", help="the two policies (each with its drop-ins)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where the merged policy is written "
+                   "(the merged drop-ins of each name go to FILE.d/, as `sld policy create` writes them)")
+    p.add_argument("--loosen", action="store_true", help="when the policies differ in a posture setting "
+                   "(allow_extra, the [sinit] minimums), take the looser one instead of refusing (exit 1)")
     p = polsub.add_parser("show", help="a policy (and its drop-ins) as a table")
     p.set_defaults(handler="sld.commands.policy:run_show")
     p.add_argument("policy", metavar="POLICY", help="the policy file (its drop-ins POLICY.d/*.toml are read too)")
@@ -161,7 +164,8 @@ def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
                       "or the older golden PCR values and required event digests (default: the configuration's "
                       "[verify] policy)"}),
         ("--state-dir", {"metavar": "DIR", "help": "compare the SINIT with the one this host last launched with, "
-                         "remembered in DIR (the daemon uses [verify] state_dir), and remember this one"}),
+                         "remembered in DIR, and remember this one (default: the configuration's [verify] state_dir, "
+                         "as the daemon; none without a configuration file)"}),
         ("--config", {"metavar": "PATH", "help": "configuration file of a local verification (default "
                       f"{DEFAULT_CONFIG}; when that does not exist, built-in defaults)"}),
         ("--local", {"action": "store_true", "help": "verify in this process even if a daemon answers"}),

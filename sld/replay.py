@@ -39,13 +39,26 @@ def extends(event: Logged) -> bool:
     return event.type not in NOT_EXTENDED and event.pcr < NUM_PCRS
 
 
+HASHLIB_NAMES = {"sm3_256": "sm3"}  # TCG bank name -> OpenSSL's (TCG Algorithm Registry: TPM_ALG_SM3_256)
+
+
+def hashlib_name(bank: str) -> str:
+    """The name hashlib knows a TCG bank by (sm3_256 is OpenSSL's "sm3", where OpenSSL has it)."""
+    return HASHLIB_NAMES.get(bank, bank)
+
+
+def hashable(bank: str) -> bool:
+    """Whether this Python can replay ``bank``; one it cannot is reported as not verifiable, never dropped."""
+    return hashlib_name(bank) in hashlib.algorithms_available
+
+
 def _hasher(bank: str) -> Callable[[bytes], Any]:
-    return getattr(hashlib, bank, None) or partial(hashlib.new, bank)
+    return getattr(hashlib, bank, None) or partial(hashlib.new, hashlib_name(bank))
 
 
 def _reset(bank: str, pcr: int, locality: int | None) -> bytes:
     """A PCR's value before its first extend: zero, or PCR0 holding the startup locality."""
-    size = hashlib.new(bank).digest_size
+    size = hashlib.new(hashlib_name(bank)).digest_size
     return bytes(size - 1) + bytes([locality]) if pcr == 0 and locality is not None else bytes(size)
 
 
@@ -60,7 +73,7 @@ class PcrChains:
     __slots__ = ("banks", "pcrs", "states", "pcr0", "seen", "add")
 
     def __init__(self, banks: Iterable[str], pcrs: Iterable[int] = range(NUM_PCRS)) -> None:
-        self.banks = [(bank, _hasher(bank)) for bank in banks if bank in hashlib.algorithms_available]
+        self.banks = [(bank, _hasher(bank)) for bank in banks if hashable(bank)]
         self.pcrs = frozenset(p for p in pcrs if 0 <= p < NUM_PCRS)
         self.states = {bank: {p: _reset(bank, p, None) for p in self.pcrs} for bank, _ in self.banks}
         self.pcr0: list[Event] = []
@@ -182,6 +195,6 @@ def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
             continue
         forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
         for bank, digest in ev.digests.items():
-            if bank in hashlib.algorithms_available and all(hashlib.new(bank, f).digest() != digest for f in forms):
+            if hashable(bank) and all(hashlib.new(hashlib_name(bank), f).digest() != digest for f in forms):
                 bad.append((ev, bank))
     return bad

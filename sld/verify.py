@@ -21,7 +21,7 @@ from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.platform.source import Source
-from sld.replay import DRTM_PCRS, digest_mismatches, extends, prefix_states, unmeasured
+from sld.replay import DRTM_PCRS, digest_mismatches, extends, hashable, hashlib_name, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result, SourceKind
@@ -227,9 +227,13 @@ def _bank_check(allocated: tuple[str, ...], logged: tuple[str, ...]) -> Check:
     """pcr.banks: the TPM's active banks and the log's are the same set (see the catalogue for why it fails)."""
     uncovered = [b for b in allocated if b not in logged]
     unallocated = [b for b in logged if b not in allocated]
-    evidence = {"allocated": list(allocated), "log": list(logged), "uncovered": uncovered, "unallocated": unallocated}
+    unhashable = [b for b in allocated if b in logged and not hashable(b)]
+    evidence = {"allocated": list(allocated), "log": list(logged), "uncovered": uncovered, "unallocated": unallocated,
+                "unverifiable": unhashable}
     problems = [f"{b} is allocated in the TPM but not covered by the log: its PCR17-22 are not verified"
                 for b in uncovered]
+    problems += [f"{b} cannot be replayed here (this Python's OpenSSL has no {hashlib_name(b)}): its PCR17-22 are "
+                 "not verified" for b in unhashable]
     problems += [f"the log records {b}, which the TPM does not allocate: those digests were extended nowhere"
                  for b in unallocated]
     if problems:
@@ -285,7 +289,7 @@ def verify_snapshot(source: Source, tpm: PcrDevice, *, mode: Mode = Mode.AUTO, p
     identity: dict[str, Any] = {}
     if snap.log is not None:
         allocated = tpm.banks()
-        banks = tuple(b for b in allocated if b in snap.log.banks)
+        banks = tuple(b for b in allocated if b in snap.log.banks and hashable(b))  # pcr.banks names the others
         states = compare(snap.log, tpm.read_pcrs(DRTM_PCRS, banks), banks)
         launched = not any(s.status == PcrStatus.NOT_LAUNCHED for s in states if s.pcr == 17)
         checks.append(Check(CheckId.TPM_LAUNCHED, CheckStatus.PASS if launched else CheckStatus.FAIL,

@@ -13,7 +13,11 @@ platform and OS parts to the file and the host-unique parts to the drop-in
 /etc/sld/policy.toml.d/host.toml. Distribute the file to every host of the same platform and OS, and
 give each host its own drop-in (made by `sld policy create` on it, or edited). For an update (a new
 kernel, SINIT or command line), create a policy on an updated host and `sld policy merge OLD NEW -o
-FILE`: the merged policy allows the values of both until the old ones are retired. `sld policy show
+FILE`: the merged policy allows the values of both until the old ones are retired. It keeps create's
+structure (the main files merged into FILE, each drop-in name of OLD.d and NEW.d into FILE.d/NAME), and
+it never loosens posture silently: when OLD and NEW differ in allow_extra or a [sinit] minimum
+(header, txt_svn, se_svn, date) it refuses (exit 1, naming the setting) unless --loosen takes the
+looser value. A drop-in may not loosen its main file's posture at all (exit 2). `sld policy show
 FILE` prints it as a table; `sld policy export --format keylime FILE` prints Keylime's tpm_policy
 (the PCR17/PCR18 values every allowed combination replays to; refused, exit 1, for a policy with
 allow_extra = true, whose values cannot be predicted). Verify with `sld verify --policy FILE`

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sld.appraisal.merge import anchors, merge
+from sld.appraisal.merge import anchors, loosened, merge
 from sld.appraisal.model import Policy, from_toml
 from sld.errors import ConfigError
 
@@ -27,7 +27,8 @@ def parse_text(text: str, path: str) -> Policy:
     return from_toml(data, path)
 
 
-def _read(path: Path) -> Policy:
+def read(path: Path) -> Policy:
+    """One policy file alone (a main file without its drop-ins, or one drop-in)."""
     try:
         return parse_text(path.read_bytes().decode(), str(path))
     except (OSError, UnicodeDecodeError) as err:
@@ -43,8 +44,14 @@ def dropins(path: str) -> list[Path]:
 def load(path: str, *, with_dropins: bool = True) -> Policy:
     """The policy ``path`` names, widened by each of its drop-ins; every ``after`` must name a part of
     the file it is in or, in a drop-in, of the policy it joins."""
-    policy = _read(Path(path))
+    policy = read(Path(path))
     anchors(policy)
     for extra in dropins(path) if with_dropins else []:
-        policy = merge(policy, _read(extra))
+        dropin = read(extra)
+        loose = loosened(policy, dropin)
+        if loose:  # one host's drop-in must not loosen what the main file says for the fleet
+            key, mine, theirs = loose[0]
+            raise ConfigError(f"a drop-in may not loosen the policy it completes: {key} is {theirs} here and "
+                              f"{mine} in {path}; set it in {path}", key=key, file=str(extra))
+        policy = merge(policy, dropin)
     return policy

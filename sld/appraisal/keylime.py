@@ -13,6 +13,7 @@ import itertools
 
 from sld.appraisal.model import Policy
 from sld.errors import ConfigError
+from sld.replay import hashable, hashlib_name
 
 KEYLIME_PCRS = (17, 18)
 MAX_VALUES = 4096  # per PCR: beyond that a policy has too many alternatives to enumerate for Keylime
@@ -20,9 +21,9 @@ MAX_VALUES = 4096  # per PCR: beyond that a policy has too many alternatives to 
 
 def pcr_values(policy: Policy, pcr: int, bank: str) -> list[str]:
     """Every value ``pcr`` may hold in ``bank`` after the policy's parts, as lower-case hex."""
-    if bank not in hashlib.algorithms_available:  # as replay: only the banks hashlib computes (sm3_256 is not)
-        raise ConfigError(f"cannot replay {bank} values here: Python's hashlib has no {bank}; export another "
-                          "bank (--bank)", file=policy.path)
+    if not hashable(bank):  # as replay: sm3_256 where OpenSSL has sm3
+        raise ConfigError(f"cannot replay {bank} values here: Python's hashlib has no {hashlib_name(bank)}; export "
+                          "another bank (--bank)", file=policy.path)
     parts = [p for p in policy.parts if p.pcr == pcr]
     missing = [p.name for p in parts if bank not in p.digests]
     if missing:
@@ -34,10 +35,11 @@ def pcr_values(policy: Policy, pcr: int, bank: str) -> list[str]:
     if count > MAX_VALUES:
         raise ConfigError(f"PCR{pcr} has {count} allowed {bank} values (more than {MAX_VALUES})", file=policy.path)
     values = []
+    name = hashlib_name(bank)
     for combination in itertools.product(*(p.digests[bank] for p in parts)):
-        value = bytes(hashlib.new(bank).digest_size)
+        value = bytes(hashlib.new(name).digest_size)
         for digest in combination:
-            value = hashlib.new(bank, value + digest).digest()
+            value = hashlib.new(name, value + digest).digest()
         values.append(value.hex())
     return list(dict.fromkeys(values))
 

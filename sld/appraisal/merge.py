@@ -5,7 +5,9 @@ after the part measured before it (its ``after``, else its predecessor in the sa
 policy), so measurement order within each PCR survives. The same name with a different PCR, type or
 text is a conflict, not something to guess about, and so is an ``after`` naming no part of either
 policy or a part of another PCR (each PCR is its own hash chain, TCG PC Client PFP §3.3.4): putting
-such a part last would only show later, as out-of-order findings on every host.
+such a part last would only show later, as out-of-order findings on every host. :func:`merge` takes
+the looser posture (allow_extra, the lower SINIT minimums); :func:`loosened` says where that would
+happen, so ``sld policy merge`` and the drop-in loader can refuse it instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,24 @@ def _union(a: Part, b: Part, where: str) -> Part:
     digests = {bank: tuple(dict.fromkeys((*a.digests.get(bank, ()), *b.digests.get(bank, ()))))
                for bank in (*a.digests, *(k for k in b.digests if k not in a.digests))}
     return replace(a, digests=digests)
+
+
+def loosened(a: Policy, b: Policy) -> list[tuple[str, str, str]]:
+    """The posture settings :func:`merge` would take from ``b`` because ``b`` is looser than ``a``: (key,
+    ``a``'s value, ``b``'s value). Digests widen by design; these do not: a tolerated unknown event or a
+    lower SINIT minimum (SDG A.1 TxtSvn/SeSvn, the build date) would hold for every host of the merge."""
+    out = []
+    if b.allow_extra and not a.allow_extra:
+        out.append(("policy.allow_extra", "false", "true"))
+    if a.sinit is not None and b.sinit is not None:
+        if a.sinit.header and not b.sinit.header:
+            out.append(("sinit.header", "true", "false"))
+        elif a.sinit.header:
+            for key, form in (("txt_svn", "{}"), ("se_svn", "{}"), ("date", "0x{:08x}")):
+                mine, theirs = getattr(a.sinit, key), getattr(b.sinit, key)
+                if theirs < mine:
+                    out.append((f"sinit.{key}", form.format(mine), form.format(theirs)))
+    return out
 
 
 def _sinit(a: SinitPolicy | None, b: SinitPolicy | None) -> SinitPolicy | None:

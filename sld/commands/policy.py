@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sld.appraisal.create import create, render
-from sld.appraisal.files import load
-from sld.appraisal.merge import merge
+from sld.appraisal.files import dropins, load, read
+from sld.appraisal.merge import loosened, merge
 from sld.appraisal.model import Group, Policy
 from sld.errors import ConfigError
 from sld.formats.names import event_type_name
@@ -62,13 +62,42 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _posture_differences(a: Policy, b: Policy, names: tuple[str, str]) -> list[str]:
+    """Each posture setting A and B differ in, as a sentence naming both values (sld.appraisal.merge.loosened)."""
+    return [f"{key} is {va} in {names[0]} and {vb} in {names[1]}"
+            for key, va, vb in (*loosened(a, b), *((k, y, x) for k, x, y in loosened(b, a)))]
+
+
 def run_merge(args: argparse.Namespace) -> int:
-    """``sld policy merge A B -o C``: C allows what A or B allows (drop-ins of A and B included)."""
-    a, b = (load(p) for p in args.policies)
-    merged = merge(a, b)
-    _write(args.output, render(merged))
-    print(f"wrote {args.output}: {count(len(merged.parts), 'part')} allowing what {args.policies[0]} or "
-          f"{args.policies[1]} allows")
+    """``sld policy merge A B -o C``: C allows what A or B allows, in the structure ``create`` writes.
+
+    C holds the merged main files; each drop-in name of A.d or B.d becomes C.d/NAME allowing what both
+    of that name allow, so host-unique parts stay per host. A posture setting (allow_extra, the SINIT
+    minimums) that differs is refused (exit 1) unless ``--loosen`` takes the looser one.
+    """
+    a_path, b_path = args.policies
+    differ = _posture_differences(load(a_path), load(b_path), (a_path, b_path))  # each checked with its drop-ins
+    if differ and not args.loosen:
+        for line in differ:
+            print(f"sld: refusing to merge: {line}; the merged policy would take the looser value for every host. "
+                  "Make them equal in one of the files, or pass --loosen to take the looser one", file=sys.stderr)
+        return 1
+    main = merge(load(a_path, with_dropins=False), load(b_path, with_dropins=False))
+    written = [args.output]
+    texts = {args.output: render(main)}
+    for name in sorted({d.name for p in args.policies for d in dropins(p)}):
+        found = [read(d) for p in args.policies if (d := Path(f"{p}.d") / name).is_file()]
+        joined = main
+        for dropin in found:
+            joined = merge(joined, dropin)
+        own = {part.name for dropin in found for part in dropin.parts}
+        path = str(Path(f"{args.output}.d") / name)
+        texts[path] = render(Policy(tuple(p for p in joined.parts if p.name in own)), head=False)
+        written.append(path)
+    for path, text in texts.items():
+        _write(path, text)
+    print(f"wrote {' and '.join(written)}: {count(len(load(args.output).parts), 'part')} allowing what "
+          f"{a_path} or {b_path} allows" + (" (posture loosened: " + "; ".join(differ) + ")" if differ else ""))
     return 0
 
 

@@ -31,14 +31,18 @@ class Settings:
     timeout: float
     mode: str
     policy: str
+    state_dir: str | None  # None: no configuration file and no --state-dir, so no SINIT is remembered
 
 
 def settings(args: argparse.Namespace, config: Config) -> Settings:
-    """Options over the configuration's keys ([source] spec, [tpm] tcti/locality/timeout, [verify] mode/policy)."""
+    """Options over the configuration's keys ([source] spec, [tpm] tcti/locality/timeout, [verify] mode/policy/
+    state_dir). The state directory is the daemon's only when its configuration file was read: a run with
+    built-in defaults (no /etc/sld/sld.toml) keeps none, as before: there is no daemon configuration to share."""
+    state_dir = getattr(args, "state_dir", None) or (config.verify.state_dir if config.path else None)
     return Settings(source=args.source or config.source.spec, tcti=args.tcti or config.tpm.tcti,
                     locality=config.tpm.locality if args.locality is None else args.locality,
                     timeout=config.tpm.timeout, mode=args.mode or config.verify.mode,
-                    policy=args.policy or config.verify.policy)
+                    policy=args.policy or config.verify.policy, state_dir=state_dir)
 
 
 def _daemon_was_asked(args: argparse.Namespace) -> bool:
@@ -80,6 +84,6 @@ def run(args: argparse.Namespace) -> int:
     print(notice(args, config), file=sys.stderr)
     policy = _policy(use.policy)
     with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
-        verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=args.state_dir)
+        verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=use.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))
     return verdict.exit_code

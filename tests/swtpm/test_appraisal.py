@@ -87,8 +87,9 @@ def test_a_downgrade_is_remembered_in_the_state_directory(sim: Sim, clean_policy
     assert sld("policy", "create", "--source", f"image:{sim.info['image']}", "--tcti", sim.info["tcti"],
                "--locality", "2", "-o", str(old)).returncode == 0
     both = tmp_path / "both.toml"
-    assert sld("policy", "merge", str(clean_policy), str(old), "-o", str(both)).returncode == 0
-    (tmp_path / "both.toml.d").symlink_to(clean_policy.parent / "fleet.toml.d")
+    refused = sld("policy", "merge", str(clean_policy), str(old), "-o", str(both))  # TxtSvn 5 vs 3: posture
+    assert refused.returncode == 1 and "sinit.txt_svn is 5" in refused.stderr and not both.exists()
+    assert sld("policy", "merge", str(clean_policy), str(old), "-o", str(both), "--loosen").returncode == 0
     state = tmp_path / "state"
     first = sim.verify("--locality", "2", "--policy", str(both), "--state-dir", str(state))
     assert first.returncode == 0, first.stdout  # both SINITs allowed; nothing remembered yet
@@ -190,3 +191,19 @@ def test_the_daemon_appraises_with_its_configured_policy_and_state_dir(sim: Sim,
         assert 'sld_pcr_measured{bank="sha1",pcr="18"} 1.0' in text
     finally:
         stop(daemon)
+
+
+def test_a_local_verification_uses_the_configured_state_directory(sim: Sim, tmp_path: Path) -> None:
+    """``sld verify --local`` reads ``[verify] state_dir`` as the daemon does: the downgrade check runs
+    without ``--state-dir``, against the directory the daemon remembers the SINIT in."""
+    state = tmp_path / "state"
+    conf = tmp_path / "sld.toml"
+    conf.write_text(f"[verify]\nstate_dir = {json.dumps(str(state))}\n")
+    sim.up("clean")
+    first = sim.verify("--locality", "2", "--local", "--config", str(conf))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads((state / "sinit.json").read_text())["txt_svn"] == 5
+    sim.up("downgraded-sinit")
+    again = sim.verify("--locality", "2", "--local", "--config", str(conf))
+    check = checks_of(again)["sinit.downgrade"]
+    assert again.returncode == 1 and check["status"] == "fail" and "older" in check["detail"], again.stdout

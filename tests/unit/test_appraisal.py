@@ -17,7 +17,7 @@ from sld.appraisal.create import create, render
 from sld.appraisal.files import load, parse_text
 from sld.appraisal.keylime import tpm_policy
 from sld.appraisal.merge import merge
-from sld.appraisal.model import Group, Policy, from_toml
+from sld.appraisal.model import Group, Policy, SinitPolicy, from_toml
 from sld.errors import ConfigError
 from sld.formats.eventlog import EventLog, parse_log
 from sld.formats.tcg import NewEvent, build_crypto_agile
@@ -126,10 +126,26 @@ def test_keylime_values_are_the_replay_of_each_allowed_combination(clean: Policy
     assert all(v != "f" * 64 for vs in tpm_policy(merged).values() for v in vs)
 
 
-def test_keylime_export_of_a_bank_hashlib_cannot_compute_is_a_config_error(clean: Policy) -> None:
-    sm3 = replace(clean, parts=tuple(replace(p, digests={"sm3_256": (bytes(32),)}) for p in clean.parts))
-    with pytest.raises(ConfigError, match="hashlib has no sm3_256"):
-        tpm_policy(sm3, "sm3_256")
+def test_sm3_256_is_replayed_with_openssl_sm3_never_dropped() -> None:
+    import hashlib
+
+    names = (("sha256", "sha256"), ("sm3_256", "sm3"))
+    records = [NewEvent(17, 0x401, {b: hashlib.new(n, d).digest() for b, n in names}, d) for d in (b"sinit", b"kern")]
+    log = parse_log(build_crypto_agile(("sha256", "sm3_256"), records))
+    value = bytes(32)
+    for r in records:
+        value = hashlib.new("sm3", value + r.digests["sm3_256"]).digest()
+    assert replay(log).values["sm3_256"][17] == value  # TCG's sm3_256 is OpenSSL's sm3
+    sm3 = Policy(create(log, None).parts)
+    assert tpm_policy(sm3, "sm3_256")["17"] == [value.hex()]
+
+
+def test_a_bank_this_python_cannot_hash_fails_pcr_banks_naming_it() -> None:
+    from sld.verify import _bank_check
+
+    check = _bank_check(("sha256", "sm4"), ("sha256", "sm4"))  # a logged, allocated bank with no hashlib name
+    assert check.status == "fail" and check.evidence["unverifiable"] == ["sm4"]
+    assert "sm4 cannot be replayed here" in check.detail and "not verified" in check.detail
 
 
 GOOD_PART = '[[part]]\nname = "mle"\ngroup = "os"\npcr = 17\ntype = "MLE_HASH"\nsha256 = ["' + "00" * 32 + '"]\n'
@@ -281,3 +297,58 @@ def test_keylime_export_refuses_a_policy_that_allows_extra_events(tmp_path: Path
     path.write_text(render(clean))
     exported = policy_cli("export", "--format", "keylime", str(path))
     assert exported.returncode == 0 and json.loads(exported.stdout) == tpm_policy(clean)
+
+
+def write_created(policy: Policy, main: Path) -> Path:
+    """The two files ``sld policy create`` writes: the main file and its host drop-in."""
+    main.write_text(render(policy, (Group.PLATFORM, Group.OS)))
+    (main.parent / f"{main.name}.d").mkdir()
+    (main.parent / f"{main.name}.d" / "host.toml").write_text(render(policy, (Group.HOST,), head=False))
+    return main
+
+
+def test_merge_keeps_host_parts_in_the_drop_in_as_create_does(tmp_path: Path, clean: Policy) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_created(clean, tmp_path / "a" / "p.toml")
+    b = write_created(create(log_of("changed-cmdline"), None), tmp_path / "b" / "p.toml")
+    out = tmp_path / "c.toml"
+    run = policy_cli("merge", str(a), str(b), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert {p.group for p in load(str(out), with_dropins=False).parts} == {Group.PLATFORM, Group.OS}
+    host = load(str(out)).part("cmdline")
+    assert host is not None and len(host.digests["sha256"]) == 2
+    assert (tmp_path / "c.toml.d" / "host.toml").is_file() and str(tmp_path / "c.toml.d" / "host.toml") in run.stdout
+    for scenario in ("clean", "changed-cmdline"):
+        assert appraise(load(str(out)), log_of(scenario)) == ()
+
+
+@pytest.mark.parametrize(("change", "key", "values"), [
+    ({"allow_extra": True}, "policy.allow_extra", ("false", "true")),
+    ({"sinit": SinitPolicy(True, 3, 1, 0x20240110)}, "sinit.txt_svn", ("5", "3")),
+    ({"sinit": SinitPolicy(False)}, "sinit.header", ("true", "false")),
+])
+def test_merge_refuses_to_loosen_posture_unless_asked(tmp_path: Path, clean: Policy, change: dict, key: str,
+                                                     values: tuple[str, str]) -> None:
+    a, b, out = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "c.toml"
+    strict = replace(clean, sinit=SinitPolicy(True, 5, 1, 0x20250301))
+    a.write_text(render(strict))
+    b.write_text(render(replace(strict, **change)))
+    said = {a: values[0], b: values[1]}
+    for first, second in ((a, b), (b, a)):  # whichever side is the looser one
+        run = policy_cli("merge", str(first), str(second), "-o", str(out))
+        assert run.returncode == 1 and not out.exists(), run.stderr
+        assert f"{key} is {said[first]} in {first} and {said[second]} in {second}" in run.stderr
+        assert "--loosen" in run.stderr
+    run = policy_cli("merge", str(a), str(b), "-o", str(out), "--loosen")
+    assert run.returncode == 0 and "posture loosened" in run.stdout, run.stderr
+    assert load(str(out)).allow_extra == replace(strict, **change).allow_extra
+    assert load(str(out)).sinit == merge(strict, replace(strict, **change)).sinit
+
+
+def test_a_drop_in_may_not_loosen_the_main_file(tmp_path: Path, clean: Policy) -> None:
+    main = write_created(clean, tmp_path / "fleet.toml")
+    dropin = tmp_path / "fleet.toml.d" / "host.toml"
+    dropin.write_text("[policy]\nallow_extra = true\n" + dropin.read_text())
+    with pytest.raises(ConfigError, match=f"^{dropin}:policy.allow_extra: a drop-in may not loosen"):
+        load(str(main))
