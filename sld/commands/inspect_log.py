@@ -5,9 +5,11 @@ chunk at a time (:func:`sld.formats.eventlog.stream_log`), so a log of millions 
 the memory of a few chunks. The output is the one ``sld inspect`` has always printed: the JSON of
 :func:`sld.report.dump_json` (``json.dumps``, indent 2) and the table of :func:`sld.report.table`,
 each written here a record at a time (tests/unit/test_inspect_log.py holds it to the earlier output).
-The text table's column widths depend on every record, so its records are walked twice (and a
-malformed log is refused before a line is printed); the JSON is written in one walk, so a log found
-malformed part-way ends it there, with the typed error on stderr and exit code 1.
+The text table's column widths depend on every record, so its records are walked before a line is
+printed (a malformed log is refused first); the records of a log of up to HELD_RECORDS are kept from
+that walk and rendered from it, a longer one is walked a second time, so the table's memory stays
+bounded too. The JSON is written in one walk, so a log found malformed part-way ends it there, with the
+typed error on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20  # bytes read at a time from a log file
 MAX_LOG_FILE = 1 << 30  # a log file larger than this is refused: no machine writes one
+HELD_RECORDS = 1 << 17  # a table of up to this many records is rendered from its first walk (~0.5 KiB each)
 Runs = Iterator[Sequence[Event]]  # a log's records, a few thousand at a time
 # each byte -> 0 if printable ASCII, else 1: a translate without the deletion table it would build per call,
 # then an int search (a bytes one tries it as an int first, at an exception's cost)
@@ -190,10 +193,10 @@ def _text(walk: Callable[[], tuple[LogHeader, Runs]], pcrs: bool, source: str,
 
     header, runs = walk()
     chains = PcrChains(header.banks) if pcrs else None
-    widths = _widths(runs, chains)  # first walk: how wide each column is, and the replay
+    held: list[Sequence[Event]] = []
+    widths = _widths(runs, chains, held)  # first walk: how wide each column is, and the replay
     say(f"{header.format} event log from {source}: {count(widths.count, 'event')}, banks {', '.join(header.banks)}\n")
-    _, runs = walk()
-    _text_rows(runs, widths, write)
+    _text_rows(iter(held) if widths.count <= HELD_RECORDS else walk()[1], widths, write)
     if chains is not None:
         rows = ((f"PCR{p}", bank, v.hex()) for bank, values in chains.values().items() for p, v in values.items())
         say("\n" + table(rows, ("PCR", "BANK", "REPLAYED VALUE")) + "\n")
@@ -214,7 +217,9 @@ class _Widths:
         self.digests = max([len(_TEXT_HEADER[3]), *shapes.values()])
 
 
-def _widths(runs: Runs, chains: PcrChains | None) -> _Widths:
+def _widths(runs: Runs, chains: PcrChains | None, held: list[Sequence[Event]]) -> _Widths:
+    """The table's widths (and the replay, into ``chains``); ``held`` keeps the records while there are at
+    most HELD_RECORDS of them, and is emptied once there are more."""
     add = chains.add if chains is not None else None
     count = last = 0
     pcrs: set[int] = set()
@@ -224,6 +229,10 @@ def _widths(runs: Runs, chains: PcrChains | None) -> _Widths:
         if add is not None:
             add(batch)
         count += len(batch)
+        if count <= HELD_RECORDS:
+            held.append(batch)
+        elif held:
+            held.clear()
         last = batch[-1].index
         pcrs |= {ev.pcr for ev in batch}
         types |= {ev.type for ev in batch}

@@ -116,3 +116,31 @@ def test_a_file_of_many_chunks_prints_every_record_as_json_dumps_would(tmp_path:
     assert doc["pcrs"] == {b: {str(p): v.hex() for p, v in values.items()} for b, values in replay(log).values.items()}
     table = _inspect(tmp_path, "big.bin").decode().splitlines()
     assert len(table) == 2 + len(log.events) and table[-1].split()[:3] == ["14000", "18", "SLAUNCH_START"]
+
+
+@pytest.mark.parametrize("held", [1 << 17, 5000, 0], ids=["held", "walked-again-after-a-run", "walked-again"])
+def test_a_table_longer_than_the_records_held_is_the_same_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               held: int) -> None:
+    """The table is the same bytes whether the first walk's records are rendered (a log of up to
+    HELD_RECORDS) or the log is walked again (a longer one): here 14,000 records, four runs of a walk."""
+    from functools import partial
+
+    from sld.commands import inspect_log
+    from sld.formats.eventlog import LogHeader, stream_runs
+
+    events = [NewEvent(17 + i % 2, 0x502, {"sha256": hashlib.sha256(b"%d" % i).digest()}, b"e%d" % i)
+              for i in range(14_000)]
+    path = tmp_path / "log.bin"
+    path.write_bytes(build_crypto_agile(("sha256",), events))
+    expected = _inspect(tmp_path, "log.bin", "--pcrs")
+    monkeypatch.setattr(inspect_log, "HELD_RECORDS", held)
+    walks: list[int] = []
+    out: list[bytes] = []
+    with path.open("rb") as f:
+        def walk() -> tuple[LogHeader, inspect_log.Runs]:
+            walks.append(f.seek(0))
+            return stream_runs(iter(partial(f.read, inspect_log.CHUNK), b""), path.stat().st_size)
+
+        inspect_log._text(walk, True, "file:log.bin", lambda s: out.append(s.encode()), out.append)
+    assert b"".join(out) == expected
+    assert len(walks) == (1 if held >= 14_000 else 2)
