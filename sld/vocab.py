@@ -140,6 +140,19 @@ class EarStatus(StrEnum):
     CONTRAINDICATED = "contraindicated"
 
 
+class JournalEvent(StrEnum):
+    """Kinds of journal record other than a verdict (a verdict's record is keyed by its :class:`Result`):
+    each has one MESSAGE_ID in :mod:`sld.service.journal`, explained in ``conf/sld.catalog``."""
+
+    EXTENDED = "extended"
+    PCR_CHANGED = "pcr-changed"
+    TPM_ERROR = "tpm-error"
+    CONFIG_RELOADED = "config-reloaded"
+    QUARANTINE = "quarantine"
+    VERIFICATION_STUCK = "verification-stuck"
+    OUTPUT_ERROR = "output-error"
+
+
 class LogCategory(StrEnum):
     """``[log] debug`` categories: each turns on debug records of one logger (``sld.<category>``)."""
 

@@ -33,7 +33,7 @@ from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
 from sld.service.worker import Worker
 from sld.text import count
 from sld.verify import Verdict, verify_source
-from sld.vocab import DaemonState, Result
+from sld.vocab import DaemonState, JournalEvent, Result
 
 if TYPE_CHECKING:
     from sld.appraisal.model import Policy
@@ -159,7 +159,7 @@ class Daemon:
         tpm_errors = s.tpm_errors
         if isinstance(err, TpmError):
             tpm_errors = counted(tpm_errors, err.kind)
-            event("tpm-error", f"TPM unavailable: {err}", logging.WARNING, kind=err.kind)
+            event(JournalEvent.TPM_ERROR, f"TPM unavailable: {err}", logging.WARNING, kind=err.kind)
             if self._tpm is not None:
                 self._tpm.close()
             self._tpm = None  # reopen next time: swtpm or the device may come back
@@ -184,7 +184,8 @@ class Daemon:
         if done:
             interfaces = ", ".join(self.config.quarantine.interfaces)
             level = logging.WARNING if self.quarantine.active else logging.INFO
-            event("quarantine", f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
+            event(JournalEvent.QUARANTINE,
+                  f"quarantine {done} on {interfaces} ({state})", level, action=done, trigger=state)
 
     def _publish_quarantine(self, changed: bool = False) -> None:
         """What the kernel holds, as the quarantine last listed it; a foreign filter that can decide before
@@ -192,7 +193,8 @@ class Daemon:
         q, s = self.quarantine, self._status
         overtaking = tuple(str(f) for f in q.observed.overtaking) if q is not None else ()
         if overtaking and overtaking != s.quarantine_overtaking:
-            event("quarantine", f"quarantine can be bypassed: {'; '.join(overtaking)} runs before sld's filters",
+            event(JournalEvent.QUARANTINE,
+                  f"quarantine can be bypassed: {'; '.join(overtaking)} runs before sld's filters",
                   logging.ERROR, action="overtaken", filters="; ".join(overtaking))
         self._publish(quarantine_active=bool(q is not None and q.active), quarantine_overtaking=overtaking,
                       quarantine_changes=s.quarantine_changes + changed)
@@ -203,7 +205,8 @@ class Daemon:
         for index in verdict.extended:
             extends = counted(extends, next(p.pcr for p in verdict.pcrs if index in p.events))
         if verdict.extended:
-            event("extended", f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
+            event(JournalEvent.EXTENDED,
+                  f"extended {count(len(verdict.extended), 'deferred event')}", count=len(verdict.extended))
         passed = verdict.result == Result.VERIFIED
         failed = failed_checks(verdict)
         changed = (s.verdict is None or s.stale  # the first verdict, or the first one after being degraded
@@ -228,7 +231,7 @@ class Daemon:
                 before = self._verified_pcrs.get((s.pcr, bank))
                 if before is not None and before != actual:
                     changes += 1
-                    event("pcr-changed", f"PCR{s.pcr} {bank} changed after it was verified", logging.ERROR,
+                    event(JournalEvent.PCR_CHANGED, f"PCR{s.pcr} {bank} changed after it was verified", logging.ERROR,
                           pcr=s.pcr, bank=bank, expected=before.hex(), actual=actual.hex())
                 if verdict.result == Result.VERIFIED or before is not None:
                     self._verified_pcrs[(s.pcr, bank)] = actual  # reported once, as its own event
@@ -246,7 +249,7 @@ class Daemon:
         if not self._stuck:
             self._stuck = True
             reason = f"verification has not finished after {took:.0f} s (TPM or source not answering)"
-            event("verification-stuck", reason, logging.ERROR, seconds=round(took))
+            event(JournalEvent.VERIFICATION_STUCK, reason, logging.ERROR, seconds=round(took))
             self._publish(state=DaemonState.DEGRADED, error=reason, error_time=time.time(), error_exit_code=4)
             notify(f"STATUS=degraded: {reason}")
             self._enforce(DaemonState.DEGRADED)
@@ -357,7 +360,7 @@ class Daemon:
         self.quarantine = quarantine
         self._publish_quarantine(changed=lifted)
         journal.set_debug(new.log.debug)
-        event("config-reloaded", f"configuration reloaded from {self.config.path or 'defaults'}")
+        event(JournalEvent.CONFIG_RELOADED, f"configuration reloaded from {self.config.path or 'defaults'}")
 
     def _release_quarantine(self, successor: configuration.QuarantineConfig) -> bool:
         """On reload: lift sld's filters where the new configuration no longer quarantines."""
@@ -370,7 +373,8 @@ class Daemon:
             log.error("quarantine: %s", err)
             return False
         if lifted:
-            event("quarantine", f"quarantine lifted: {count(lifted, 'filter')} no longer configured (reload)",
+            event(JournalEvent.QUARANTINE,
+                  f"quarantine lifted: {count(lifted, 'filter')} no longer configured (reload)",
                   logging.INFO, action="lifted", trigger="reload")
         return bool(lifted)
 
@@ -384,7 +388,8 @@ class Daemon:
         try:
             write_textfile(self.registry, path)
         except OSError as err:
-            event("output-error", f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
+            event(JournalEvent.OUTPUT_ERROR,
+                  f"cannot write the metrics textfile {path}: {err.strerror or err}", logging.ERROR,
                   output="textfile", path=path)
             self._publish(output_errors=counted(self._status.output_errors, "textfile"))
 

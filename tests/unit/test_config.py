@@ -59,6 +59,16 @@ def test_journal_catalog_explains_every_message_id() -> None:
     assert sorted(ids) == sorted(MESSAGE_IDS.values())
 
 
+def test_every_journal_kind_has_one_message_id() -> None:
+    """The journal's kinds are the vocabulary's (each verdict, each other record): a kind with no id would
+    be a KeyError in the daemon, an id with no kind a record nobody writes."""
+    from sld.service.journal import MESSAGE_IDS
+    from sld.vocab import JournalEvent, Result
+
+    assert set(MESSAGE_IDS) == {*Result, *JournalEvent}
+    assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
+
+
 @pytest.mark.skipif(shutil.which("journalctl") is None, reason="journalctl is absent")
 def test_journalctl_compiles_the_catalog(tmp_path: Path) -> None:
     from sld.service.journal import MESSAGE_IDS
