@@ -32,7 +32,21 @@ import pytest
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
 ISOLATED = ["unshare", "-m", "--propagation", "private", "-p", "-f", "--mount-proc"]
-PRIVATE = 'mount -t tmpfs sld-run /run && mount -t tmpfs sld-tmp /tmp && exec bash -euo pipefail -c "$0"'
+
+
+def _private_mounts() -> str:
+    """A private /run and /tmp for the README's fixed paths, the checkout and its venv kept in sight: a
+    clone under /tmp (as a CI may make one) is bound back into the new /tmp from a hold of the old one."""
+    hold = Path("/run/.sld-readme-old-tmp")
+    steps = ["mount -t tmpfs sld-run /run", f"mkdir {hold}", f"mount --bind /tmp {hold}", "mount -t tmpfs sld-tmp /tmp"]
+    for kept in sorted({ROOT.resolve(), Path(sys.executable).parent.parent.resolve()}):
+        if kept.is_relative_to("/tmp"):
+            there, here = shlex.quote(str(hold / kept.relative_to("/tmp"))), shlex.quote(str(kept))
+            steps += [f"mkdir -p {here}", f"mount --bind {there} {here}"]
+    return " && ".join([*steps, 'exec bash -euo pipefail -c "$0"'])
+
+
+PRIVATE = _private_mounts()
 REAL_HOST = re.compile(r"On a real host \((?P<why>.+)\):")
 SEPARATORS = {"&&", "||", ";", "|", "&"}
 REDIRECTIONS = {">", ">>", "<", "2>"}
