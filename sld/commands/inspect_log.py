@@ -14,7 +14,6 @@ typed error on stderr and exit code 1.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
@@ -96,11 +95,8 @@ class _LogFile:
 
 def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace, source: str) -> None:
     """Records are formatted as bytes (a third quicker than str) straight to stdout's buffer; the rest
-    as print() would encode it.
-
-    The cycle collector is off meanwhile: records, their digests and the rendered runs form no cycles
-    and are freed as each run is written, but each run of thousands of new containers set off the
-    collector's passes over them (2-3 % of the command, callgrind; issue 15)."""
+    as print() would encode it. (The cycle collector is already off: bin/sld turns it off for every
+    command, which is what spares this walk its passes over each run of new containers.)"""
     out = sys.stdout
     out.flush()
     write = out.buffer.write
@@ -108,13 +104,7 @@ def _render(walk: Callable[[], tuple[LogHeader, Runs]], args: argparse.Namespace
     def say(text: str) -> None:
         write(text.encode(out.encoding, out.errors or "strict"))
 
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        (_json if args.json else _text)(walk, args.pcrs, source, say, write)
-    finally:
-        if collecting:
-            gc.enable()
+    (_json if args.json else _text)(walk, args.pcrs, source, say, write)
     out.buffer.flush()
 
 
