@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 SINIT_RECORD = "sinit"  # the state directory's record of the SINIT this host last launched with
 
 
+def load_policy(path: str) -> Policy | None:
+    """The appraisal policy a verification uses (``--policy``, ``[verify] policy``; none for ""), read
+    anew at each call so an edited file counts: only a verification with one imports sld.appraisal."""
+    if not path:
+        return None
+    from sld.appraisal.files import load
+
+    return load(path)
+
+
 class PcrDevice(Protocol):
     """What verification needs from a TPM (``sld.tpm.Tpm`` over any TCTI; the extend lock is keyed to it)."""
 

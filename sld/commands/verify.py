@@ -18,8 +18,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse  # for the annotations only: a cold local verification is read without argparse (sld.cli)
 
-    from sld.appraisal.model import Policy
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -59,15 +57,6 @@ def notice(args: argparse.Namespace, config: Config) -> str:
     return f"sld: {why}verifying in this process ({used})"
 
 
-def _policy(path: str) -> Policy | None:
-    """The appraisal policy at ``path`` (none for ""): only a verification with one imports sld.appraisal."""
-    if not path:
-        return None
-    from sld.appraisal.files import load
-
-    return load(path)
-
-
 def run(args: argparse.Namespace) -> int:
     """Verify in this process with the configuration file's settings under the options."""
     if args.ak or args.nonce or args.previous or args.format:  # evidence options without --evidence
@@ -77,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from sld.config import load
     from sld.report import verdict_json, verdict_text
     from sld.tpm import Tpm
-    from sld.verify import verify_source
+    from sld.verify import load_policy, verify_source
 
     config = load(args.config)
     use = settings(args, config)
     print(notice(args, config), file=sys.stderr)
-    policy = _policy(use.policy)
+    policy = load_policy(use.policy)
     with Tpm(use.tcti, locality=use.locality, timeout=use.timeout) as tpm:
         verdict = verify_source(use.source, tpm, mode=use.mode, policy=policy, state_dir=use.state_dir)
     print(verdict_json(verdict) if args.json else verdict_text(verdict, sys.stdout.isatty()))

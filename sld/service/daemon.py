@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sld import config as configuration
 from sld.errors import ConfigError, SldError, TpmError
@@ -32,11 +32,8 @@ from sld.service.journal import event, log
 from sld.service.state import RESULT_STATE, DaemonStatus, counted, failed_checks
 from sld.service.worker import Worker
 from sld.text import count
-from sld.verify import Verdict, verify_source
+from sld.verify import Verdict, load_policy, verify_source
 from sld.vocab import DaemonState, JournalEvent, Result
-
-if TYPE_CHECKING:
-    from sld.appraisal.model import Policy
 
 TICK = 5.0  # the main loop's longest sleep: a fifth of the unit's WatchdogSec=30s at most
 NOTIFY_TIMEOUT = 1.0
@@ -141,7 +138,7 @@ class Daemon:
         self._publish(verifications=self._status.verifications + 1)
         verdict: Verdict | None = None
         try:
-            policy = _policy(self.config.verify.policy)
+            policy = load_policy(self.config.verify.policy)
             verdict = verify_source(self.config.source.spec, self._open_tpm(), mode=self.config.verify.mode,
                                     policy=policy, state_dir=self.config.verify.state_dir or None)
         except SldError as err:
@@ -393,15 +390,6 @@ class Daemon:
                   output="textfile", path=path)
             self._publish(output_errors=counted(self._status.output_errors, "textfile"))
 
-
-def _policy(path: str) -> Policy | None:
-    """The appraisal policy a ``[verify] policy`` names (re-read each run, so an edited file counts); None
-    without one, so the appraisal code is imported only by the configurations that appraise."""
-    if not path:
-        return None
-    from sld.appraisal.files import load
-
-    return load(path)
 
 
 def _quarantine(config: configuration.QuarantineConfig) -> Any:

@@ -54,10 +54,10 @@ def _tcti(tcti: str) -> None:
 
 
 def _policy(path: str) -> None:
-    from sld.appraisal.files import load  # here: a daemon without a policy never imports the appraisal code
+    from sld.verify import load_policy  # the daemon's own loader: a daemon without a policy never imports sld.appraisal
 
     try:
-        load(path)
+        load_policy(path)
     except ConfigError as err:
         raise ConfigError(str(err), key="verify.policy") from None
 
