@@ -183,10 +183,9 @@ def _text(walk: Callable[[], tuple[LogHeader, Runs]], pcrs: bool, source: str,
 
     header, runs = walk()
     chains = PcrChains(header.banks) if pcrs else None
-    held: list[Sequence[Event]] = []
-    widths = _widths(runs, chains, held)  # first walk: how wide each column is, and the replay
+    widths = _widths(runs, chains)  # first walk: how wide each column is, the replay, the records held
     say(f"{header.format} event log from {source}: {count(widths.count, 'event')}, banks {', '.join(header.banks)}\n")
-    _text_rows(iter(held) if widths.count <= HELD_RECORDS else walk()[1], widths, write)
+    _text_rows(iter(widths.held) if widths.held is not None else walk()[1], widths, write)
     if chains is not None:
         rows = ((f"PCR{p}", bank, v.hex()) for bank, values in chains.values().items() for p, v in values.items())
         say("\n" + table(rows, ("PCR", "BANK", "REPLAYED VALUE")) + "\n")
@@ -198,19 +197,21 @@ _TEXT_HEADER = ("#", "PCR", "TYPE", "DIGESTS", "DATA")
 class _Widths:
     """The widths :func:`sld.report.table` gives the record table (the widest cell of each column but
     the last, which is not padded), the width of the digests cell of each set of banks a record lists,
-    and the number of records."""
+    the number of records, and the records themselves when there are at most HELD_RECORDS (else None)."""
 
-    __slots__ = ("count", "index", "pcr", "type", "digests", "shapes")
+    __slots__ = ("count", "index", "pcr", "type", "digests", "shapes", "held")
 
-    def __init__(self, count: int, index: int, pcr: int, type: int, shapes: dict[tuple[str, ...], int]) -> None:
-        self.count, self.index, self.pcr, self.type, self.shapes = count, index, pcr, type, shapes
+    def __init__(self, count: int, index: int, pcr: int, type: int, shapes: dict[tuple[str, ...], int],
+                 held: list[Sequence[Event]] | None) -> None:
+        self.count, self.index, self.pcr, self.type, self.shapes, self.held = count, index, pcr, type, shapes, held
         self.digests = max([len(_TEXT_HEADER[3]), *shapes.values()])
 
 
-def _widths(runs: Runs, chains: PcrChains | None, held: list[Sequence[Event]]) -> _Widths:
-    """The table's widths (and the replay, into ``chains``); ``held`` keeps the records while there are at
-    most HELD_RECORDS of them, and is emptied once there are more."""
+def _widths(runs: Runs, chains: PcrChains | None) -> _Widths:
+    """The table's widths (and the replay, into ``chains``), keeping the records while there are at most
+    HELD_RECORDS of them."""
     add = chains.add if chains is not None else None
+    held: list[Sequence[Event]] | None = []
     count = last = 0
     pcrs: set[int] = set()
     types: set[int] = set()
@@ -219,10 +220,11 @@ def _widths(runs: Runs, chains: PcrChains | None, held: list[Sequence[Event]]) -
         if add is not None:
             add(batch)
         count += len(batch)
-        if count <= HELD_RECORDS:
-            held.append(batch)
-        elif held:
-            held.clear()
+        if held is not None:
+            if count <= HELD_RECORDS:
+                held.append(batch)
+            else:
+                held = None
         last = batch[-1].index
         pcrs |= {ev.pcr for ev in batch}
         types |= {ev.type for ev in batch}
@@ -232,7 +234,7 @@ def _widths(runs: Runs, chains: PcrChains | None, held: list[Sequence[Event]]) -
     type_width = max((_TYPE_WIDTHS.get(t) or len(event_type_name(t)) for t in types), default=0)
     return _Widths(count, max(len(_TEXT_HEADER[0]), len(str(last))),
                    max(len(_TEXT_HEADER[1]), len(str(max(pcrs, default=0)))), max(len(_TEXT_HEADER[2]), type_width),
-                   shapes)
+                   shapes, held)
 
 
 def _text_rows(runs: Runs, widths: _Widths, write: Callable[[bytes], object]) -> None:
