@@ -385,9 +385,9 @@ class AttestationKey:
                 s.close_record(self._tr)
                 self._tr, self._signer = None, b""
                 raise _no_ak(self.handle) from None
-            signers = {read_attest(attest).qualified_signer for _, attest, _ in signed}
-            if signers != {self._signer}:
+            signers = [read_attest(attest).qualified_signer for _, attest, _ in signed]
+            if set(signers) != {self._signer}:
                 self.public, self.name = s.read_public(self._tr)
-                self._signer = read_attest(signed[-1][1]).qualified_signer
+                self._signer = signers[-1]
         values = self.tpm.read_pcrs(QUOTED_PCRS, banks)
         return tuple(Quote(bank, attest, sig, values[bank]) for bank, attest, sig in signed)
