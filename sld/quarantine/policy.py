@@ -118,7 +118,8 @@ class Quarantine:
         self.changes += 1
         self.observed = self.observe()
         done = {"apply": "applied", "re-apply": "re-applied", "lift": "lifted"}[action]
-        passed = [f for f in before if f not in self.observed.overtaking]  # now behind sld's filter
+        after = self.observed.overtaking  # a property that regroups the listed filters: once, not per filter
+        passed = [f for f in before if f not in after]  # now behind sld's filter
         return f"{done} in front of {'; '.join(map(str, passed))}" if passed and action != "lift" else done
 
     def release(self, successor: Settings | None) -> int:
