@@ -189,12 +189,13 @@ def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
 def digest_mismatches(log: EventLog) -> list[tuple[Event, str]]:
     """Events of DATA_DIGEST_TYPES whose digest in some bank is not the hash of their data (with or without
     one trailing NUL, as writers differ): a fact for the verdict, not part of the log's format."""
+    hashers = {bank: _hasher(bank) for bank in log.banks if hashable(bank)}  # a record's banks are the log's
     bad = []
     for ev in log.events:
         if ev.type not in DATA_DIGEST_TYPES:
             continue
         forms = {ev.data, ev.data[:-1] if ev.data.endswith(b"\0") else ev.data}
         for bank, digest in ev.digests.items():
-            if hashable(bank) and all(hashlib.new(hashlib_name(bank), f).digest() != digest for f in forms):
+            if (h := hashers.get(bank)) is not None and all(h(f).digest() != digest for f in forms):
                 bad.append((ev, bank))
     return bad
