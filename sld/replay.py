@@ -174,6 +174,12 @@ def unmeasured(log: EventLog, banks: tuple[str, ...]) -> dict[int, tuple[str, ..
     return out
 
 
+def extended(bank: str, pcr: int, digests: Iterable[bytes]) -> bytes:
+    """PCR ``pcr`` of ``bank`` from its reset value after extending ``digests`` in order (TPM2_PCR_Extend):
+    the value a policy's allowed digests predict."""
+    return _chain(_hasher(bank), _reset(bank, pcr, None), digests)[-1]
+
+
 def prefix_states(log: EventLog, bank: str, pcr: int) -> list[bytes]:
     """The PCR value before its first extending event, then after each one, in log order.
 

@@ -8,12 +8,11 @@ parts, replayed in measurement order from the zeros a dynamic launch resets PCR1
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 
 from sld.appraisal.model import Policy
 from sld.errors import ConfigError
-from sld.replay import hashable, hashlib_name
+from sld.replay import extended, hashable, hashlib_name
 
 KEYLIME_PCRS = (17, 18)
 MAX_VALUES = 4096  # per PCR: beyond that a policy has too many alternatives to enumerate for Keylime
@@ -34,13 +33,8 @@ def pcr_values(policy: Policy, pcr: int, bank: str) -> list[str]:
         count *= len(p.digests[bank])
     if count > MAX_VALUES:
         raise ConfigError(f"PCR{pcr} has {count} allowed {bank} values (more than {MAX_VALUES})", file=policy.path)
-    values = []
-    name = hashlib_name(bank)
-    for combination in itertools.product(*(p.digests[bank] for p in parts)):
-        value = bytes(hashlib.new(name).digest_size)
-        for digest in combination:
-            value = hashlib.new(name, value + digest).digest()
-        values.append(value.hex())
+    values = [extended(bank, pcr, combination).hex()
+              for combination in itertools.product(*(p.digests[bank] for p in parts))]
     return list(dict.fromkeys(values))
 
 
