@@ -105,12 +105,9 @@ def apply(ifname: str, program: list[Insn], netns: str | None = None) -> None:
             ipr.tc("replace", "clsact", index)
             for direction, parent in PARENTS.items():
                 listed = _hook(ipr, index, ifname, direction, parent)
-                prio, mine = target(listed), [f for f in listed if f.ours]
-                first = next((f for f in listed if f.prio == prio), None)
-                if first is None or not first.ours:
-                    if len(mine) == len(HANDLES):  # both behind a foreign filter (a run cut between add and del)
-                        _delete(ipr, index, parent, mine.pop())
-                    first = None
+                prio, mine, first = target(listed), [f for f in listed if f.ours], _leader(listed)
+                if first is None and len(mine) == len(HANDLES):  # both behind a foreign one (a run cut mid-swap)
+                    _delete(ipr, index, parent, mine.pop())
                 handle = first.handle if first else next(h for h in HANDLES if h not in {f.handle for f in mine})
                 cls_bpf.send(ipr, cls_bpf.message(index, handle, parent, prio, ETH_P_ALL, program))
                 for f in mine:
@@ -193,12 +190,15 @@ def target(hook: list[Filter]) -> int:
 def placed(listed: list[Filter]) -> bool:
     """On every hook that has one, sld's filter runs first at :func:`target`: as early as tc allows, and
     where :func:`apply` would put it."""
-    for hook in _hooks(listed):
-        prio = target(hook)
-        first = next((f for f in hook if f.prio == prio), None)
-        if any(f.ours for f in hook) and (first is None or not first.ours):
-            return False
-    return True
+    return all(_leader(hook) is not None for hook in _hooks(listed) if any(f.ours for f in hook))
+
+
+def _leader(hook: list[Filter]) -> Filter | None:
+    """sld's filter when it is the one that runs first at :func:`target` on ``hook`` (where :func:`apply`
+    keeps it, replacing it in place), else None: a foreign filter or nothing runs first there."""
+    prio = target(hook)
+    first = next((f for f in hook if f.prio == prio), None)
+    return first if first is not None and first.ours else None
 
 
 def overtaking(listed: list[Filter]) -> list[Filter]:
