@@ -14,6 +14,7 @@ from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
 from sld.formats.names import DATA_DIGEST_TYPES, EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import hashlib_name as hashlib_name  # re-exported: verify and keylime name it beside hashable
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:
@@ -37,14 +38,6 @@ NOT_EXTENDED = frozenset({EV_NO_ACTION, SLAUNCH_START, SLAUNCH_END})
 def extends(event: Logged) -> bool:
     """Whether an event changes a PCR at all (a parsed Event or one the simulator is about to log)."""
     return event.type not in NOT_EXTENDED and event.pcr < NUM_PCRS
-
-
-HASHLIB_NAMES = {"sm3_256": "sm3"}  # TCG bank name -> OpenSSL's (TCG Algorithm Registry: TPM_ALG_SM3_256)
-
-
-def hashlib_name(bank: str) -> str:
-    """The name hashlib knows a TCG bank by (sm3_256 is OpenSSL's "sm3", where OpenSSL has it)."""
-    return HASHLIB_NAMES.get(bank, bank)
 
 
 def hashable(bank: str) -> bool:

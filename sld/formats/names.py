@@ -19,6 +19,14 @@ ALGORITHMS: dict[int, tuple[str, int]] = {
 }
 ALG_ID = {name: alg for alg, (name, _) in ALGORITHMS.items()}
 DIGEST_SIZE = {name: size for name, size in ALGORITHMS.values()}
+HASHLIB_NAMES = {"sm3_256": "sm3"}  # TCG bank name -> OpenSSL's (TCG Algorithm Registry: TPM_ALG_SM3_256)
+
+
+def hashlib_name(bank: str) -> str:
+    """The name hashlib knows a TCG algorithm by (sm3_256 is OpenSSL's "sm3", where OpenSSL has it): one
+    mapping for every digest sld computes by TCG name, a PCR bank's replay as an object's Name."""
+    return HASHLIB_NAMES.get(bank, bank)
+
 
 EV_NO_ACTION = 0x3
 STARTUP_LOCALITY = b"StartupLocality\x00"

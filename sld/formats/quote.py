@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from sld.errors import FormatError
-from sld.formats.names import ALGORITHMS, TpmAlg, TpmSt
+from sld.formats.names import ALGORITHMS, TpmAlg, TpmSt, hashlib_name
 
 
 class _Reader:
@@ -191,6 +191,7 @@ def selected_pcrs(bitmap: bytes) -> tuple[int, ...]:
 def object_name(public_area: bytes) -> bytes:
     """An object's Name (Part 1 §16): nameAlg, then the nameAlg digest of its marshalled TPMT_PUBLIC."""
     name_alg = int.from_bytes(public_area[2:4], "big")
-    if name_alg not in ALGORITHMS or ALGORITHMS[name_alg][0] not in hashlib.algorithms_available:
+    digest = hashlib_name(ALGORITHMS[name_alg][0]) if name_alg in ALGORITHMS else None
+    if digest is None or digest not in hashlib.algorithms_available:
         raise FormatError("TPMT_PUBLIC", f"nameAlg 0x{name_alg:04x} is not a hash sld can compute", field="nameAlg")
-    return public_area[2:4] + hashlib.new(ALGORITHMS[name_alg][0], public_area).digest()
+    return public_area[2:4] + hashlib.new(digest, public_area).digest()
