@@ -8,6 +8,7 @@ and reason (exit 2) and never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from sld.appraisal.merge import anchors, loosened, merge
 from sld.appraisal.model import Policy, from_toml
@@ -41,17 +42,36 @@ def dropins(path: str) -> list[Path]:
     return sorted(directory.glob("*.toml")) if directory.is_dir() else []
 
 
-def load(path: str, *, with_dropins: bool = True) -> Policy:
-    """The policy ``path`` names, widened by each of its drop-ins; every ``after`` must name a part of
-    the file it is in or, in a drop-in, of the policy it joins."""
-    policy = read(Path(path))
-    anchors(policy)
-    for extra in dropins(path) if with_dropins else []:
+class Layers(NamedTuple):
+    """A policy as :func:`layers` reads it: whole, and the files it was merged from, each parsed once."""
+
+    policy: Policy  # the main file widened by each drop-in, as :func:`load` returns it
+    main: Policy  # the main file alone
+    dropins: dict[str, Policy]  # each drop-in alone, by file name, in name order
+
+
+def layers(path: str) -> Layers:
+    """The policy ``path`` names, widened by each of its drop-ins, with the files it came from (``sld policy
+    merge`` merges main files and drop-ins apart); every ``after`` must name a part of the file it is in
+    or, in a drop-in, of the policy it joins."""
+    main = read(Path(path))
+    anchors(main)
+    policy, found = main, {}
+    for extra in dropins(path):
         dropin = read(extra)
         loose = loosened(policy, dropin)
         if loose:  # one host's drop-in must not loosen what the main file says for the fleet
             key, mine, theirs = loose[0]
             raise ConfigError(f"a drop-in may not loosen the policy it completes: {key} is {theirs} here and "
                               f"{mine} in {path}; set it in {path}", key=key, file=str(extra))
-        policy = merge(policy, dropin)
-    return policy
+        policy, found[extra.name] = merge(policy, dropin), dropin
+    return Layers(policy, main, found)
+
+
+def load(path: str, *, with_dropins: bool = True) -> Policy:
+    """The policy ``path`` names: widened by each of its drop-ins (:func:`layers`), or its main file alone."""
+    if with_dropins:
+        return layers(path).policy
+    main = read(Path(path))
+    anchors(main)
+    return main

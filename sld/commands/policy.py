@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sld.appraisal.create import create, render
-from sld.appraisal.files import dropins, load, read
+from sld.appraisal.files import layers, load
 from sld.appraisal.merge import loosened, merge
 from sld.appraisal.model import Group, Policy
 from sld.errors import ConfigError
@@ -76,17 +76,19 @@ def run_merge(args: argparse.Namespace) -> int:
     minimums) that differs is refused (exit 1) unless ``--loosen`` takes the looser one.
     """
     a_path, b_path = args.policies
-    differ = _posture_differences(load(a_path), load(b_path), (a_path, b_path))  # each checked with its drop-ins
+    a, b = layers(a_path), layers(b_path)
+    differ = _posture_differences(a.policy, b.policy, (a_path, b_path))  # each checked with its drop-ins
     if differ and not args.loosen:
         for line in differ:
             print(f"sld: refusing to merge: {line}; the merged policy would take the looser value for every host. "
                   "Make them equal in one of the files, or pass --loosen to take the looser one", file=sys.stderr)
         return 1
-    main = merge(load(a_path, with_dropins=False), load(b_path, with_dropins=False))
+    main = merge(a.main, b.main)
     written = [args.output]
     texts = {args.output: render(main)}
-    for name in sorted({d.name for p in args.policies for d in dropins(p)}):
-        found = [read(d) for p in args.policies if (d := Path(f"{p}.d") / name).is_file()]
+    named = {p.name for p in main.parts}  # the parts C has, main file and drop-ins together
+    for name in sorted(a.dropins.keys() | b.dropins.keys()):
+        found = [layer.dropins[name] for layer in (a, b) if name in layer.dropins]
         joined = main
         for dropin in found:
             joined = merge(joined, dropin)
@@ -94,9 +96,10 @@ def run_merge(args: argparse.Namespace) -> int:
         path = str(Path(f"{args.output}.d") / name)
         texts[path] = render(Policy(tuple(p for p in joined.parts if p.name in own)), head=False)
         written.append(path)
+        named |= own
     for path, text in texts.items():
         _write(path, text)
-    print(f"wrote {' and '.join(written)}: {count(len(load(args.output).parts), 'part')} allowing what "
+    print(f"wrote {' and '.join(written)}: {count(len(named), 'part')} allowing what "
           f"{a_path} or {b_path} allows" + (" (posture loosened: " + "; ".join(differ) + ")" if differ else ""))
     return 0
 
