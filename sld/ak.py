@@ -16,7 +16,6 @@ by libtss2-mu (sld.tss): the templates read as the spec tables they copy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +23,7 @@ from sld.errors import FormatError, TpmError
 from sld.formats import tpm2
 from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
 from sld.formats.quote import pcr_bitmap, read_attest
+from sld.records import Record
 from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal
 from sld.vocab import TpmErrorKind
@@ -90,8 +90,7 @@ def pcr_selection(bank: str, pcrs: Iterable[int] = QUOTED_PCRS) -> bytes:
         {"hash": ALG_ID[bank], "pcrSelect": pcr_bitmap(tuple(pcrs))}]}, "TPML_PCR_SELECTION")
 
 
-@dataclass(frozen=True)
-class AkInfo:
+class AkInfo(Record):
     """What ``sld ak create`` reports: the AK's TPM2B_PUBLIC and Name, the EKs' (RSA, the AK's parent, and
     ECC), and the EK certificates the TPM holds."""
 
@@ -341,8 +340,7 @@ def activate(tpm: Tpm, credential_blob: bytes, secret: bytes, handle: int = DEFA
         return bytes(ffi.buffer(out[0].buffer, out[0].size))
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(Record):
     """One TPM2_Quote of PCR17-22 of one bank, and the values of those PCRs read after it."""
 
     bank: str

@@ -8,14 +8,14 @@ test list).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from sld.records import Record
 from sld.vocab import CheckId, CheckStatus, Severity
 
 
-@dataclass(frozen=True)
-class CheckInfo:
+class CheckInfo(Record):
     """One catalogue entry: what the check establishes, and what its failure does to the verdict."""
 
     id: CheckId
@@ -110,8 +110,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
 CHECKS: dict[CheckId, CheckInfo] = {c.id: c for c in CATALOGUE}
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Record):
     """One fact of a verdict; a failed check of warn severity has status ``warn`` (:func:`outcome`)."""
 
     id: CheckId

@@ -16,16 +16,16 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from sld.errors import ConfigError
 from sld.paths import DEFAULT_CONFIG, DEFAULT_SOCKET, DEFAULT_TCTI
+from sld.records import Record
 from sld.vocab import DaemonState, LogCategory, Mode, Result, choices
 
 
-@dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(Record):
     """``[source]``: where the TXT registers and heap are read from: ``auto``, the kernel's
     ``/dev/mem`` view of TXT public space, a captured image or the simulator (the grammar is
     ``sld.platform.source.parse_spec``; checked at start by ``sld.service.preflight``)."""
@@ -33,8 +33,7 @@ class SourceConfig:
     spec: str = "auto"
 
 
-@dataclass(frozen=True)
-class TpmConfig:
+class TpmConfig(Record):
     """``[tpm]``: the TPM to compare PCR17-22 with. ``tcti`` is a tpm2-tss TCTI string (``name[:conf]``,
     tpm2-tss ``tctildr``; the default is the kernel's resource manager ``/dev/tpmrm0``); ``locality``
     (0-4, TCG PC Client Platform TPM Profile, locality) is left to the TCTI when unset."""
@@ -44,8 +43,7 @@ class TpmConfig:
     timeout: float = 5.0
 
 
-@dataclass(frozen=True)
-class VerifyConfig:
+class VerifyConfig(Record):
     """``[verify]``: how often and against what the launch is verified. ``mode`` comes from
     ``sld.vocab.Mode``; ``interval`` and ``timeout`` are seconds; ``policy`` is an appraisal policy
     file (parsed at start by ``sld.service.preflight``); ``state_dir`` is the unit's
@@ -59,8 +57,7 @@ class VerifyConfig:
     state_dir: str = "/var/lib/sld"
 
 
-@dataclass(frozen=True)
-class MetricsConfig:
+class MetricsConfig(Record):
     """``[metrics]``: the Prometheus listener (``sld.service.http``) and the node-exporter textfile.
     The TLS and user keys follow exporter-toolkit's web configuration (``tls_server_config``
     ``cert_file``/``key_file``/``client_ca_file`` with ``RequireAndVerifyClientCert``, and
@@ -78,8 +75,7 @@ class MetricsConfig:
     allow: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ControlConfig:
+class ControlConfig(Record):
     """``[control]``: the control socket, under the unit's ``RuntimeDirectory=sld`` (systemd.exec(5));
     ``group`` hands it to a group, which chown(2) allows only with CAP_CHOWN or as a member."""
 
@@ -87,8 +83,7 @@ class ControlConfig:
     group: str = ""
 
 
-@dataclass(frozen=True)
-class QuarantineConfig:
+class QuarantineConfig(Record):
     """``[quarantine]``: cls_bpf filters on the listed interfaces (``sld.quarantine``; tc-bpf(8)) that
     drop everything but ARP and ``allow`` (a pcap-filter(7) expression) while a verdict in ``on``
     holds; ``dry_run`` journals what would be done and touches no filter."""
@@ -100,23 +95,20 @@ class QuarantineConfig:
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
-class LogConfig:
+class LogConfig(Record):
     """``[log]``: debug categories (``sld.vocab.LogCategory``) journaled at debug level."""
 
     debug: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class AttestConfig:
+class AttestConfig(Record):
     """``[attest]``: the attestation key's persistent handle, in the TCG handle registry's persistent
     range (TCG Registry of Reserved TPM 2.0 Handles and Localities, 0x81xxxxxx)."""
 
     ak_handle: int = 0x81010002  # where `sld ak create` persists the AK (TCG handle registry: an AK)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """The whole ``sld.toml``: one frozen dataclass per section; ``path`` is the file it was read from
     (empty for the built-in defaults)."""
 

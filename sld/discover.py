@@ -7,11 +7,11 @@ which structure broke, at which address, instead of guessing from what came afte
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sld import trace
 from sld.errors import FormatError, SldError
 from sld.formats import acm, eventlog, heap, registers, slrt
 from sld.formats._util import Region
@@ -20,7 +20,7 @@ from sld.platform.memory import PhysicalMemory
 from sld.platform.securityfs import MAX_EVENTLOG
 from sld.platform.source import Source
 
-log = logging.getLogger("sld.sources")
+LOGGER = "sld.sources"
 MAX_HEAP = 16 << 20
 MAX_SLRT = 1 << 20
 MAX_LOG = MAX_EVENTLOG
@@ -59,10 +59,10 @@ def _stage(snap: Snapshot, name: str, fn: Callable[[], None]) -> bool:
     try:
         fn()
     except SldError as err:
-        log.debug("%s from %s: %s", name, snap.source_name, err)
+        trace.debug(LOGGER, "%s from %s: %s", name, snap.source_name, err)
         snap.errors[name] = err
         return False
-    log.debug("%s from %s: ok", name, snap.source_name)
+    trace.debug(LOGGER, "%s from %s: ok", name, snap.source_name)
     return True
 
 
@@ -105,7 +105,7 @@ def _read_acm(snap: Snapshot, mem: PhysicalMemory) -> None:
     try:
         head = mem.read(base, acm.HEADER_SIZE, "SINIT ACM header (SINIT.BASE)") if base else b""
     except SldError as err:
-        log.debug("no ACM header at SINIT.BASE 0x%x: %s", base, err)
+        trace.debug(LOGGER, "no ACM header at SINIT.BASE 0x%x: %s", base, err)
         return
     if acm.looks_like_acm(head):
         snap.acm = acm.parse_acm(Region(head, base))

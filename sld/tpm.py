@@ -8,13 +8,13 @@ simulator. ``commands`` counts the TPM commands sent, for benchmarks and the met
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from sld import trace
 from sld.errors import TpmError
 from sld.formats.names import ALG_ID, ALGORITHMS, DIGEST_SIZE
 from sld.paths import DEFAULT_TCTI
@@ -22,7 +22,7 @@ from sld.tss import TCTI_RC_NOT_IMPLEMENTED, Tss2Error, binding, check, classify
 from sld.vocab import TpmErrorKind
 
 T = TypeVar("T")
-log = logging.getLogger("sld.tpm")
+LOGGER = "sld.tpm"
 DEFAULT_TIMEOUT = 5.0  # seconds one TPM command may take (TPM PTP's longest, TPM2_CreatePrimary RSA, ~2 s)
 PCR_SELECT_BYTES = 3  # 24 PCRs
 RETRY_ATTEMPTS = 5
@@ -182,7 +182,7 @@ class Tpm:
         delay = RETRY_FIRST_DELAY
         for attempt in range(RETRY_ATTEMPTS):
             self.commands += 1
-            log.debug("%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
+            trace.debug(LOGGER, "%s via %s (attempt %d)", what, self.tcti_string, attempt + 1)
             try:
                 return self._bounded(what, fn, timeout)
             except (Tss2Error, OSError) as err:

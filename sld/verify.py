@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Protocol
 
 from sld import posture
@@ -21,6 +21,7 @@ from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import SLAUNCH_END, SLAUNCH_START
 from sld.platform.source import Source
+from sld.records import Record
 from sld.replay import DRTM_PCRS, digest_mismatches, extends, hashable, hashlib_name, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
@@ -55,8 +56,7 @@ class PcrDevice(Protocol):
     def extend(self, pcr: int, digests: Mapping[str, bytes]) -> None: ...
 
 
-@dataclass(frozen=True)
-class PcrState:
+class PcrState(Record):
     """Where one PCR stands against its events: ``held`` of them are in the TPM in every bank."""
 
     pcr: int
@@ -89,8 +89,7 @@ class PcrState:
         return self.events[self.held :] if self.held is not None else ()
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Record):
     """The outcome of one verification: the result and its one-line summary, every check in catalogue
     order, each DRTM PCR's state, and what was read. Frozen, because the daemon publishes it whole
     (sld.service.state) and the report, metrics, journal and quarantine all read the same value.

@@ -13,7 +13,7 @@ log records every active bank); only a capped digest there is left to the pcr.ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +21,7 @@ from sld.appraisal.create import event_text
 from sld.appraisal.model import Part, Policy
 from sld.formats.eventlog import Event, EventLog
 from sld.formats.names import event_type_name
+from sld.records import Record
 from sld.replay import DRTM_PCRS, capped, extends
 
 
@@ -38,8 +39,7 @@ class Problem(StrEnum):
     REQUIRED_EVENT = "required-event"
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Record):
     """One way the launch departs from the policy, with the digests in full (never abbreviated)."""
 
     problem: Problem

@@ -16,12 +16,13 @@ the same :class:`Policy` (``pcrs`` and ``events``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
 from sld.errors import ConfigError
 from sld.formats.names import DIGEST_SIZE, EVENT_TYPES, event_type_name
+from sld.records import Record
 
 # Type names as the one event-type table spells them, and without the EVTYPE_ prefix (``type = "MLE_HASH"``).
 EVENT_TYPE_BY_NAME = {n: t for t, n in EVENT_TYPES.items()} | \
@@ -37,8 +38,7 @@ class Group(StrEnum):
     HOST = "host"
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(Record):
     """One measured event the launch must contain: ``digests[bank]`` lists the allowed values."""
 
     name: str
@@ -60,8 +60,7 @@ class Part:
         return self.text or event_type_name(self.type)
 
 
-@dataclass(frozen=True)
-class SinitPolicy:
+class SinitPolicy(Record):
     """The SINIT ACM header facts a launch must meet (SDG A.1); ``header`` False: none was readable."""
 
     header: bool
@@ -70,8 +69,7 @@ class SinitPolicy:
     date: int = 0
 
 
-@dataclass(frozen=True)
-class ExpectedEvent:
+class ExpectedEvent(Record):
     """The older ``[[events]]`` entry: some event (in ``pcr``, of ``type``) must carry these digests."""
 
     digests: dict[str, bytes]
@@ -79,8 +77,7 @@ class ExpectedEvent:
     type: int | None = None
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
     """A whole policy: parts in measurement order, SINIT minimums, and the older form's rules."""
 
     parts: tuple[Part, ...] = ()

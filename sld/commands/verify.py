@@ -9,18 +9,17 @@ operator never gets a verdict for a TCTI or source nobody configured, and says s
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from sld.config import Config
 from sld.paths import DEFAULT_CONFIG
+from sld.records import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse  # for the annotations only: a cold local verification is read without argparse (sld.cli)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """What a local verification uses: each from an option, else the configuration file, else its default."""
 
     source: str

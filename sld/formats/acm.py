@@ -9,11 +9,10 @@ processor's business (it authenticates the module before GETSEC[SENTER] runs it)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import construct as cs
 
 from sld.formats._util import Region, build
+from sld.records import Record
 
 MODULE_TYPE_CHIPSET = 2  # SDG A.1: ModuleType 2 = chipset ACM (BIOS ACM and SINIT alike)
 MODULE_SUBTYPE_SINIT = 0  # 0: SINIT (run by SENTER); 1: BIOS ACM capable of running at reset
@@ -44,8 +43,7 @@ AcmHeader = cs.Struct(
 HEADER_SIZE = AcmHeader.sizeof()
 
 
-@dataclass(frozen=True)
-class Acm:
+class Acm(Record):
     """The identity an appraisal remembers: security version numbers and the build date."""
 
     address: int

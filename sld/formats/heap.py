@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, NamedTuple, overload
 
 import construct as cs
@@ -23,6 +23,7 @@ from construct import this
 
 from sld.errors import FormatError
 from sld.formats._util import Region, build
+from sld.records import Record
 
 TABLES = ("BiosData", "OsMleData", "OsSinitData", "SinitMleData")
 
@@ -205,8 +206,7 @@ class ExtElements(Sequence[ExtElement]):
             return None
 
 
-@dataclass(frozen=True)
-class HeapTable:
+class HeapTable(Record):
     """One heap record: ``address`` is its u64 size field, ``data`` what follows it (size - 8 bytes)."""
 
     name: str
@@ -229,8 +229,7 @@ class HeapTable:
         return next((e for e in self.elements if e.type == etype), None)
 
 
-@dataclass(frozen=True)
-class Heap:
+class Heap(Record):
     """The TXT heap at HEAP.BASE: its four tables in their SDG order (Table C-1)."""
 
     base: int
@@ -348,8 +347,7 @@ def parse_heap(heap: Region) -> Heap:
     return Heap(heap.base, len(heap), tuple(tables))
 
 
-@dataclass(frozen=True)
-class OsMleData:
+class OsMleData(Record):
     """OsMleData decoded in one Secure Launch shape (spec §2.3): ``layout`` names it, ``fields`` hold it."""
 
     layout: str

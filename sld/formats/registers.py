@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import construct as cs
 
 from sld.errors import FormatError
 from sld.formats._util import Region, build
+from sld.records import Record
 
 TXT_PRIV_BASE = 0xFED20000
 TXT_PUB_BASE = 0xFED30000
@@ -52,8 +52,7 @@ def _page() -> cs.Struct:
 ConfigPage = _page()
 
 
-@dataclass(frozen=True)
-class TxtRegisters:
+class TxtRegisters(Record):
     """Raw register values; decoded views are properties so JSON and tables agree."""
 
     values: dict[str, Any]
@@ -150,8 +149,7 @@ PROCESSOR_ERRORS = {  # bits 14:0 when bit 30 is 0 [SDG Table I-2]
 SINIT_SUCCESS = 0xC0000001
 
 
-@dataclass(frozen=True)
-class ErrorCode:
+class ErrorCode(Record):
     """ERRORCODE by SDG field, with ``kind`` the verdict reads and ``text`` as txt-parse_err words it."""
 
     value: int

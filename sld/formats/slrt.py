@@ -10,7 +10,6 @@ bounds: an entry whose size is below its header or runs past ``size`` is a Forma
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -20,6 +19,7 @@ from construct import this
 from sld.errors import FormatError
 from sld.formats._util import Region, build
 from sld.formats.heap import plain
+from sld.records import Record
 
 MAGIC = 0x4452544D  # "MTRD" in memory
 HEADER_SIZE = 16
@@ -128,8 +128,7 @@ FIXED_SIZES = {layout: {tag: entry_struct(layout, tag).sizeof() for tag in (1, 2
 """Sizes of DL_INFO, LOG_INFO and INTEL_INFO per generation: how generations are told apart."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Record):
     """One SLRT entry (SL slr_entry_hdr + body): ``fields`` are the body in the table's generation."""
 
     tag: int
@@ -143,8 +142,7 @@ class Entry:
         return TAGS.get(self.tag, f"unknown(0x{self.tag:x})")
 
 
-@dataclass(frozen=True)
-class LogInfo:
+class LogInfo(Record):
     """SLR_ENTRY_LOG_INFO: where the DRTM event log buffer is and its format (spec §3, §4.3)."""
 
     format: str
@@ -152,8 +150,7 @@ class LogInfo:
     size: int
 
 
-@dataclass(frozen=True)
-class Slrt:
+class Slrt(Record):
     """A parsed SLRT (SL slr_table): its header, its entries and the generation they were read in."""
 
     address: int

@@ -7,7 +7,6 @@ not pay for importing it). [SDG Tables E-3/E-4; TCG PC Client PFP §10.2.2; spec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import construct as cs
 
@@ -21,6 +20,7 @@ from sld.formats.names import (
     SPEC_ID_SIGNATURE,
     TXT_CONTAINER_SIGNATURE,
 )
+from sld.records import Record
 from sld.vocab import LogFormat
 
 _TCG_PCR_EVENT_HEAD = (
@@ -119,8 +119,7 @@ def parse_log_reference(log: Region | bytes, *, end: int | None = None) -> list[
 # ---- building (the simulator) -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(Record):
     """A record to build: digests by bank name (a bank may be missing)."""
 
     pcr: int

@@ -25,13 +25,13 @@ import os
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sld.errors import SourceError
 from sld.platform.files import open_regular, replace_file
 from sld.platform.memory import MAX_READ, check_request
 from sld.platform.securityfs import MAX_EVENTLOG, REGISTER_FILE_LIMIT, SECURITYFS_REGISTERS
+from sld.records import Record
 
 TYPE_CHECKING = False  # tarfile is imported where a capture is read or written: other sources never pay for it
 if TYPE_CHECKING:
@@ -48,8 +48,7 @@ _LIMITS = {META: 1 << 20, "securityfs/eventlog": MAX_EVENTLOG,
 """Every member name a capture may hold besides memory/0x..., with the most bytes it can take."""
 
 
-@dataclass(frozen=True)
-class Capture:
+class Capture(Record):
     """A capture's contents: ``regions`` (physical address -> bytes), ``securityfs`` (file -> bytes), ``meta``."""
 
     regions: Mapping[int, bytes]

@@ -12,11 +12,11 @@ shutdown or crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from sld.quarantine import tc
 from sld.quarantine.pcap import Insn, tc_program
+from sld.records import Record
 from sld.vocab import Result
 
 
@@ -49,8 +49,7 @@ class Settings(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Observed:
+class Observed(Record):
     """The kernel's view of the configured interfaces at one moment."""
 
     filters: tuple[tc.Filter, ...] = ()

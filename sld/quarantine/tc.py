@@ -25,13 +25,14 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from pyroute2 import IPRoute, NetlinkError
 
 from sld.errors import ConfigError, SldError
 from sld.quarantine import cls_bpf
 from sld.quarantine.pcap import Insn
+from sld.records import Record
 
 INGRESS = 0xFFFFFFF2
 EGRESS = 0xFFFFFFF3
@@ -43,8 +44,7 @@ NAME = "sld_quarantine"  # for listings; the kernel keeps no name for classic-BP
 ENOENT = 2
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(Record):
     """One filter on a clsact hook as the kernel lists it: sld's own, or anyone else's."""
 
     ifname: str

@@ -13,10 +13,11 @@ is True only for a current ``verified`` verdict (``sld_launch_verified``, ``sld 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from sld.records import Record
 from sld.vocab import CheckStatus, DaemonState, Result
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ def _empty() -> Mapping[Any, int]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Histogram:
+class Histogram(Record):
     """Cumulative counts per upper bound, the way Prometheus exposes histograms (``le`` buckets)."""
 
     bounds: tuple[float, ...] = DURATION_BUCKETS
@@ -52,8 +52,7 @@ class Histogram:
         return Histogram(self.bounds, counts, self.total + value, self.count + 1)
 
 
-@dataclass(frozen=True)
-class DaemonStatus:
+class DaemonStatus(Record):
     """Everything the daemon publishes; wall-clock times are ``time.time()`` seconds, 0 for never.
 
     ``verdict`` is the last verdict produced, kept while degraded (then stale, see the module doc);

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from sld.formats.registers import (
 )
 from sld.formats.tcg import NewEvent, build_crypto_agile, build_tpm12_container
 from sld.platform.image import write_image
+from sld.records import Record
 from sld.replay import DRTM_PCRS, replay
 from sld.sim.image import write_manifest
 from sld.sim.scenarios import (
@@ -63,8 +64,7 @@ ENTITY_TYPE = {b"Measured SLR Table": 1, b"Measured boot parameters": 2, b"Measu
                b"Measured EFI memory map": 5, b"Measured Kernel initrd": 6}
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Record):
     """One simulated launch: the register page, heap, SLRT and log a scenario leaves in memory, built with
     the same sld.formats declarations sld parses with, and the events it measured (before any tampering)."""
 

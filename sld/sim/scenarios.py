@@ -7,11 +7,12 @@ read) plus the verdict sld must reach on it. The builder never special-cases a s
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sld.errors import ConfigError
 from sld.formats.acm import build_acm
 from sld.formats.names import EVTYPE_HASH_START, EVTYPE_LCP_CONTROL_HASH, EVTYPE_MLE_HASH, EVTYPE_STM_HASH, SLAUNCH
+from sld.records import Record
 from sld.vocab import CheckId, Result
 
 LAYOUTS = ("v7", "v9", "v10", "v12", "v16")
@@ -21,8 +22,7 @@ SL_ERRORCODE_TPM_EXTEND = 0xC0008006
 SINIT_SUCCESS = 0xC0000001
 
 
-@dataclass(frozen=True)
-class SimEvent:
+class SimEvent(Record):
     """One log record as the simulator writes it; ``window`` marks the Secure Launch events."""
 
     pcr: int
@@ -37,8 +37,7 @@ def measure(data: bytes, banks: tuple[str, ...]) -> dict[str, bytes]:
     return {bank: hashlib.new(bank, data).digest() for bank in banks}
 
 
-@dataclass(frozen=True)
-class PlatformSpec:
+class PlatformSpec(Record):
     """Everything the builder needs; scenarios override a few fields of the clean launch."""
 
     log_format: str = "tpm20"  # tpm20 (crypto-agile) or tpm12 (TXT event container)
@@ -72,8 +71,7 @@ class PlatformSpec:
         return self.banks if self.tpm_banks is None else self.tpm_banks
 
 
-@dataclass(frozen=True)
-class Appraisal:
+class Appraisal(Record):
     """What ``sld verify --policy`` says with a policy created on ``clean``: the verdict and the part it names."""
 
     verdict: Result
@@ -81,8 +79,7 @@ class Appraisal:
     warning: CheckId | None = None  # a warn-severity check the verdict must carry (with or without the policy)
 
 
-@dataclass(frozen=True)
-class Scenario:
+class Scenario(Record):
     """A named platform and the verdicts sld must reach on it, with and without clean's policy."""
 
     name: str
