@@ -13,8 +13,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from sld.formats.eventlog import Event, EventLog, startup_locality
-from sld.formats.names import DATA_DIGEST_TYPES, EV_NO_ACTION, EVTYPE_CAP_VALUE, SLAUNCH_END, SLAUNCH_START
-from sld.formats.names import hashlib_name as hashlib_name  # re-exported: verify and keylime name it beside hashable
+from sld.formats.names import (
+    DATA_DIGEST_TYPES,
+    EV_NO_ACTION,
+    EVTYPE_CAP_VALUE,
+    SLAUNCH_END,
+    SLAUNCH_START,
+    hashlib_name,
+)
 
 TYPE_CHECKING = False  # typing, like dataclasses, costs a parse-and-replay process more than it does
 if TYPE_CHECKING:

@@ -19,10 +19,10 @@ from sld.checks import Check
 from sld.discover import Snapshot, discover
 from sld.errors import TpmError
 from sld.formats.eventlog import Event, EventLog
-from sld.formats.names import SLAUNCH_END, SLAUNCH_START
+from sld.formats.names import SLAUNCH_END, SLAUNCH_START, hashlib_name
 from sld.platform.source import Source
 from sld.records import Record
-from sld.replay import DRTM_PCRS, digest_mismatches, extends, hashable, hashlib_name, prefix_states, unmeasured
+from sld.replay import DRTM_PCRS, digest_mismatches, extends, hashable, prefix_states, unmeasured
 from sld.statedir import read_record, write_record
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, Mode, PcrStatus, Result, SourceKind

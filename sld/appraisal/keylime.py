@@ -12,7 +12,8 @@ import itertools
 
 from sld.appraisal.model import Policy
 from sld.errors import ConfigError
-from sld.replay import extended, hashable, hashlib_name
+from sld.formats.names import hashlib_name
+from sld.replay import extended, hashable
 
 KEYLIME_PCRS = (17, 18)
 MAX_VALUES = 4096  # per PCR: beyond that a policy has too many alternatives to enumerate for Keylime
