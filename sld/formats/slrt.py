@@ -124,8 +124,15 @@ def _header_size(layout: str) -> int:
     return 8 if _wide(layout) else 4
 
 
-FIXED_SIZES = {layout: {tag: entry_struct(layout, tag).sizeof() for tag in (1, 2, 4)} for layout in LAYOUTS}
-"""Sizes of DL_INFO, LOG_INFO and INTEL_INFO per generation: how generations are told apart."""
+FIXED_TAGS = (TAG["DL_INFO"], TAG["LOG_INFO"], TAG["INTEL_INFO"])
+"""The fixed-size entries: their sizes per generation are how generations are told apart."""
+
+
+@cache
+def fixed_size(layout: str, tag: int) -> int:
+    """The size of a FIXED_TAGS entry in the generation ``layout``, declared on first use: a table is
+    told apart from most generations by its first entry, so a cold verification need not declare all 15."""
+    return int(entry_struct(layout, tag).sizeof())
 
 
 class Entry(Record):
@@ -229,9 +236,9 @@ def parse_slrt(table: Region) -> Slrt:
     walked = _walk(table, size, wide)
     family = ("v16", "v12", "v10") if wide else ("v9", "v7")
     candidates = tuple(lay for lay in family
-                       if all(esize == FIXED_SIZES[lay][tag] for tag, _, esize in walked if tag in FIXED_SIZES[lay]))
+                       if all(esize == fixed_size(lay, tag) for tag, _, esize in walked if tag in FIXED_TAGS))
     if not candidates:
-        sizes = ", ".join(f"{TAGS.get(t, t)}={s}" for t, _, s in walked if t in (1, 2, 4))
+        sizes = ", ".join(f"{TAGS.get(t, t)}={s}" for t, _, s in walked if t in FIXED_TAGS)
         raise FormatError("SLRT", f"entry sizes ({sizes}) match no Secure Launch generation", field="entries",
                           offset=table.base)
     layout = candidates[0]

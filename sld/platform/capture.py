@@ -56,18 +56,6 @@ class Capture(Record):
     meta: Mapping[str, Any]
 
 
-def is_capture(path: str) -> bool:
-    """Whether ``path`` starts as a capture does (gzip magic): ``image:`` hands such a file to capture."""
-    try:
-        fd = open_regular(path, path, follow=True)
-    except SourceError:
-        return False
-    try:
-        return os.pread(fd, 2, 0) == b"\x1f\x8b"
-    finally:
-        os.close(fd)
-
-
 def write_capture(path: str | os.PathLike[str], capture: Capture) -> None:
     """Write ``capture`` to ``path`` (a new file renamed over it: never through a planted link)."""
     meta = {"format": FORMAT, "version": VERSION, **capture.meta,

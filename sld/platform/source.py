@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from sld.errors import ConfigError, SourceError
-from sld.platform.capture import CapturedMemory, CapturedSecurityFs, is_capture, read_capture
+from sld.platform.files import open_regular
 from sld.platform.memory import DEV_MEM, FileMemory, ImageMemory, MappedMemory, PhysicalMemory
 from sld.platform.securityfs import SLAUNCH_DIR, SecurityFs, SecurityFsView
 from sld.vocab import SourceKind
@@ -74,10 +74,25 @@ def open_source(spec: str = "auto") -> Source:
     return Source(SourceKind.IMAGE, f"image:{arg}", memory=ImageMemory(arg, name=f"image:{arg}"))
 
 
+def is_capture(path: str) -> bool:
+    """Whether ``path`` starts as a capture does (gzip magic): ``image:`` hands such a file to capture. Here,
+    not in sld.platform.capture: an image source never imports the capture reader (and zlib) it does not use."""
+    try:
+        fd = open_regular(path, path, follow=True)
+    except SourceError:
+        return False
+    try:
+        return os.pread(fd, 2, 0) == b"\x1f\x8b"
+    finally:
+        os.close(fd)
+
+
 def open_capture(path: str) -> Source:
     """An ``sld capture`` file, read as what it holds: physical memory when it has any regions (the heap
     walk then runs as on /dev/mem), else the securityfs view alone (so verdicts skip heap and SLRT as
     they do on that machine)."""
+    from sld.platform.capture import CapturedMemory, CapturedSecurityFs, read_capture
+
     cap = read_capture(path)
     name = f"capture:{path}"
     files = CapturedSecurityFs(cap.securityfs, name) if cap.securityfs else None
