@@ -91,7 +91,7 @@ def quote_seeds() -> Iterator[bytes]:
     """A quote's TPMS_ATTEST, RSASSA and ECDSA TPMT_SIGNATUREs and RSA and ECC AK TPM2B_PUBLICs, built
     with the declarations (values as tpm2_quote and tpm2_createak make them)."""
     from sld.formats import tpm2
-    from sld.formats.names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+    from sld.formats.tpm2_names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 
     sel = [{"hash": TpmAlg.SHA256, "pcrSelect": b"\x00\x00\x7e"}]
     yield tpm2.build_struct(tpm2.TPMS_ATTEST, {

@@ -21,8 +21,9 @@ from typing import Any
 
 from sld.errors import FormatError, TpmError
 from sld.formats import tpm2
-from sld.formats.names import ALG_ID, TpmAlg, TpmEccCurve
+from sld.formats.names import ALG_ID
 from sld.formats.quote import pcr_bitmap, read_attest
+from sld.formats.tpm2_names import TpmAlg, TpmEccCurve
 from sld.records import Record
 from sld.tpm import Tpm
 from sld.tss import Tss2Error, binding, marshal, unmarshal

@@ -59,7 +59,7 @@ class SoftAk:
 
     def public(self, attributes: dict[str, bool] | None = None) -> bytes:
         from sld.formats import tpm2
-        from sld.formats.names import TpmAlg, TpmEccCurve
+        from sld.formats.tpm2_names import TpmAlg, TpmEccCurve
 
         numbers = self.private.public_key().public_numbers()
         area: dict[str, Any] = {
@@ -83,7 +83,7 @@ class SoftAk:
         from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
         from sld.formats import tpm2
-        from sld.formats.names import TpmAlg
+        from sld.formats.tpm2_names import TpmAlg
 
         if self.kind == "rsa":
             sig = self.private.sign(message, padding.PKCS1v15(), hashes.SHA256())
@@ -105,9 +105,10 @@ def synthetic(ak: SoftAk, nonce: bytes, *, banks: tuple[str, ...] = ("sha1", "sh
 
     from sld.formats import tpm2
     from sld.formats.eventlog import parse_log
-    from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE, TpmSt
+    from sld.formats.names import ALG_ID
     from sld.formats.quote import object_name, pcr_bitmap
     from sld.formats.tcg import NewEvent, build_crypto_agile
+    from sld.formats.tpm2_names import TPM_GENERATED_VALUE, TpmSt
     from sld.replay import DRTM_PCRS, replay
     from sld.sim.scenarios import PlatformSpec, events_for
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from sld.formats import quote, tpm2
-from sld.formats.names import TpmAlg, TpmSt
+from sld.formats.tpm2_names import TpmAlg, TpmSt
 
 
 def same_attest(data: bytes) -> None:

@@ -13,8 +13,8 @@ import functools
 from collections.abc import Iterable
 
 from sld.errors import ConfigError, FormatError
-from sld.formats.names import TpmAlg, TpmEccCurve
 from sld.formats.quote import read_public
+from sld.formats.tpm2_names import TpmAlg, TpmEccCurve
 from sld.vocab import CheckStatus
 
 TYPE_CHECKING = False  # typing costs a cold sld verify --evidence (which checks its nonce here) a tenth

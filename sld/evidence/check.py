@@ -21,8 +21,9 @@ from sld.errors import FormatError
 from sld.evidence.bundle import Evidence, Quote
 from sld.evidence.keys import EcKey, RsaKey
 from sld.formats.eventlog import EventLog, parse_log
-from sld.formats.names import ALG_ID, ALGORITHMS, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+from sld.formats.names import ALG_ID, ALGORITHMS
 from sld.formats.quote import object_name, selected_pcrs
+from sld.formats.tpm2_names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from sld.replay import DRTM_PCRS, replay, unmeasured
 from sld.text import count
 from sld.vocab import CheckId, CheckStatus, PcrStatus, Result

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 
 from sld.errors import FormatError
-from sld.formats.names import ALGORITHMS, TpmAlg, TpmSt, hashlib_name
+from sld.formats.names import ALGORITHMS, hashlib_name
+from sld.formats.tpm2_names import TpmAlg, TpmSt
 
 
 class _Reader:

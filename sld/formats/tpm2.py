@@ -19,8 +19,8 @@ from typing import Any
 import construct as cs
 
 from sld.formats._util import build, region
-from sld.formats.names import TpmAlg, TpmSt
 from sld.formats.quote import ECC_SCHEMES, KDF_SCHEMES, KEY_TYPES, RSA_SCHEMES, SIGNATURE_SCHEMES, SYMMETRIC
+from sld.formats.tpm2_names import TpmAlg, TpmSt
 
 
 def tpm2b(name: str) -> cs.Struct:

@@ -23,8 +23,8 @@ import pytest
 
 from sld.formats import tpm2
 from sld.formats.eventlog import parse_log
-from sld.formats.names import TpmAlg, TpmSt
 from sld.formats.quote import object_name, selected_pcrs
+from sld.formats.tpm2_names import TpmAlg, TpmSt
 from sld.replay import replay
 from sld.sim.swtpm import Swtpm
 from tests.swtpm.conftest import Sim, sld

@@ -21,7 +21,8 @@ import pytest
 
 from sld.formats import tpm2
 from sld.formats.eventlog import parse_log
-from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE
+from sld.formats.names import ALG_ID
+from sld.formats.tpm2_names import TPM_GENERATED_VALUE
 from tests import evidence
 from tests.swtpm.conftest import Sim, sld
 from tests.tpm2tools import Ak, Tools, missing_tools, pcr_blob

@@ -9,8 +9,9 @@ import construct as cs
 import pytest
 
 from sld.formats import tpm2
-from sld.formats.names import ALG_ID, TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+from sld.formats.names import ALG_ID
 from sld.formats.quote import object_name, selected_pcrs
+from sld.formats.tpm2_names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from sld.sim.swtpm import Swtpm
 from tests.quotes import same_attest, same_public, same_signature
 from tests.tpm2tools import Tools, missing_tools

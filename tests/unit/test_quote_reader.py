@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sld.errors import FormatError
 from sld.formats import quote, tpm2
-from sld.formats.names import TpmAlg, TpmSt
+from sld.formats.tpm2_names import TpmAlg, TpmSt
 from tests.quotes import same_attest, same_public, same_signature
 from tests.unit.test_tpm2 import ecc_public, quote_attest, rsa_public
 

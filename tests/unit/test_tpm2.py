@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sld.errors import FormatError
 from sld.formats import quote, tpm2
 from sld.formats.heap import plain
-from sld.formats.names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
+from sld.formats.tpm2_names import TPM_GENERATED_VALUE, TpmAlg, TpmEccCurve, TpmSt
 from tests.roundtrip import assert_declaration_round_trip
 
 
