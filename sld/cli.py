@@ -44,6 +44,9 @@ SIM_DIR_HELP = ("where the image, securityfs view and TPM state go (default: $XD
                 "/run/sld-sim-UID: per user)")
 JSON_HELP = "print one JSON object (schema 1) instead of a table"
 VERIFY_HANDLER = "sld.commands.verify:run"
+# ``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence,
+# dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)
+EVIDENCE_HANDLER = "sld.commands.evidence:run"
 SOURCE_HELP = "where platform bytes come from: auto, securityfs[:DIR], devmem, image:PATH, capture:FILE"
 
 
@@ -86,28 +89,6 @@ def _sim_command(simsub: argparse._SubParsersAction[argparse.ArgumentParser], na
     return p
 
 
-def _add_evidence(ver: argparse.ArgumentParser) -> None:
-    """``sld verify --evidence``: another machine's quotes and DRTM log, checked here (sld.commands.evidence,
-    dispatched to directly: a verifier checking a fleet's evidence never loads this host's configuration)."""
-    import argparse
-
-    from sld.evidence.options import FORMATS, HANDLER, OPTIONS
-
-    class Evidence(argparse.Action):
-        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                     option_string: str | None = None) -> None:
-            namespace.evidence = values
-            namespace.handler = HANDLER
-
-    for option, metavar, text in OPTIONS:
-        extra: dict[str, Any] = {"metavar": metavar}
-        if option == "--evidence":
-            extra["action"] = Evidence
-        if option == "--format":
-            extra = {"choices": FORMATS}
-        ver.add_argument(option, help=text, **extra)
-
-
 def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sld policy create|merge|show|export``: appraisal policies (sld.commands.policy)."""
     pol = sub.add_parser("policy", help="appraisal policies: create on a known-good host, merge, show, export")
@@ -144,8 +125,8 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
-    """``sld verify``'s own options, declared once: :func:`_verify_parser` gives them to argparse and
-    :func:`_read_verify` reads a command line made only of them."""
+    """``sld verify``'s own options and its ``--evidence`` ones, declared once: :func:`_verify_parser` gives
+    them to argparse and :func:`_read_verify` reads a command line made only of them."""
     from sld.vocab import Mode
 
     return (
@@ -171,6 +152,13 @@ def _verify_options() -> tuple[tuple[str, dict[str, Any]], ...]:
         ("--local", {"action": "store_true", "help": "verify in this process even if a daemon answers"}),
         ("--socket", {"default": DEFAULT_SOCKET, "metavar": "PATH",
                       "help": f"the daemon's control socket (default {DEFAULT_SOCKET})"}),
+        ("--evidence", {"metavar": "FILE", "help": "verify this evidence file (sld attest) instead of this host"}),
+        ("--ak", {"metavar": "PEM", "help": "(evidence) the AK public key the verifier trusts"}),
+        ("--nonce", {"metavar": "HEX", "help": "(evidence) the nonce the verifier gave sld attest"}),
+        ("--previous", {"metavar": "FILE", "help": "(evidence) earlier evidence of that host: the new one must be "
+                        "newer (TPM clock, reset and restart counts)"}),
+        ("--format", {"choices": ("text", "json", "ear"), "help": "(evidence) text, json (as --json) or an EAT "
+                      "Attestation Result (draft-ietf-rats-ear)"}),
     )
 
 
@@ -186,21 +174,29 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                          "options over its keys, and says so on stderr.",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ver.set_defaults(handler=VERIFY_HANDLER)
+
+    class Evidence(argparse.Action):
+        """``--evidence FILE`` also picks the handler: another host's evidence, not this host's launch."""
+
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                     option_string: str | None = None) -> None:
+            namespace.evidence = values
+            namespace.handler = EVIDENCE_HANDLER
+
     for option, spec in _verify_options():
-        ver.add_argument(option, **spec)
-    _add_evidence(ver)
+        ver.add_argument(option, **(spec | {"action": Evidence} if option == "--evidence" else spec))
 
 
 def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
-    """``verify`` and only its own options (:func:`_verify_options`), each once and spelt out (``--opt VALUE``,
-    ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for anything else (help, an
-    abbreviation, a repeat, a bad value, an evidence option), which argparse reads and reports. A cold
-    local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py)."""
+    """``verify`` and only its own options (:func:`_verify_options`, the evidence ones included), each once and
+    spelt out (``--opt VALUE``, ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for
+    anything else (help, an abbreviation, a repeat, a bad value), which argparse reads and reports. A cold
+    local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py),
+    and so does a verifier checking a fleet's evidence one cold process per host (argparse and the shutil, bz2,
+    lzma and gettext modules it imports to format help: a quarter of that process, benchmarks/verify_evidence.py)."""
     if argv[:1] != ["verify"]:
         return None
     from types import SimpleNamespace
-
-    from sld.evidence.options import OPTIONS
 
     options = dict(_verify_options())
     switches = {option for option, spec in options.items() if spec.get("action") == "store_true"}
@@ -226,8 +222,7 @@ def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
             return None
     values = {option: given.get(option, spec.get("default", False if option in switches else None))
               for option, spec in options.items()}
-    values |= {option: None for option, _, _ in OPTIONS}
-    return SimpleNamespace(command="verify", handler=VERIFY_HANDLER,
+    return SimpleNamespace(command="verify", handler=EVIDENCE_HANDLER if "--evidence" in given else VERIFY_HANDLER,
                            **{option[2:].replace("-", "_"): value for option, value in values.items()})
 
 
@@ -386,17 +381,12 @@ def _dispatch(args: argparse.Namespace | SimpleNamespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The running daemon's answer to a plain ``sld verify`` or ``sld attest`` when it gives one (sld.client);
-    another host's evidence checked without building the parser (sld.evidence.options); else :func:`run`."""
+    a ``sld verify`` of this host or of another's evidence read without building the parser (:func:`_read_verify`);
+    else :func:`run`."""
     args = list(sys.argv[1:] if argv is None else argv)
     code = fast_attest(args) if args[:1] == ["attest"] else fast_verify(args)
     if code is not None:
         return code
-    if "--evidence" in args or any(a.startswith("--evidence=") for a in args):
-        from sld.evidence.options import parse
-
-        options = parse(args)
-        if options is not None:
-            return guarded(options)
     fast = _read_verify(args)
     return guarded(fast) if fast is not None else run(args)
 

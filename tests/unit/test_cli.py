@@ -191,8 +191,9 @@ def test_the_local_notice_knows_which_invocations_the_daemon_was_offered(argv: l
 
 
 VERIFY_OPTIONS = ["--source", "--json", "--tcti", "--locality", "--mode", "--policy", "--state-dir", "--config",
-                  "--local", "--socket", "--evidence", "--loc", "-h", "--", "x"]
-VERIFY_VALUES = ["image:/i", "2", "7", "-1", "validate", "bogus", "", "-odd"]
+                  "--local", "--socket", "--evidence", "--ak", "--nonce", "--previous", "--format", "--loc", "-h",
+                  "--", "x"]
+VERIFY_VALUES = ["image:/i", "2", "7", "-1", "validate", "ear", "bogus", "", "-odd"]
 VERIFY_ARGS = st.lists(st.tuples(st.sampled_from(VERIFY_OPTIONS), st.sampled_from(VERIFY_VALUES),
                                  st.sampled_from(("alone", "then", "joined"))), max_size=6)
 
@@ -200,8 +201,9 @@ VERIFY_ARGS = st.lists(st.tuples(st.sampled_from(VERIFY_OPTIONS), st.sampled_fro
 @given(VERIFY_ARGS)
 @settings(max_examples=500, deadline=None)
 def test_verify_options_read_without_argparse_are_what_argparse_makes(args: list[tuple[str, str, str]]) -> None:
-    """The cold path's reader of `sld verify`'s options (sld.cli._read_verify) either leaves a command line
-    to argparse or makes exactly argparse's namespace of it: the options are declared once."""
+    """The cold path's reader of `sld verify`'s options (sld.cli._read_verify), the evidence ones included,
+    either leaves a command line to argparse or makes exactly argparse's namespace of it: the options are
+    declared once."""
     from sld.cli import _read_verify, build_parser
 
     argv = ["verify"]
