@@ -100,7 +100,7 @@ def measure(pid: int, url: str) -> tuple[int, float, tuple[float, float]]:
 # one before did, and more (the TPM binding is loaded as sld.tss loads it, without the tpm2_pytss package).
 LAYERS = (
     ("the bare interpreter", "pass"),
-    ("+ the TPM binding (tpm2-pytss's cffi module: libtss2 with FAPI's libcurl, gnutls, krb5, ldap)",
+    ("+ the TPM binding (tpm2-pytss's cffi module and the libtss2 libraries it links)",
      "import sld.tss; sld.tss.binding()"),
     ("+ construct (with hashlib's OpenSSL digests and construct.debug's pdb)", "import construct"),
     ("+ the rest of the verification pipeline (sld.verify, sld.tpm)", "import sld.verify, sld.tpm"),
