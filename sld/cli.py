@@ -192,43 +192,22 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
-    """``verify`` and only its own options (:func:`_verify_options`), each once and spelt out (``--opt VALUE``,
-    ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for anything else (help, an
-    abbreviation, a repeat, a bad value, an evidence option), which argparse reads and reports. A cold
+    """``verify`` and only its own options (:func:`_verify_options`), as the namespace argparse makes of them,
+    read by :func:`sld.argv.read` (None for what it leaves to argparse, and for an evidence option). A cold
     local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py)."""
     if argv[:1] != ["verify"]:
         return None
     from types import SimpleNamespace
 
+    from sld.argv import attribute, read
     from sld.evidence.options import OPTIONS
 
-    options = dict(_verify_options())
-    switches = {option for option, spec in options.items() if spec.get("action") == "store_true"}
-    given: dict[str, Any] = {}
-    rest = list(argv[1:])
-    while rest:
-        option, eq, value = rest.pop(0).partition("=")
-        spec = options.get(option)
-        if spec is None or option in given or (eq and option in switches):
-            return None
-        if option in switches:
-            given[option] = True
-            continue
-        if not eq:
-            if not rest or rest[0].startswith("-"):
-                return None
-            value = rest.pop(0)
-        try:
-            given[option] = spec.get("type", str)(value)
-        except ValueError:
-            return None
-        if "choices" in spec and given[option] not in spec["choices"]:
-            return None
-    values = {option: given.get(option, spec.get("default", False if option in switches else None))
-              for option, spec in options.items()}
+    values = read(argv[1:], dict(_verify_options()))
+    if values is None:
+        return None
     values |= {option: None for option, _, _ in OPTIONS}
     return SimpleNamespace(command="verify", handler=VERIFY_HANDLER,
-                           **{option[2:].replace("-", "_"): value for option, value in values.items()})
+                           **{attribute(option): value for option, value in values.items()})
 
 
 def _add_ak_options(p: argparse.ArgumentParser) -> None:

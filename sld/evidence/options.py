@@ -1,5 +1,5 @@
 """The options of ``sld verify --evidence``, declared once: sld.cli gives them to argparse from this table,
-and :func:`parse` reads a command line made only of them without argparse.
+and :func:`parse` reads a command line made only of them without argparse (:mod:`sld.argv`).
 
 A verifier checks a fleet's evidence one cold process per host; building sld's whole argparse parser
 (and the shutil, bz2, lzma and gettext modules argparse imports to format help) costs that process a
@@ -10,6 +10,12 @@ would (``--help``, another option, a repeated one, a bad ``--format``) it leaves
 from __future__ import annotations
 
 from types import SimpleNamespace
+
+from sld.argv import attribute, read
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sld.argv import Spec
 
 HANDLER = "sld.commands.evidence:run"
 FORMATS = ("text", "json", "ear")
@@ -22,28 +28,16 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (  # option, metavar, help
     ("--format", "FORMAT", "(evidence) text, json (as --json) or an EAT Attestation Result (draft-ietf-rats-ear)"),
 )
 # sld verify's own options that the evidence path reads too (sld.cli declares them with the others)
-SHARED_VALUES = ("--policy",)
-SHARED_SWITCHES = ("--json",)
+SHARED: dict[str, Spec] = {"--policy": {}, "--json": {"action": "store_true"}}
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
-    """``verify --evidence FILE`` with only these options (``--opt VALUE`` or ``--opt=VALUE``), as the
-    namespace argparse would make of it; None when argparse must read the command line."""
+    """``verify --evidence FILE`` with only these options, read by :func:`sld.argv.read`, as the namespace
+    argparse would make of it; None when argparse must read the command line."""
     if argv[:1] != ["verify"]:
         return None
-    values = {opt: None for opt, _, _ in OPTIONS} | dict.fromkeys(SHARED_VALUES)
-    switches = dict.fromkeys(SHARED_SWITCHES, False)
-    rest = argv[1:]
-    while rest:
-        opt, eq, value = rest.pop(0).partition("=")
-        if opt in switches and not eq and not switches[opt]:
-            switches[opt] = True
-        elif opt in values and values[opt] is None and (eq or rest):
-            values[opt] = value if eq else rest.pop(0)
-            if not values[opt] or values[opt].startswith("-") and not eq:
-                return None
-        else:
-            return None
-    if not values["--evidence"] or values["--format"] not in (None, *FORMATS):
+    specs = {option: {"choices": FORMATS} if option == "--format" else {} for option, _, _ in OPTIONS}
+    values = read(argv[1:], specs | SHARED)
+    if values is None or not values["--evidence"]:
         return None
-    return SimpleNamespace(handler=HANDLER, **{o[2:]: v for o, v in (values | switches).items()})
+    return SimpleNamespace(handler=HANDLER, **{attribute(option): value for option, value in values.items()})

@@ -212,6 +212,29 @@ def test_verify_options_read_without_argparse_are_what_argparse_makes(args: list
         assert vars(fast) == vars(build_parser("verify").parse_args(argv))
 
 
+EVIDENCE_OPTIONS = ["--evidence", "--ak", "--nonce", "--previous", "--format", "--policy", "--json", "--tcti",
+                    "--evid", "-h"]
+EVIDENCE_VALUES = ["e.json", "json", "ear", "yaml", "", "-odd", "00ff"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(EVIDENCE_OPTIONS), st.sampled_from(EVIDENCE_VALUES),
+                          st.sampled_from(("alone", "then", "joined"))), max_size=6))
+@settings(max_examples=500, deadline=None)
+def test_evidence_options_read_without_argparse_are_what_argparse_makes(args: list[tuple[str, str, str]]) -> None:
+    """The evidence path's reader (sld.evidence.options.parse, on sld.argv.read) either leaves a command line
+    to argparse or makes argparse's namespace of it."""
+    from sld.cli import build_parser
+    from sld.evidence.options import parse
+
+    argv = ["verify", "--evidence", "e.json"]
+    for option, value, form in args:
+        argv += {"alone": [option], "then": [option, value], "joined": [f"{option}={value}"]}[form]
+    fast = parse(argv)
+    if fast is not None:
+        slow = build_parser("verify").parse_args(argv)
+        assert vars(fast) == {k: getattr(slow, k) for k in vars(fast)}
+
+
 def test_a_local_verification_command_line_is_read_without_argparse() -> None:
     from sld.cli import _read_verify
 
