@@ -100,11 +100,15 @@ def measure(pid: int, url: str) -> tuple[int, float, tuple[float, float]]:
 # one before did, and more (the TPM binding is loaded as sld.tss loads it, without the tpm2_pytss package).
 LAYERS = (
     ("the bare interpreter", "pass"),
-    ("+ the TPM binding (tpm2-pytss's cffi module: libtss2 with FAPI's libcurl, gnutls, krb5, ldap)",
+    ("+ the TPM binding (tpm2-pytss's cffi module and the libtss2 libraries it links)",
      "import sld.tss; sld.tss.binding()"),
     ("+ construct (with hashlib's OpenSSL digests and construct.debug's pdb)", "import construct"),
     ("+ the rest of the verification pipeline (sld.verify, sld.tpm)", "import sld.verify, sld.tpm"),
-    ("+ prometheus-client (and the HTTP, email and TLS modules its exposition imports)", "import prometheus_client"),
+    ("+ the standard library's HTTP and TLS server modules sld's metrics listener is built on",
+     "import ssl, socketserver, wsgiref.simple_server"),
+    ("+ prometheus-client (and the urllib and email modules its exposition imports)", "import prometheus_client"),
+    ("+ the daemon's own modules (command line, configuration, control socket, service)",
+     "import sld.cli, sld.config, sld.service.daemon, sld.service.control, sld.service.http, sld.service.metrics"),
 )
 
 
@@ -172,7 +176,7 @@ def main() -> None:
     print(f"  of which: the daemon without [metrics] {unserved / 1024:.1f} MiB, so serving metrics "
           f"(prometheus-client and the HTTP/TLS stack) {(ours[0] - unserved) / 1024:.1f} MiB; an interpreter with")
     for (what, _), rss in zip(LAYERS, layers, strict=True):
-        print(f"    {what}: {rss / 1024:.1f} MiB")
+        print(f"    {what}: {rss / 1024:.1f} MiB ({rss / theirs[0]:.2f}x node_exporter)")
     print(f"idle CPU: sld {ours[1]:.3f} %, node_exporter {theirs[1]:.3f} %")
     client = "wrk" if shutil.which("wrk") else "urllib threads"
     print(f"scrapes/s ({client}, {CLIENTS} connections): sld {ours[2][0]:.0f}, node_exporter {theirs[2][0]:.0f}, "

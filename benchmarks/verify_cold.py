@@ -25,7 +25,7 @@ RUNS = 21
 # starts (the collector off, os._exit at the end) that imports each layer on top of the one before.
 LAYERS = (
     ("the bare interpreter", "pass"),
-    ("+ the TPM binding (tpm2-pytss's cffi module: libtss2 with FAPI's libcurl, gnutls, krb5, ldap)",
+    ("+ the TPM binding (tpm2-pytss's cffi module and the libtss2 libraries it links)",
      "import sld.tss; sld.tss.binding()"),
     ("+ construct (with hashlib's OpenSSL digests and construct.debug's pdb)", "import construct"),
     ("+ every other module a cold local verification imports", "import sld.commands.verify, sld.verify, sld.tpm, "

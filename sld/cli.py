@@ -188,42 +188,23 @@ def _verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _read_verify(argv: Sequence[str]) -> SimpleNamespace | None:
-    """``verify`` and only its own options (:func:`_verify_options`, the evidence ones included), each once and
-    spelt out (``--opt VALUE``, ``--opt=VALUE``, a switch), as the namespace argparse makes of them; None for
-    anything else (help, an abbreviation, a repeat, a bad value), which argparse reads and reports. A cold
-    local verification so skips importing argparse and building its parser (~10 ms, benchmarks/verify_cold.py),
-    and so does a verifier checking a fleet's evidence one cold process per host (argparse and the shutil, bz2,
-    lzma and gettext modules it imports to format help: a quarter of that process, benchmarks/verify_evidence.py)."""
+    """``verify`` and only its own options (:func:`_verify_options`, the evidence ones included), as the
+    namespace argparse makes of them, read by :func:`sld.argv.read` (None for what it leaves to argparse). A
+    cold local verification so skips importing argparse and building its parser (~10 ms,
+    benchmarks/verify_cold.py), and so does a verifier checking a fleet's evidence one cold process per host
+    (benchmarks/verify_evidence.py)."""
     if argv[:1] != ["verify"]:
         return None
     from types import SimpleNamespace
 
-    options = dict(_verify_options())
-    switches = {option for option, spec in options.items() if spec.get("action") == "store_true"}
-    given: dict[str, Any] = {}
-    rest = list(argv[1:])
-    while rest:
-        option, eq, value = rest.pop(0).partition("=")
-        spec = options.get(option)
-        if spec is None or option in given or (eq and option in switches):
-            return None
-        if option in switches:
-            given[option] = True
-            continue
-        if not eq:
-            if not rest or rest[0].startswith("-"):
-                return None
-            value = rest.pop(0)
-        try:
-            given[option] = spec.get("type", str)(value)
-        except ValueError:
-            return None
-        if "choices" in spec and given[option] not in spec["choices"]:
-            return None
-    values = {option: given.get(option, spec.get("default", False if option in switches else None))
-              for option, spec in options.items()}
-    return SimpleNamespace(command="verify", handler=EVIDENCE_HANDLER if "--evidence" in given else VERIFY_HANDLER,
-                           **{option[2:].replace("-", "_"): value for option, value in values.items()})
+    from sld.argv import attribute, read
+
+    values = read(argv[1:], dict(_verify_options()))
+    if values is None:
+        return None
+    handler = VERIFY_HANDLER if values["--evidence"] is None else EVIDENCE_HANDLER  # as the Evidence action sets it
+    return SimpleNamespace(command="verify", handler=handler,
+                           **{attribute(option): value for option, value in values.items()})
 
 
 def _add_ak_options(p: argparse.ArgumentParser) -> None:

@@ -68,10 +68,6 @@ def layers(path: str) -> Layers:
     return Layers(policy, main, found)
 
 
-def load(path: str, *, with_dropins: bool = True) -> Policy:
-    """The policy ``path`` names: widened by each of its drop-ins (:func:`layers`), or its main file alone."""
-    if with_dropins:
-        return layers(path).policy
-    main = read(Path(path))
-    anchors(main)
-    return main
+def load(path: str) -> Policy:
+    """The policy ``path`` names, widened by each of its drop-ins (:func:`layers`)."""
+    return layers(path).policy

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sld.appraisal.check import Problem, appraise
 from sld.appraisal.create import create, render
-from sld.appraisal.files import load, parse_text
+from sld.appraisal.files import layers, load, parse_text
 from sld.appraisal.keylime import tpm_policy
 from sld.appraisal.merge import merge
 from sld.appraisal.model import Group, Policy, SinitPolicy, from_toml
@@ -200,7 +200,7 @@ def test_dropins_complete_the_main_file(tmp_path: Path, clean: Policy) -> None:
     (tmp_path / "fleet.toml.d").mkdir()
     (tmp_path / "fleet.toml.d" / "host-a.toml").write_text(render(clean, (Group.HOST,), head=False))
     assert appraise(load(str(main)), log_of("clean")) == ()
-    assert {f.text for f in appraise(load(str(main), with_dropins=False), log_of("clean"))} == \
+    assert {f.text for f in appraise(layers(str(main)).main, log_of("clean"))} == \
         {"Measured Kernel command line", "Measured EFI memory map"}
 
 
@@ -315,7 +315,7 @@ def test_merge_keeps_host_parts_in_the_drop_in_as_create_does(tmp_path: Path, cl
     out = tmp_path / "c.toml"
     run = policy_cli("merge", str(a), str(b), "-o", str(out))
     assert run.returncode == 0, run.stderr
-    assert {p.group for p in load(str(out), with_dropins=False).parts} == {Group.PLATFORM, Group.OS}
+    assert {p.group for p in layers(str(out)).main.parts} == {Group.PLATFORM, Group.OS}
     host = load(str(out)).part("cmdline")
     assert host is not None and len(host.digests["sha256"]) == 2
     assert (tmp_path / "c.toml.d" / "host.toml").is_file() and str(tmp_path / "c.toml.d" / "host.toml") in run.stdout

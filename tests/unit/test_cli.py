@@ -214,6 +214,27 @@ def test_verify_options_read_without_argparse_are_what_argparse_makes(args: list
         assert vars(fast) == vars(build_parser("verify").parse_args(argv))
 
 
+EVIDENCE_OPTIONS = ["--evidence", "--ak", "--nonce", "--previous", "--format", "--policy", "--json", "--tcti",
+                    "--evid", "-h"]
+EVIDENCE_VALUES = ["e.json", "json", "ear", "yaml", "", "-odd", "00ff"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(EVIDENCE_OPTIONS), st.sampled_from(EVIDENCE_VALUES),
+                          st.sampled_from(("alone", "then", "joined"))), max_size=6))
+@settings(max_examples=500, deadline=None)
+def test_evidence_options_read_without_argparse_are_what_argparse_makes(args: list[tuple[str, str, str]]) -> None:
+    """With --evidence, the same reader (sld.cli._read_verify, on sld.argv.read) either leaves a command line
+    to argparse or makes argparse's namespace of it, the evidence handler included."""
+    from sld.cli import _read_verify, build_parser
+
+    argv = ["verify", "--evidence", "e.json"]
+    for option, value, form in args:
+        argv += {"alone": [option], "then": [option, value], "joined": [f"{option}={value}"]}[form]
+    fast = _read_verify(argv)
+    if fast is not None:
+        assert vars(fast) == vars(build_parser("verify").parse_args(argv))
+
+
 def test_a_local_verification_command_line_is_read_without_argparse() -> None:
     from sld.cli import _read_verify
 
