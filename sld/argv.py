@@ -4,7 +4,7 @@ A cold ``sld verify`` (this host, or another host's evidence) is a short process
 imports; building sld's argparse parser (and the shutil, bz2, lzma and gettext modules argparse loads to
 format help) costs it ~10 ms (benchmarks/verify_cold.py, benchmarks/verify_evidence.py). :func:`read`
 takes a command line made only of options it can read exactly as argparse would; anything else (help, an
-abbreviation, a repeat, a bad value, a value that looks like an option) it leaves to argparse, which then
+abbreviation, a repeat, a bad value, a value that looks like an option or is ``--``) it leaves to argparse, which then
 reads and reports it. tests/unit/test_cli.py compares what it makes with argparse's namespace.
 """
 
@@ -37,6 +37,8 @@ def read(argv: Sequence[str], options: Mapping[str, Spec]) -> dict[str, Any] | N
             if not rest or rest[0].startswith("-"):
                 return None
             value = rest.pop(0)
+        elif value == "--":  # argparse 3.11/3.12 reads a value of "--" as the end of options even after "="
+            return None
         try:
             given[option] = spec.get("type", str)(value)
         except ValueError:

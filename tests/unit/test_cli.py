@@ -193,7 +193,7 @@ def test_the_local_notice_knows_which_invocations_the_daemon_was_offered(argv: l
 VERIFY_OPTIONS = ["--source", "--json", "--tcti", "--locality", "--mode", "--policy", "--state-dir", "--config",
                   "--local", "--socket", "--evidence", "--ak", "--nonce", "--previous", "--format", "--loc", "-h",
                   "--", "x"]
-VERIFY_VALUES = ["image:/i", "2", "7", "-1", "validate", "ear", "bogus", "", "-odd"]
+VERIFY_VALUES = ["image:/i", "2", "7", "-1", "validate", "ear", "bogus", "", "-odd", "--"]
 VERIFY_ARGS = st.lists(st.tuples(st.sampled_from(VERIFY_OPTIONS), st.sampled_from(VERIFY_VALUES),
                                  st.sampled_from(("alone", "then", "joined"))), max_size=6)
 
@@ -216,7 +216,7 @@ def test_verify_options_read_without_argparse_are_what_argparse_makes(args: list
 
 EVIDENCE_OPTIONS = ["--evidence", "--ak", "--nonce", "--previous", "--format", "--policy", "--json", "--tcti",
                     "--evid", "-h"]
-EVIDENCE_VALUES = ["e.json", "json", "ear", "yaml", "", "-odd", "00ff"]
+EVIDENCE_VALUES = ["e.json", "json", "ear", "yaml", "", "-odd", "00ff", "--"]
 
 
 @given(st.lists(st.tuples(st.sampled_from(EVIDENCE_OPTIONS), st.sampled_from(EVIDENCE_VALUES),
