@@ -10,6 +10,7 @@ the running configuration), so none of these surfaces later as ``degraded`` or a
 
 from __future__ import annotations
 
+import ctypes
 import grp
 import os
 import re
@@ -46,11 +47,8 @@ def _tcti(tcti: str) -> None:
     if not TCTI_NAME.fullmatch(name):
         raise ConfigError(f"{tcti!r} is not a TCTI string (name[:conf], e.g. device:/dev/tpmrm0)", key="tpm.tcti")
     library = name if "/" in name or ".so" in name else f"libtss2-tcti-{name}.so.0"
-    from sld.tss import binding  # the FFI the daemon calls tpm2-tss through: no second one (ctypes) for one dlopen
-
-    ffi, _ = binding()
     try:
-        ffi.dlopen(library)
+        ctypes.CDLL(library)
     except OSError:
         raise ConfigError(f"no TCTI {name!r} on this system ({library} cannot be loaded)", key="tpm.tcti") from None
 
