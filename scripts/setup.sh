@@ -48,7 +48,7 @@ fi
 # PGO and LTO and linked statically, it starts and imports a quarter quicker and in less memory than a
 # python3 built from source (a pyenv or /usr/local one that comes first on PATH). One made by another
 # interpreter is replaced.
-if [ ! -x .venv/bin/python ] || ! grep -qx 'home = /usr/bin' .venv/pyvenv.cfg; then
+if [ ! -x .venv/bin/python ] || ! grep -qsx 'home = /usr/bin' .venv/pyvenv.cfg; then
   [ ! -e .venv ] || echo "setup: .venv was not made by /usr/bin/python3: making it again" >&2
   rm -rf .venv
   /usr/bin/python3 -m venv .venv
@@ -67,11 +67,12 @@ if ! .venv/bin/python -c "$no_fapi" 2>/dev/null; then
     done
   done
   .venv/bin/python -m pip uninstall -q -y tpm2-pytss 2>/dev/null || true
-  PKG_CONFIG_LIBDIR="$pc" .venv/bin/python -m pip install -q --no-cache-dir \
+  # PKG_CONFIG_LIBDIR replaces pkg-config's own search path; a PKG_CONFIG_PATH would still show tss2-fapi
+  env -u PKG_CONFIG_PATH PKG_CONFIG_LIBDIR="$pc" .venv/bin/python -m pip install -q --no-cache-dir \
     --no-binary tpm2-pytss "$(sed -n 's/^ *"\(tpm2-pytss[^"]*\)",$/\1/p' pyproject.toml)" \
     2> >(grep -v '^DEPRECATION: --no-binary' >&2)  # pip 23.0's notice about the wheel cache we do not use
   rm -rf "$pc"
-  .venv/bin/python -c "$no_fapi"
+  .venv/bin/python -c "$no_fapi" || { echo "setup: tpm2-pytss's binding still links FAPI" >&2; exit 1; }
 fi
 marker=.venv/.sld-installed${extras:+-test}
 check='import sld, construct, tpm2_pytss, pyroute2, prometheus_client, systemd'
