@@ -43,3 +43,13 @@ def test_a_supported_release_is_named_by_its_dist_info(tmp_path: Path) -> None:
 
     site = _site(tmp_path, "tpm2_pytss-1.2.0.dist-info")
     assert installed_version(str(site / "tpm2_pytss")) == "1.2.0"
+
+
+def test_the_venvs_binding_maps_no_fapi() -> None:
+    """scripts/setup.sh compiles tpm2-pytss's binding without FAPI: a process that loads it (as every sld
+    command and the daemon do) maps neither libtss2-fapi nor the libcurl FAPI would bring (4.4 MiB of RSS)."""
+    code = ("import sld.tss; _, lib = sld.tss.binding(); maps = open('/proc/self/maps').read(); "
+            "print(hasattr(lib, 'Fapi_Initialize'), 'libtss2-fapi' in maps, 'libcurl' in maps)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.stdout.split() == ["False", "False", "False"], run.stderr
